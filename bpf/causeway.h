@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Wire structs shared by the BPF programs and the collector.
+ *
+ * This header is the single definition: the collector uses the Rust types that libbpf-cargo
+ * generates from these structs (see the dummy instances at the bottom of each .bpf.c), and a unit
+ * test checks the decoder against them.
+ *
+ * Alignment rules: every record starts with `struct cw_header` (a type tag first); fields are
+ * ordered from widest to narrowest and padded explicitly so the layout is identical on the BPF
+ * target and on x86_64/aarch64 user space.
+ */
+#ifndef __CAUSEWAY_H
+#define __CAUSEWAY_H
+
+#define CW_COMM_LEN 16
+#define CW_PATH_LEN 128
+/* Frames kept per stack. Deep enough for most services; a full stack says so (truncated flag). */
+#define CW_MAX_KSTACK 32
+#define CW_MAX_USTACK 32
+
+/* Record type tags (first field of every ring-buffer record). */
+enum cw_event_type {
+	CW_EV_OFF_CPU = 1,       /* struct cw_off_cpu_event */
+	CW_EV_OFF_CPU_STACK = 2, /* struct cw_off_cpu_stack_event */
+	CW_EV_RUNQ = 3,          /* struct cw_runq_event */
+	CW_EV_PROC = 4,          /* struct cw_proc_event */
+	CW_EV_MAX = 5,
+};
+
+/* Off-CPU state classes, derived from sched_switch's prev_state. */
+enum cw_offcpu_state {
+	CW_STATE_PREEMPTED = 0, /* runnable when switched out (involuntary) */
+	CW_STATE_SLEEP = 1,     /* TASK_INTERRUPTIBLE, or TASK_IDLE (D + NOLOAD) */
+	CW_STATE_DISK = 2,      /* TASK_UNINTERRUPTIBLE ("D-state") */
+	CW_STATE_OTHER = 3,     /* stopped, traced, parked, dead ... */
+};
+
+/* Process lifecycle kinds carried by CW_EV_PROC. */
+enum cw_proc_kind {
+	CW_PROC_EXEC = 1,
+	CW_PROC_FORK = 2,         /* a new process */
+	CW_PROC_THREAD_START = 3, /* a new thread in an existing process */
+	CW_PROC_EXIT = 4,         /* the process's last thread exited */
+	CW_PROC_THREAD_EXIT = 5,
+};
+
+/* Counter slots in the per-CPU `stats` array. */
+enum cw_stat {
+	CW_STAT_EMITTED = 0,   /* + event type: records committed, per type */
+	CW_STAT_DROPPED = 8,   /* + event type: ring buffer full, per type */
+	CW_STAT_SHORT = 16,    /* off-CPU intervals below min_offcpu_ns (not sent) */
+	CW_STAT_SHORT_RQ = 17, /* run-queue waits below min_runq_ns (not sent) */
+	CW_STAT_MAX = 18,
+};
+
+struct cw_header {
+	__u32 type; /* enum cw_event_type */
+	__u32 cpu;
+	__u32 pid; /* tgid */
+	__u32 tid;
+};
+
+/* One off-CPU interval of thread `tid`, from switch-out to switch-in. */
+struct cw_off_cpu_event {
+	struct cw_header hdr;
+	__u64 start_ns;    /* CLOCK_BOOTTIME at switch-out */
+	__u64 duration_ns; /* switch-in minus switch-out (includes run-queue wait after wakeup) */
+	__u64 cgroup_id;   /* cgroup v2 id of the thread */
+	__u32 state;       /* enum cw_offcpu_state */
+	__u32 waker_pid;   /* 0: no waker seen (preempted, or woken by an interrupt) */
+	__u32 waker_tid;
+	__u32 _pad0;
+	char comm[CW_COMM_LEN];         /* thread name */
+	char process_name[CW_COMM_LEN]; /* group leader's comm */
+	char waker_comm[CW_COMM_LEN];
+};
+
+/* An off-CPU interval above stack_threshold_ns, with the blocked thread's stacks. */
+struct cw_off_cpu_stack_event {
+	struct cw_off_cpu_event ev;
+	__s32 n_kernel; /* frames in kernel[], or a negative errno */
+	__s32 n_user;   /* frames in user[], or a negative errno */
+	__u64 kernel[CW_MAX_KSTACK];
+	__u64 user[CW_MAX_USTACK];
+};
+
+/* Run-queue wait of thread `tid`: runnable (woken, new, or preempted) until switched in. */
+struct cw_runq_event {
+	struct cw_header hdr;
+	__u64 start_ns;
+	__u64 duration_ns;
+	__u64 cgroup_id;
+	__u32 prev_pid; /* the task that held the CPU just before `tid` got it */
+	__u32 prev_tid;
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+	char prev_comm[CW_COMM_LEN];
+};
+
+/* Process/thread lifecycle: exec, fork, thread start, exit. Never filtered by duration. */
+struct cw_proc_event {
+	struct cw_header hdr;
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u32 kind;      /* enum cw_proc_kind */
+	__u32 ppid;      /* parent tgid (fork), or old pid (exec) */
+	__s32 exit_code; /* exit: the task's exit_code as the kernel holds it */
+	__u32 _pad0;
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+	char path[CW_PATH_LEN]; /* exec: the file name */
+};
+
+#endif /* __CAUSEWAY_H */

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Off-CPU intervals with state class and waker, run-queue delay, and process lifecycle.
+ *
+ * Per-thread state lives in task storage (not a per-CPU map: threads migrate while blocked), the
+ * ring buffer is written with BPF_RB_NO_WAKEUP and drained by user space on a timer, and every
+ * record that does not fit is counted per CPU and per type in `stats`.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "causeway.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TASK_RUNNING 0x0000
+#define TASK_INTERRUPTIBLE 0x0001
+#define TASK_UNINTERRUPTIBLE 0x0002
+#define TASK_NOLOAD 0x0400
+
+/* Tunables, written by the collector through the skeleton's rodata before load. */
+const volatile __u64 min_offcpu_ns = 1000000;
+const volatile __u64 min_runq_ns = 100000;
+const volatile __u64 stack_threshold_ns = 10000000; /* 0: no stacks */
+const volatile __u32 self_tgid = 0;                 /* the collector never traces itself */
+const volatile bool filter_tgid = false;            /* only tgids in `tgid_filter` */
+const volatile bool follow_children = true;         /* a traced process's children are traced */
+const volatile bool filter_cgroup = false;          /* only tasks under target_cgroup_id */
+const volatile __u64 target_cgroup_id = 0;
+const volatile __u32 target_cgroup_level = 0; /* depth of target in the v2 hierarchy */
+const volatile bool capture_runq = true;
+
+/* Per-thread scratch state. */
+struct task_state {
+	__u64 off_ts;  /* switch-out time, 0 while on CPU */
+	__u64 runq_ts; /* became runnable, 0 when not waiting */
+	__u32 state;   /* enum cw_offcpu_state of the current off-CPU interval */
+	__u32 waker_pid;
+	__u32 waker_tid;
+	__s32 n_user; /* frames in user[] captured at switch-out, or negative errno */
+	char waker_comm[CW_COMM_LEN];
+	__u64 user[CW_MAX_USTACK];
+};
+
+/* key: the task; value: its scratch state, freed by the kernel when the task goes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} task_states SEC(".maps");
+
+/* key: tgid; value: unused. Consulted only when filter_tgid is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} tgid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by the collector before load */
+} events SEC(".maps");
+
+/* key: enum cw_stat slot; value: per-CPU counter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &slot);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+/* True when `t` is at or below the target cgroup (cgroup v2 ancestry, one read). */
+static __always_inline bool in_target_cgroup(struct task_struct *t)
+{
+	struct cgroup *cgrp = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	struct cgroup *anc = NULL;
+	int level = BPF_CORE_READ(cgrp, level);
+	__u32 tl = target_cgroup_level;
+
+	if (level < (int)tl || tl > 255)
+		return false;
+	bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[tl]);
+	return anc && BPF_CORE_READ(anc, kn, id) == target_cgroup_id;
+}
+
+static __always_inline bool traced(struct task_struct *t)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+
+	if (BPF_CORE_READ(t, pid) == 0 || tgid == self_tgid)
+		return false;
+	if (filter_tgid && !bpf_map_lookup_elem(&tgid_filter, &tgid))
+		return false;
+	if (filter_cgroup && !in_target_cgroup(t))
+		return false;
+	return true;
+}
+
+static __always_inline __u32 state_class(bool preempt, unsigned int prev_state)
+{
+	if (preempt || (prev_state & 0xff) == TASK_RUNNING)
+		return CW_STATE_PREEMPTED;
+	if (prev_state & TASK_INTERRUPTIBLE)
+		return CW_STATE_SLEEP;
+	if (prev_state & TASK_UNINTERRUPTIBLE)
+		return (prev_state & TASK_NOLOAD) ? CW_STATE_SLEEP : CW_STATE_DISK;
+	return CW_STATE_OTHER;
+}
+
+static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
+{
+	h->type = type;
+	h->cpu = bpf_get_smp_processor_id();
+	h->pid = BPF_CORE_READ(t, tgid);
+	h->tid = BPF_CORE_READ(t, pid);
+}
+
+static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)
+{
+	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])comm, t, comm);
+	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])process_name, t, group_leader, comm);
+}
+
+static __always_inline void fill_off_cpu(struct cw_off_cpu_event *e, __u32 type,
+					 struct task_struct *t, struct task_state *s, __u64 now)
+{
+	fill_header(&e->hdr, type, t);
+	e->start_ns = s->off_ts;
+	e->duration_ns = now - s->off_ts;
+	e->cgroup_id = task_cgroup_id(t);
+	e->state = s->state;
+	e->waker_pid = s->waker_pid;
+	e->waker_tid = s->waker_tid;
+	e->_pad0 = 0;
+	fill_names(e->comm, e->process_name, t);
+	__builtin_memcpy(e->waker_comm, s->waker_comm, CW_COMM_LEN);
+}
+
+static __always_inline void emit_off_cpu(struct task_struct *t, struct task_state *s, __u64 now)
+{
+	__u64 delta = now - s->off_ts;
+
+	if (stack_threshold_ns && delta >= stack_threshold_ns && s->state != CW_STATE_PREEMPTED) {
+		struct cw_off_cpu_stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+		if (!e) {
+			count(CW_STAT_DROPPED + CW_EV_OFF_CPU_STACK);
+			return;
+		}
+		fill_off_cpu(&e->ev, CW_EV_OFF_CPU_STACK, t, s, now);
+		/* `t` is still parked in __schedule: its kernel stack is the blocking one. */
+		long n = bpf_get_task_stack(t, e->kernel, sizeof(e->kernel), 0);
+		e->n_kernel = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
+		e->n_user = s->n_user;
+		if (s->n_user > 0)
+			__builtin_memcpy(e->user, s->user, sizeof(e->user));
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		count(CW_STAT_EMITTED + CW_EV_OFF_CPU_STACK);
+		return;
+	}
+
+	struct cw_off_cpu_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CW_STAT_DROPPED + CW_EV_OFF_CPU);
+		return;
+	}
+	fill_off_cpu(e, CW_EV_OFF_CPU, t, s, now);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	count(CW_STAT_EMITTED + CW_EV_OFF_CPU);
+}
+
+static __always_inline void emit_runq(struct task_struct *t, struct task_struct *prev,
+				      struct task_state *s, __u64 now)
+{
+	struct cw_runq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(CW_STAT_DROPPED + CW_EV_RUNQ);
+		return;
+	}
+	fill_header(&e->hdr, CW_EV_RUNQ, t);
+	e->start_ns = s->runq_ts;
+	e->duration_ns = now - s->runq_ts;
+	e->cgroup_id = task_cgroup_id(t);
+	e->prev_pid = BPF_CORE_READ(prev, tgid);
+	e->prev_tid = BPF_CORE_READ(prev, pid);
+	fill_names(e->comm, e->process_name, t);
+	BPF_CORE_READ_STR_INTO(&e->prev_comm, prev, comm);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	count(CW_STAT_EMITTED + CW_EV_RUNQ);
+}
+
+/* tp_btf/sched_switch: void (bool preempt, struct task_struct *prev, struct task_struct *next,
+ *                            unsigned int prev_state)   -- prev_state since 5.18 */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct task_state *s;
+
+	if (traced(prev)) {
+		s = bpf_task_storage_get(&task_states, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (s) {
+			s->off_ts = now;
+			s->state = state_class(preempt, prev_state);
+			s->waker_pid = 0;
+			s->waker_tid = 0;
+			s->n_user = 0;
+			if (s->state == CW_STATE_PREEMPTED) {
+				/* involuntary: it goes straight back to the run queue */
+				s->runq_ts = now;
+			} else if (stack_threshold_ns) {
+				/* prev is current: the only moment its user stack is readable */
+				long n = bpf_get_stack(ctx, s->user, sizeof(s->user), BPF_F_USER_STACK);
+				s->n_user = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
+			}
+		}
+	}
+
+	if (!traced(next))
+		return 0;
+	s = bpf_task_storage_get(&task_states, next, 0, 0);
+	if (!s)
+		return 0;
+	if (s->off_ts) {
+		if (now - s->off_ts >= min_offcpu_ns)
+			emit_off_cpu(next, s, now);
+		else
+			count(CW_STAT_SHORT);
+		s->off_ts = 0;
+	}
+	if (s->runq_ts) {
+		if (capture_runq && now - s->runq_ts >= min_runq_ns)
+			emit_runq(next, prev, s, now);
+		else
+			count(CW_STAT_SHORT_RQ);
+		s->runq_ts = 0;
+	}
+	return 0;
+}
+
+/* tp_btf/sched_waking: void (struct task_struct *p) -- runs in the waker's context. */
+SEC("tp_btf/sched_waking")
+int BPF_PROG(handle__sched_waking, struct task_struct *p)
+{
+	struct task_struct *waker = (struct task_struct *)bpf_get_current_task_btf();
+	struct task_state *s;
+
+	if (!traced(p))
+		return 0;
+	s = bpf_task_storage_get(&task_states, p, 0, 0);
+	if (!s)
+		return 0;
+	s->runq_ts = bpf_ktime_get_boot_ns();
+	/* an interrupt (softirq, timer) waking p runs on whatever task was current: pid 0 is idle */
+	s->waker_pid = BPF_CORE_READ(waker, tgid);
+	s->waker_tid = BPF_CORE_READ(waker, pid);
+	BPF_CORE_READ_STR_INTO(&s->waker_comm, waker, comm);
+	return 0;
+}
+
+/* tp_btf/sched_wakeup_new: void (struct task_struct *p) -- a new task's first enqueue. */
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(handle__sched_wakeup_new, struct task_struct *p)
+{
+	struct task_state *s;
+
+	if (!traced(p))
+		return 0;
+	s = bpf_task_storage_get(&task_states, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (s)
+		s->runq_ts = bpf_ktime_get_boot_ns();
+	return 0;
+}
+
+static __always_inline void emit_proc(struct task_struct *t, __u32 kind, __u32 ppid,
+				      __s32 exit_code, const char *path)
+{
+	struct cw_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(CW_STAT_DROPPED + CW_EV_PROC);
+		return;
+	}
+	fill_header(&e->hdr, CW_EV_PROC, t);
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->cgroup_id = task_cgroup_id(t);
+	e->kind = kind;
+	e->ppid = ppid;
+	e->exit_code = exit_code;
+	e->_pad0 = 0;
+	fill_names(e->comm, e->process_name, t);
+	e->path[0] = 0;
+	if (path)
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	count(CW_STAT_EMITTED + CW_EV_PROC);
+}
+
+/* tp_btf/sched_process_exec: void (struct task_struct *p, pid_t old_pid, struct linux_binprm *) */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle__sched_process_exec, struct task_struct *p, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	if (!traced(p))
+		return 0;
+	emit_proc(p, CW_PROC_EXEC, old_pid, 0, BPF_CORE_READ(bprm, filename));
+	return 0;
+}
+
+/* tp_btf/sched_process_fork: void (struct task_struct *parent, struct task_struct *child) */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle__sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	bool new_process = child_tgid != parent_tgid;
+
+	if (new_process && filter_tgid && follow_children &&
+	    bpf_map_lookup_elem(&tgid_filter, &parent_tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tgid_filter, &child_tgid, &one, BPF_ANY);
+	}
+	if (!traced(child))
+		return 0;
+	emit_proc(child, new_process ? CW_PROC_FORK : CW_PROC_THREAD_START, parent_tgid, 0, NULL);
+	return 0;
+}
+
+/* tp_btf/sched_process_exit: void (struct task_struct *p, bool group_dead) -- 6.x: 2 args */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle__sched_process_exit, struct task_struct *p)
+{
+	__u32 tgid;
+	bool last;
+
+	if (!traced(p))
+		return 0;
+	tgid = BPF_CORE_READ(p, tgid);
+	/* group_dead is not in older prototypes: the leader's exit stands for the process */
+	last = BPF_CORE_READ(p, pid) == tgid;
+	emit_proc(p, last ? CW_PROC_EXIT : CW_PROC_THREAD_EXIT, 0, BPF_CORE_READ(p, exit_code),
+		  NULL);
+	if (last && filter_tgid && follow_children)
+		bpf_map_delete_elem(&tgid_filter, &tgid);
+	return 0;
+}
+
+/* Dummy instances so the skeleton generator emits Rust definitions of the wire structs. */
+struct cw_off_cpu_event _cw_off_cpu_event = {};
+struct cw_off_cpu_stack_event _cw_off_cpu_stack_event = {};
+struct cw_runq_event _cw_runq_event = {};
+struct cw_proc_event _cw_proc_event = {};

@@ -1,0 +1,39 @@
+//! Compiles bpf/*.bpf.c with clang and generates libbpf-rs skeletons into OUT_DIR.
+use std::env;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+/// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs.
+const PROBES: &[&str] = &["offcpu", "empty"];
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set in build script"));
+    let bpf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bpf");
+    let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => "x86",
+        Ok("aarch64") => "arm64",
+        Ok(other) => panic!("unsupported target architecture for BPF: {other}"),
+        Err(_) => "x86",
+    };
+    let debug = env::var_os("CAUSEWAY_BPF_DEBUG").is_some();
+    for name in PROBES {
+        let src = bpf_dir.join(format!("{name}.bpf.c"));
+        let mut args = vec![
+            format!("-I{}", bpf_dir.display()),
+            format!("-D__TARGET_ARCH_{arch}"),
+            "-Wall".to_string(),
+        ];
+        if debug {
+            args.push("-DCAUSEWAY_DEBUG".to_string());
+        }
+        SkeletonBuilder::new()
+            .source(&src)
+            .clang_args(args)
+            .build_and_generate(out.join(format!("{name}.skel.rs")))
+            .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
+        println!("cargo:rerun-if-changed={}", src.display());
+    }
+    println!("cargo:rerun-if-changed={}", bpf_dir.join("causeway.h").display());
+    println!("cargo:rerun-if-env-changed=CAUSEWAY_BPF_DEBUG");
+}

@@ -1,0 +1,111 @@
+//! `causeway-collector bench-bpf`: BPF nanoseconds per sched_switch event of the off-CPU probe
+//! against an empty program on the same hook, measured together (same run, same workload) from
+//! the kernel's own bpf_stats (run_time_ns / run_cnt).
+
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::skel::SkelBuilder;
+
+use crate::probes::empty::EmptySkelBuilder;
+use crate::probes::offcpu;
+
+/// Cumulative kernel statistics of one BPF program.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgStats {
+    /// Total time spent in the program.
+    pub run_time_ns: u64,
+    /// Times it ran.
+    pub run_cnt: u64,
+}
+
+/// Reads run_time_ns and run_cnt of a program (bpf_stats must be enabled for them to move).
+pub fn prog_stats(fd: impl AsFd) -> Result<ProgStats> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a valid bpf_prog_info and len its size; the fd is a BPF program.
+    let rc = unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    if rc != 0 {
+        anyhow::bail!("bpf_prog_get_info_by_fd: {}", std::io::Error::from_raw_os_error(-rc));
+    }
+    Ok(ProgStats { run_time_ns: info.run_time_ns, run_cnt: info.run_cnt })
+}
+
+/// Keeps kernel.bpf_stats_enabled on while alive (the returned fd is the kernel's own guard).
+fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: plain syscall wrapper; returns an fd or a negative errno.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        anyhow::bail!("enabling bpf_stats: {}", std::io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Runs the pipe ping-pong workload for `secs` with both programs attached and prints the table.
+pub fn run(secs: u64, json: bool) -> Result<()> {
+    crate::preflight::require_capture()?;
+    let _stats_guard = enable_bpf_stats()?;
+    let settings = offcpu::Settings {
+        min_off_cpu: Duration::from_millis(1),
+        min_runq: Duration::from_micros(100),
+        stack_threshold: Duration::ZERO,
+        follow_children: true,
+        ring_buffer_bytes: 8 << 20,
+        ..Default::default()
+    };
+    let mut obj = MaybeUninit::uninit();
+    let mut skel = offcpu::load(&mut obj, &settings)?;
+    offcpu::attach(&mut skel)?;
+    let mut obj2 = MaybeUninit::uninit();
+    let mut empty = EmptySkelBuilder::default().open(&mut obj2)?.load()?;
+    empty.attach()?;
+
+    let before = (
+        prog_stats(skel.progs.handle__sched_switch.as_fd())?,
+        prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
+    );
+    let t0 = Instant::now();
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["workload", "pingpong", "--time"])
+        .arg(format!("{secs}s"))
+        .output()
+        .context("running the ping-pong workload")?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let after = (
+        prog_stats(skel.progs.handle__sched_switch.as_fd())?,
+        prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
+    );
+    let per = |a: ProgStats, b: ProgStats| {
+        let n = a.run_cnt - b.run_cnt;
+        ((a.run_time_ns - b.run_time_ns) as f64 / n.max(1) as f64, n)
+    };
+    let (cw_ns, cw_n) = per(after.0, before.0);
+    let (empty_ns, empty_n) = per(after.1, before.1);
+    let rounds = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if json {
+        println!(
+            "{{\"causeway_ns_per_event\":{cw_ns:.1},\"empty_ns_per_event\":{empty_ns:.1},\"ratio\":{:.2},\"events\":{cw_n},\"events_per_sec\":{:.0},\"workload\":{rounds}}}",
+            cw_ns / empty_ns.max(1e-9),
+            cw_n as f64 / elapsed
+        );
+    } else {
+        println!("| program (tp_btf/sched_switch) | events | ns/event | × empty |");
+        println!("|---|---:|---:|---:|");
+        println!("| empty baseline | {empty_n} | {empty_ns:.0} | 1.00 |");
+        println!("| causeway off-CPU (state, waker, runq) | {cw_n} | {cw_ns:.0} | {:.2} |", cw_ns / empty_ns.max(1e-9));
+        println!("switch rate {:.0}/s over {elapsed:.1}s; workload: {rounds}", cw_n as f64 / elapsed);
+    }
+    Ok(())
+}

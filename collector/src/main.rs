@@ -1,0 +1,195 @@
+//! causeway-collector: captures why threads are off CPU (state, waker, run-queue delay) with
+//! eBPF and writes the records as Parquet to object storage.
+
+mod bench;
+mod cli;
+mod clock;
+mod config;
+mod demo;
+mod doctor;
+mod preflight;
+mod probes;
+mod run;
+mod sink;
+mod stacks;
+mod stats;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::config::UsageError;
+
+#[derive(Parser)]
+#[command(name = "causeway-collector", version, about = "Capture why threads wait: off-CPU intervals with state and waker, run-queue delay and process lifecycle, via eBPF, into Parquet on object storage.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// YAML config file (see config/collector.example.yaml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Trace only this process (tgid) and its children; repeat for several.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pids: Vec<u32>,
+    /// Trace only tasks in this cgroup v2 directory (and below).
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<String>,
+    /// Stop after this long (e.g. 30s); default: until SIGINT/SIGTERM.
+    #[arg(long, value_parser = cli::duration)]
+    duration: Option<Duration>,
+    /// Object store: file:///dir, a directory, or s3://bucket/prefix [default: file://./data].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// OTLP endpoint for the log records.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Host partition name [default: this machine's host name].
+    #[arg(long)]
+    host: Option<String>,
+    /// Minimum off-CPU interval recorded [default: 1ms].
+    #[arg(long, value_parser = cli::duration)]
+    min_off_cpu: Option<Duration>,
+    /// Minimum run-queue wait recorded [default: 100us].
+    #[arg(long, value_parser = cli::duration)]
+    min_runq: Option<Duration>,
+    /// Off-CPU intervals at least this long carry stacks; 0 disables [default: 10ms].
+    #[arg(long, value_parser = cli::duration)]
+    stack_threshold: Option<Duration>,
+    /// Write a Parquet file at least this often [default: 10s].
+    #[arg(long, value_parser = cli::duration)]
+    flush_interval: Option<Duration>,
+    /// ... or once this many rows are buffered [default: 200000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    flush_rows: Option<u64>,
+    /// Above this many events/s, sample and count what was shed; 0: no limit [default: 50000].
+    #[arg(long)]
+    max_events_per_second: Option<u64>,
+    /// Create this file (containing our pid) once the probes are attached.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture until SIGINT/SIGTERM or --duration, then flush everything.
+    Run(RunArgs),
+    /// Report what this kernel and these privileges allow, and load the probes once.
+    Doctor,
+    /// Record a built-in workload (a thread sleeps holding a mutex another thread waits on) and
+    /// print the waiter's off-CPU time and its waker.
+    Demo {
+        /// Object store for the recording.
+        #[arg(long, default_value = "file://./data")]
+        store: String,
+        /// How long the holder sleeps with the mutex held.
+        #[arg(long, default_value = "200ms", value_parser = cli::duration)]
+        hold: Duration,
+    },
+    /// BPF ns per sched_switch event, against an empty program on the same hook.
+    BenchBpf {
+        /// Seconds of pipe ping-pong to measure.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Built-in workloads (for tests and the demo).
+    #[command(hide = true, subcommand)]
+    Workload(workload::Workload),
+}
+
+fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !args.pids.is_empty() {
+        cfg.pids = args.pids.clone();
+    }
+    macro_rules! set {
+        ($field:expr, $value:expr) => {
+            if let Some(v) = $value.clone() {
+                $field = v;
+            }
+        };
+    }
+    set!(cfg.store, args.store);
+    set!(cfg.host, args.host);
+    set!(cfg.thresholds.min_off_cpu, args.min_off_cpu);
+    set!(cfg.thresholds.min_runq, args.min_runq);
+    set!(cfg.thresholds.stack, args.stack_threshold);
+    set!(cfg.storage.flush_interval, args.flush_interval);
+    set!(cfg.thresholds.max_events_per_second, args.max_events_per_second);
+    if let Some(r) = args.flush_rows {
+        cfg.storage.flush_rows = r as usize;
+    }
+    if args.cgroup.is_some() {
+        cfg.cgroup = args.cgroup.clone();
+    }
+    if args.duration.is_some() {
+        cfg.duration = args.duration;
+    }
+    if args.otlp_endpoint.is_some() {
+        cfg.otlp_endpoint = args.otlp_endpoint.clone();
+    }
+    cfg.validate().map_err(|e| anyhow::anyhow!(UsageError(e)))?;
+    causeway_store::StoreLocation::parse(&cfg.store)
+        .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid `store`: {e:#}"))))?;
+    if let Some(ep) = &cfg.otlp_endpoint {
+        return Err(anyhow::anyhow!(UsageError(format!(
+            "`otlp_endpoint` {ep}: OTLP export is not in this build yet (tracked in issue 5); \
+             records go to the store only"
+        ))));
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => config_for(&args).and_then(|cfg| {
+            run::install_signal_handlers();
+            let summary = run::run(
+                &cfg,
+                run::RunOptions { ready_file: args.ready_file.clone(), ..Default::default() },
+            )?;
+            eprint!("{}", summary.report());
+            Ok(())
+        }),
+        Command::Doctor => doctor::run(),
+        Command::Demo { store, hold } => {
+            run::install_signal_handlers();
+            let cfg = Config { store, ..Config::default() };
+            causeway_store::StoreLocation::parse(&cfg.store)
+                .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid --store: {e:#}"))))
+                .and_then(|_| demo::run(cfg, hold))
+        }
+        Command::BenchBpf { secs, json } => bench::run(secs, json),
+        Command::Workload(w) => workload::run(w),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some();
+            eprintln!("causeway-collector: error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Probe sets: one module per `bpf/<name>.bpf.c`, each loading its skeleton and decoding its
+//! records.
+
+pub mod cgroup;
+pub mod empty;
+pub mod offcpu;
+
+/// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
+pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
+    assert_eq!(std::mem::size_of::<T>(), 1, "cstr takes char arrays");
+    // SAFETY: T is one byte wide (checked above), so the slice reinterprets as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len()) };
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Reads a `T` from the front of a ring-buffer record, or None when the record is too short.
+pub(crate) fn read_record<T: Copy>(data: &[u8]) -> Option<T> {
+    if data.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; read_unaligned has no alignment requirement; T is a plain C struct
+    // generated from the BPF object's BTF, valid for any bit pattern.
+    Some(unsafe { std::ptr::read_unaligned(data.as_ptr() as *const T) })
+}

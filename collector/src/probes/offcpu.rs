@@ -1,0 +1,302 @@
+//! bpf/offcpu.bpf.c: off-CPU intervals (state class, waker), run-queue delay, process lifecycle.
+//!
+//! Loads and attaches the skeleton with the configured tunables and filters, and decodes its
+//! ring-buffer records into [`KernelEvent`]s.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::names;
+use causeway_proto::KernelEvent;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::MapCore;
+use libbpf_rs::MapFlags;
+use libbpf_rs::OpenObject;
+
+use super::cgroup::CgroupTarget;
+use super::cstr;
+use super::read_record;
+use crate::clock::BootToWall;
+use crate::stacks::StackTable;
+
+#[allow(missing_docs, clippy::all, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/offcpu.skel.rs"));
+}
+
+pub use skel::types;
+pub use skel::OffcpuSkel;
+use skel::OffcpuSkelBuilder;
+
+/// Record type tags and limits, as in bpf/causeway.h (checked against the BPF object's structs by
+/// the tests below).
+pub mod wire {
+    /// `CW_EV_OFF_CPU`
+    pub const EV_OFF_CPU: u32 = 1;
+    /// `CW_EV_OFF_CPU_STACK`
+    pub const EV_OFF_CPU_STACK: u32 = 2;
+    /// `CW_EV_RUNQ`
+    pub const EV_RUNQ: u32 = 3;
+    /// `CW_EV_PROC`
+    pub const EV_PROC: u32 = 4;
+    /// `CW_EV_MAX`
+    pub const EV_MAX: usize = 5;
+    /// `CW_STAT_EMITTED`
+    pub const STAT_EMITTED: u32 = 0;
+    /// `CW_STAT_DROPPED`
+    pub const STAT_DROPPED: u32 = 8;
+    /// `CW_STAT_SHORT`
+    pub const STAT_SHORT: u32 = 16;
+    /// `CW_STAT_SHORT_RQ`
+    pub const STAT_SHORT_RQ: u32 = 17;
+    /// `CW_STAT_MAX`
+    pub const STAT_MAX: u32 = 18;
+    /// `CW_MAX_USTACK` / `CW_MAX_KSTACK`
+    pub const MAX_STACK: usize = 32;
+}
+
+/// Names of record types, for counters and logs.
+pub fn type_name(t: usize) -> &'static str {
+    match t as u32 {
+        wire::EV_OFF_CPU => "off_cpu",
+        wire::EV_OFF_CPU_STACK => "off_cpu_stack",
+        wire::EV_RUNQ => "runq",
+        wire::EV_PROC => "proc",
+        _ => "unknown",
+    }
+}
+
+/// Tunables and filters written into the program before load.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Minimum off-CPU interval sent to user space.
+    pub min_off_cpu: Duration,
+    /// Minimum run-queue wait sent to user space.
+    pub min_runq: Duration,
+    /// Stacks for off-CPU intervals at least this long; zero disables stacks.
+    pub stack_threshold: Duration,
+    /// tgids to trace; empty: all.
+    pub pids: Vec<u32>,
+    /// Trace children of traced processes.
+    pub follow_children: bool,
+    /// Only tasks under this cgroup.
+    pub cgroup: Option<CgroupTarget>,
+    /// Ring buffer size in bytes (power of two).
+    pub ring_buffer_bytes: u32,
+}
+
+/// Opens, configures and loads the skeleton. `open_object` must outlive the skeleton.
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    s: &Settings,
+) -> Result<OffcpuSkel<'obj>> {
+    let builder = OffcpuSkelBuilder::default();
+    let mut open = builder.open(open_object).context("opening the off-CPU BPF object")?;
+    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
+    ro.min_runq_ns = s.min_runq.as_nanos() as u64;
+    ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
+    ro.self_tgid = std::process::id();
+    ro.filter_tgid = !s.pids.is_empty();
+    ro.follow_children = s.follow_children;
+    if let Some(cg) = s.cgroup {
+        ro.filter_cgroup = true;
+        ro.target_cgroup_id = cg.id;
+        ro.target_cgroup_level = cg.level;
+    }
+    open.maps
+        .events
+        .set_max_entries(s.ring_buffer_bytes)
+        .context("sizing the ring buffer")?;
+    let skel = open.load().context("loading the off-CPU BPF programs (verifier)")?;
+    for pid in &s.pids {
+        skel.maps
+            .tgid_filter
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .with_context(|| format!("adding pid {pid} to the filter"))?;
+    }
+    Ok(skel)
+}
+
+/// Attaches every program of the skeleton.
+pub fn attach(skel: &mut OffcpuSkel<'_>) -> Result<()> {
+    skel.attach().context("attaching to sched_switch/sched_waking/sched_wakeup_new/process tracepoints (tp_btf)")
+}
+
+/// Per-CPU counters from the `stats` map: `[slot][cpu]`.
+pub fn read_stats(skel: &OffcpuSkel<'_>) -> Result<Vec<Vec<u64>>> {
+    let mut out = Vec::with_capacity(wire::STAT_MAX as usize);
+    for slot in 0..wire::STAT_MAX {
+        let per_cpu = skel
+            .maps
+            .stats
+            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
+            .context("reading BPF counters")?
+            .unwrap_or_default();
+        out.push(
+            per_cpu
+                .iter()
+                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+fn state_name(s: u32) -> &'static str {
+    match s {
+        0 => names::state::PREEMPTED,
+        1 => names::state::SLEEP,
+        2 => names::state::DISK,
+        _ => names::state::OTHER,
+    }
+}
+
+fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
+    let woken = e.waker_tid != 0 || e.waker_pid != 0;
+    KernelEvent {
+        time_unix_nano: clock.wall(e.start_ns),
+        duration_ns: e.duration_ns as i64,
+        pid: e.hdr.pid as i32,
+        tid: e.hdr.tid as i32,
+        comm: cstr(&e.comm),
+        process_name: cstr(&e.process_name),
+        event_name: names::event::OFF_CPU,
+        cpu: e.hdr.cpu as i32,
+        cgroup_id: e.cgroup_id as i64,
+        state: Some(state_name(e.state)),
+        waker_pid: woken.then_some(e.waker_pid as i32),
+        waker_tid: woken.then_some(e.waker_tid as i32),
+        waker_comm: woken.then(|| cstr(&e.waker_comm)),
+        ..Default::default()
+    }
+}
+
+fn frames(n: i32, ips: &[u64]) -> &[u64] {
+    let n = n.clamp(0, ips.len() as i32) as usize;
+    &ips[..n]
+}
+
+/// Decodes one ring-buffer record. Unknown or short records give `None` (and are counted by
+/// the caller).
+pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Option<KernelEvent> {
+    let hdr: types::cw_header = read_record(data)?;
+    match hdr.r#type {
+        wire::EV_OFF_CPU => Some(off_cpu_event(&read_record(data)?, clock)),
+        wire::EV_OFF_CPU_STACK => {
+            let s: types::cw_off_cpu_stack_event = read_record(data)?;
+            let mut ev = off_cpu_event(&s.ev, clock);
+            ev.kernel_stack_id = stacks.kernel(frames(s.n_kernel, &s.kernel), ev.time_unix_nano);
+            ev.user_stack_id = stacks.user(ev.pid, frames(s.n_user, &s.user), ev.time_unix_nano);
+            Some(ev)
+        }
+        wire::EV_RUNQ => {
+            let e: types::cw_runq_event = read_record(data)?;
+            Some(KernelEvent {
+                time_unix_nano: clock.wall(e.start_ns),
+                duration_ns: e.duration_ns as i64,
+                pid: e.hdr.pid as i32,
+                tid: e.hdr.tid as i32,
+                comm: cstr(&e.comm),
+                process_name: cstr(&e.process_name),
+                event_name: names::event::RUNQ,
+                cpu: e.hdr.cpu as i32,
+                cgroup_id: e.cgroup_id as i64,
+                prev_pid: Some(e.prev_pid as i32),
+                prev_tid: Some(e.prev_tid as i32),
+                prev_comm: Some(cstr(&e.prev_comm)),
+                ..Default::default()
+            })
+        }
+        wire::EV_PROC => {
+            let e: types::cw_proc_event = read_record(data)?;
+            let (name, ppid, exit_code, path) = match e.kind {
+                1 => (names::event::PROCESS_EXEC, Some(e.ppid as i32), None, Some(cstr(&e.path))),
+                2 => (names::event::PROCESS_FORK, Some(e.ppid as i32), None, None),
+                3 => (names::event::THREAD_START, Some(e.ppid as i32), None, None),
+                4 => (names::event::PROCESS_EXIT, None, Some(e.exit_code), None),
+                5 => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
+                _ => return None,
+            };
+            if name == names::event::PROCESS_EXIT {
+                stacks.forget_process(e.hdr.pid as i32);
+            }
+            Some(KernelEvent {
+                time_unix_nano: clock.wall(e.ts_ns),
+                pid: e.hdr.pid as i32,
+                tid: e.hdr.tid as i32,
+                comm: cstr(&e.comm),
+                process_name: cstr(&e.process_name),
+                event_name: name,
+                cpu: e.hdr.cpu as i32,
+                cgroup_id: e.cgroup_id as i64,
+                ppid,
+                exit_code,
+                path,
+                ..Default::default()
+            })
+        }
+        _ => None,
+    }
+}
+
+/// True for records that load shedding must never drop (process lifecycle).
+pub fn is_lifecycle(data: &[u8]) -> bool {
+    read_record::<types::cw_header>(data).is_some_and(|h| h.r#type == wire::EV_PROC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    #[test]
+    fn wire_structs_have_the_c_layout() {
+        // sizes from bpf/causeway.h, computed by hand: a mismatch means the header changed
+        // without the decoder.
+        assert_eq!(size_of::<types::cw_header>(), 16);
+        assert_eq!(size_of::<types::cw_off_cpu_event>(), 16 + 24 + 16 + 48);
+        assert_eq!(
+            size_of::<types::cw_off_cpu_stack_event>(),
+            size_of::<types::cw_off_cpu_event>() + 8 + 8 * 2 * wire::MAX_STACK
+        );
+        assert_eq!(size_of::<types::cw_runq_event>(), 16 + 24 + 8 + 48);
+        assert_eq!(size_of::<types::cw_proc_event>(), 16 + 16 + 16 + 32 + 128);
+        let s = types::cw_off_cpu_stack_event::default();
+        assert_eq!(s.kernel.len(), wire::MAX_STACK);
+        assert_eq!(s.user.len(), wire::MAX_STACK);
+    }
+
+    #[test]
+    fn decodes_an_off_cpu_record() {
+        let mut e = types::cw_off_cpu_event::default();
+        e.hdr.r#type = wire::EV_OFF_CPU;
+        e.hdr.pid = 10;
+        e.hdr.tid = 11;
+        e.start_ns = 1_000;
+        e.duration_ns = 200_000_000;
+        e.state = 1;
+        e.waker_pid = 10;
+        e.waker_tid = 12;
+        for (d, s) in e.waker_comm.iter_mut().zip(b"holder\0") {
+            *d = *s as _;
+        }
+        // SAFETY: reading the bytes of a plain C struct we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, size_of::<types::cw_off_cpu_event>())
+        };
+        let clock = BootToWall::sample();
+        let mut stacks = StackTable::new(wire::MAX_STACK);
+        let ev = decode(bytes, &clock, &mut stacks).unwrap();
+        assert_eq!(ev.event_name, "sched.off_cpu");
+        assert_eq!((ev.pid, ev.tid, ev.waker_tid), (10, 11, Some(12)));
+        assert_eq!(ev.state, Some("sleep"));
+        assert_eq!(ev.waker_comm.as_deref(), Some("holder"));
+        assert_eq!(ev.duration_ns, 200_000_000);
+        assert!(decode(&bytes[..20], &clock, &mut stacks).is_none(), "short record");
+    }
+}

@@ -1,0 +1,460 @@
+//! `causeway-collector run`: load and attach the probes, drain the ring buffer on a timer,
+//! decode, and hand batches to the Parquet writer; on SIGINT/SIGTERM (or `--duration`) drain
+//! once more and flush everything before exiting.
+//!
+//! Threads: capture (this thread: owns the skeleton and the ring buffer) → bounded channel →
+//! writer (a small tokio runtime: Parquet encoding, object-store puts, retention).
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::KernelEvent;
+use causeway_proto::StackRecord;
+use causeway_store::StoreLocation;
+use libbpf_rs::RingBufferBuilder;
+use tokio::sync::mpsc;
+
+use crate::clock::BootToWall;
+use crate::clock::realtime_ns;
+use crate::config::Config;
+use crate::probes::cgroup;
+use crate::probes::offcpu;
+use crate::probes::offcpu::wire;
+use crate::sink::parquet::ParquetSink;
+use crate::sink::parquet::SinkSettings;
+use crate::sink::parquet::SinkTotals;
+use crate::sink::retention;
+use crate::stacks::StackTable;
+use crate::stats::StatsRecord;
+
+/// Set by SIGINT/SIGTERM.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT/SIGTERM handlers that request a clean stop (final drain and flush).
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Extra controls for embedding `run` (demo, tests).
+#[derive(Default)]
+pub struct RunOptions {
+    /// Created once the probes are attached (tests wait for it).
+    pub ready_file: Option<PathBuf>,
+    /// Called once the probes are attached.
+    pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+    /// Another way to request a stop.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Keep a copy of every decoded event in the summary (demo).
+    pub keep_events: bool,
+}
+
+/// What a run captured and wrote.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Records decoded, per record type (index = wire type).
+    pub decoded: [u64; wire::EV_MAX],
+    /// Records the kernel dropped (ring buffer full), per type.
+    pub dropped: [u64; wire::EV_MAX],
+    /// Records shed above max_events_per_second.
+    pub shed: u64,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+    /// What the writer wrote.
+    pub written: SinkTotals,
+    /// Wall time between attach and the final drain.
+    pub elapsed: Duration,
+    /// Copies of decoded events, when asked for.
+    pub events: Vec<KernelEvent>,
+    /// Where the data went.
+    pub store: String,
+}
+
+/// A batch from the capture thread to the writer.
+struct Batch {
+    events: Vec<KernelEvent>,
+    stacks: Vec<StackRecord>,
+    stats: Vec<StatsRecord>,
+}
+
+/// Decoding state shared with the ring-buffer callback.
+struct Capture {
+    clock: BootToWall,
+    stacks: StackTable,
+    events: Vec<KernelEvent>,
+    kept: Option<Vec<KernelEvent>>,
+    decoded: [u64; wire::EV_MAX],
+    shed: u64,
+    undecodable: u64,
+    limit_per_sec: u64,
+    window_start: Instant,
+    window_count: u64,
+}
+
+impl Capture {
+    fn on_record(&mut self, data: &[u8]) {
+        if self.limit_per_sec > 0 && !offcpu::is_lifecycle(data) {
+            if self.window_start.elapsed() >= Duration::from_secs(1) {
+                self.window_start = Instant::now();
+                self.window_count = 0;
+            }
+            self.window_count += 1;
+            if self.window_count > self.limit_per_sec {
+                self.shed += 1;
+                return;
+            }
+        }
+        match offcpu::decode(data, &self.clock, &mut self.stacks) {
+            Some(ev) => {
+                let t = data.first().copied().unwrap_or(0) as usize;
+                if t < wire::EV_MAX {
+                    self.decoded[t] += 1;
+                }
+                if let Some(k) = self.kept.as_mut() {
+                    k.push(ev.clone());
+                }
+                self.events.push(ev);
+            }
+            None => self.undecodable += 1,
+        }
+    }
+}
+
+fn host_name(cfg: &Config) -> String {
+    if !cfg.host.is_empty() {
+        return cfg.host.clone();
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    if rc == 0 && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    }
+}
+
+fn pin_cpus(cpus: &[usize]) -> Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; CPU_SET indexes within its fixed size (checked by config).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus {
+            libc::CPU_SET(*c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            anyhow::bail!("pinning the collector to cpus {cpus:?}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sums per-CPU counters of one slot.
+fn sum(v: &[Vec<u64>], slot: u32) -> u64 {
+    v.get(slot as usize).map(|c| c.iter().sum()).unwrap_or(0)
+}
+
+/// Turns two snapshots of the BPF counters into `collector_stats` rows.
+fn stats_rows(
+    prev: &[Vec<u64>],
+    cur: &[Vec<u64>],
+    window_start: i64,
+    now: i64,
+    shed: u64,
+    undecodable: u64,
+) -> Vec<StatsRecord> {
+    let delta = |slot: u32| sum(cur, slot).saturating_sub(sum(prev, slot)) as i64;
+    let mut rows = Vec::new();
+    for t in 1..wire::EV_MAX as u32 {
+        let per_cpu: Vec<i64> = cur
+            .get((wire::STAT_DROPPED + t) as usize)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let before = prev
+                            .get((wire::STAT_DROPPED + t) as usize)
+                            .and_then(|p| p.get(i))
+                            .copied()
+                            .unwrap_or(0);
+                        v.saturating_sub(before) as i64
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push(StatsRecord {
+            time_unix_nano: window_start,
+            interval_ns: now - window_start,
+            kind: offcpu::type_name(t as usize).to_string(),
+            emitted: delta(wire::STAT_EMITTED + t),
+            dropped: delta(wire::STAT_DROPPED + t),
+            dropped_per_cpu: per_cpu,
+            below_threshold: match t {
+                wire::EV_OFF_CPU => delta(wire::STAT_SHORT),
+                wire::EV_RUNQ => delta(wire::STAT_SHORT_RQ),
+                _ => 0,
+            },
+            ..Default::default()
+        });
+    }
+    rows.push(StatsRecord {
+        time_unix_nano: window_start,
+        interval_ns: now - window_start,
+        kind: "user_space".into(),
+        shed: shed as i64,
+        undecodable: undecodable as i64,
+        ..Default::default()
+    });
+    rows
+}
+
+/// Runs the writer: batches in, Parquet out, retention every five minutes.
+fn spawn_writer(
+    cfg: &Config,
+    location: &StoreLocation,
+    host: String,
+) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<Result<SinkTotals>>)> {
+    let store = location.open(true).with_context(|| format!("opening store {location}"))?;
+    let settings = SinkSettings {
+        host,
+        flush_interval: cfg.storage.flush_interval,
+        flush_rows: cfg.storage.flush_rows,
+        zstd_level: cfg.storage.zstd_level,
+    };
+    let (retention_hours, retention_bytes) = (cfg.storage.retention_hours, cfg.storage.retention_bytes);
+    let (tx, mut rx) = mpsc::channel::<Batch>(64);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // fail fast on an unreachable or misconfigured store, before attaching anything
+    rt.block_on(async {
+        use futures::StreamExt;
+        let mut l = store.list(None);
+        match l.next().await {
+            Some(Err(e)) => Err(anyhow::anyhow!("store {location} is not usable: {e}")),
+            _ => Ok(()),
+        }
+    })?;
+    let handle = std::thread::Builder::new().name("cw-writer".into()).spawn(move || {
+        rt.block_on(async move {
+            let mut sink = ParquetSink::new(store.clone(), settings);
+            let mut retention_tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tokio::select! {
+                    batch = rx.recv() => match batch {
+                        Some(b) => {
+                            if let Err(e) = sink.push(b.events, b.stacks, b.stats).await {
+                                tracing::error!("write failed, rows kept for the next flush: {e:#}");
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = retention_tick.tick() => {
+                        match retention::enforce(&store, realtime_ns(), retention_hours, retention_bytes).await {
+                            Ok(d) if d.objects > 0 => tracing::info!(objects = d.objects, bytes = d.bytes, "retention deleted"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("retention pass failed: {e:#}"),
+                        }
+                    }
+                }
+            }
+            // final flush, retried a few times so a brief store outage loses nothing
+            let mut delay = Duration::from_millis(200);
+            for attempt in 1..=5 {
+                match sink.flush().await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!("final flush failed (attempt {attempt}), retrying: {e:#}");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        tracing::error!("final flush failed, {} rows lost: {e:#}", sink.buffered_rows());
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(sink.totals())
+        })
+    })?;
+    Ok((tx, handle))
+}
+
+/// Captures until a signal, `cfg.duration`, or `opts.stop`; returns what was captured.
+pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
+    crate::preflight::require_capture()?;
+    let location = StoreLocation::parse(&cfg.store)?;
+    let cgroup = cfg.cgroup.as_deref().map(cgroup::resolve).transpose()?;
+    pin_cpus(&cfg.cpus)?;
+    let host = host_name(cfg);
+    let (tx, writer) = spawn_writer(cfg, &location, host.clone())?;
+
+    let settings = offcpu::Settings {
+        min_off_cpu: cfg.thresholds.min_off_cpu,
+        min_runq: cfg.thresholds.min_runq,
+        stack_threshold: cfg.thresholds.stack,
+        pids: cfg.pids.clone(),
+        follow_children: cfg.follow_children,
+        cgroup,
+        ring_buffer_bytes: (cfg.ring_buffer.size_mib.next_power_of_two()) * 1024 * 1024,
+    };
+    let mut open_object = MaybeUninit::uninit();
+    let mut skel = offcpu::load(&mut open_object, &settings)?;
+    offcpu::attach(&mut skel)?;
+
+    let capture = Rc::new(RefCell::new(Capture {
+        clock: BootToWall::sample(),
+        stacks: StackTable::new(wire::MAX_STACK),
+        events: Vec::new(),
+        kept: opts.keep_events.then(Vec::new),
+        decoded: [0; wire::EV_MAX],
+        shed: 0,
+        undecodable: 0,
+        limit_per_sec: cfg.thresholds.max_events_per_second,
+        window_start: Instant::now(),
+        window_count: 0,
+    }));
+    let mut rb = RingBufferBuilder::new();
+    let cb_state = capture.clone();
+    rb.add(&skel.maps.events, move |data: &[u8]| {
+        cb_state.borrow_mut().on_record(data);
+        0
+    })?;
+    let rb = rb.build()?;
+
+    tracing::info!(
+        store = %location, %host,
+        pids = ?cfg.pids, cgroup = ?cfg.cgroup,
+        min_off_cpu = ?cfg.thresholds.min_off_cpu,
+        "capturing"
+    );
+    if let Some(f) = &opts.ready_file {
+        std::fs::write(f, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing ready file {}", f.display()))?;
+    }
+    if let Some(cb) = opts.on_ready.take() {
+        cb();
+    }
+
+    let started = Instant::now();
+    let mut prev_stats = offcpu::read_stats(&skel)?;
+    let mut stats_window_start = realtime_ns();
+    let mut last_stats = Instant::now();
+    let (mut shed_reported, mut undecodable_reported) = (0u64, 0u64);
+    let stop_requested = |opts: &RunOptions| {
+        SIGNALLED.load(Ordering::SeqCst)
+            || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || cfg.duration.is_some_and(|d| started.elapsed() >= d)
+    };
+    loop {
+        // sleep in short slices so a stop request is seen quickly
+        let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
+        while Instant::now() < tick_end && !stop_requested(&opts) {
+            std::thread::sleep(Duration::from_millis(10).min(cfg.ring_buffer.drain_interval));
+        }
+        let stopping = stop_requested(&opts);
+        capture.borrow_mut().clock = BootToWall::sample();
+        rb.consume().context("draining the ring buffer")?;
+        let mut stats = Vec::new();
+        if stopping || last_stats.elapsed() >= cfg.storage.flush_interval {
+            let cur = offcpu::read_stats(&skel)?;
+            let now = realtime_ns();
+            let c = capture.borrow();
+            stats = stats_rows(
+                &prev_stats,
+                &cur,
+                stats_window_start,
+                now,
+                c.shed - shed_reported,
+                c.undecodable - undecodable_reported,
+            );
+            let dropped: i64 = stats.iter().map(|s| s.dropped).sum();
+            if dropped > 0 || c.shed > shed_reported {
+                tracing::warn!(
+                    dropped,
+                    shed = c.shed - shed_reported,
+                    "lost records in this window (ring buffer full / rate limit); see collector_stats"
+                );
+            }
+            (shed_reported, undecodable_reported) = (c.shed, c.undecodable);
+            prev_stats = cur;
+            stats_window_start = now;
+            last_stats = Instant::now();
+        }
+        let batch = {
+            let mut c = capture.borrow_mut();
+            Batch { events: std::mem::take(&mut c.events), stacks: c.stacks.take_new(), stats }
+        };
+        if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty())
+            && tx.blocking_send(batch).is_err()
+        {
+            break; // the writer died; its error is reported below
+        }
+        if stopping {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let final_stats = offcpu::read_stats(&skel)?;
+    drop(rb);
+    drop(skel);
+    drop(tx);
+    let written = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+
+    let c = Rc::try_unwrap(capture).ok().expect("ring buffer callback dropped").into_inner();
+    let mut dropped = [0u64; wire::EV_MAX];
+    for (t, d) in dropped.iter_mut().enumerate().skip(1) {
+        *d = sum(&final_stats, wire::STAT_DROPPED + t as u32);
+    }
+    Ok(RunSummary {
+        decoded: c.decoded,
+        dropped,
+        shed: c.shed,
+        undecodable: c.undecodable,
+        written,
+        elapsed,
+        events: c.kept.unwrap_or_default(),
+        store: location.to_string(),
+    })
+}
+
+impl RunSummary {
+    /// One line per record type with rates and losses.
+    pub fn report(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mut out = format!(
+            "captured for {:.1}s into {}: {} rows in {} files ({} bytes)\n",
+            secs, self.store, self.written.rows, self.written.files, self.written.bytes
+        );
+        for t in 1..wire::EV_MAX {
+            out.push_str(&format!(
+                "  {:<14} {:>9} decoded ({:>9.0}/s), {} dropped in kernel\n",
+                offcpu::type_name(t),
+                self.decoded[t],
+                self.decoded[t] as f64 / secs,
+                self.dropped[t]
+            ));
+        }
+        out.push_str(&format!(
+            "  shed by rate limit: {}, undecodable: {}\n",
+            self.shed, self.undecodable
+        ));
+        out
+    }
+}

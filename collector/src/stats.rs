@@ -1,0 +1,83 @@
+//! The `collector_stats` table: per drain window and record type, what the kernel emitted,
+//! dropped (ring buffer full) and filtered, and what user space shed or failed to decode.
+//! Losses are data, so answers can say "coverage gap" for a window.
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::array::Int64Array;
+use arrow::array::ListBuilder;
+use arrow::array::StringArray;
+use arrow::array::Int64Builder;
+use arrow::datatypes::DataType;
+use arrow::datatypes::Field;
+use arrow::datatypes::Schema;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+/// Table name and store prefix.
+pub const TABLE: &str = "collector_stats";
+
+/// One row: counters of one record type over one window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsRecord {
+    /// Window start (UTC ns).
+    pub time_unix_nano: i64,
+    /// Window length.
+    pub interval_ns: i64,
+    /// Record type (`off_cpu`, `runq`, `proc`, …) or `all`.
+    pub kind: String,
+    /// Records the kernel committed to the ring buffer.
+    pub emitted: i64,
+    /// Records the kernel could not reserve (ring buffer full).
+    pub dropped: i64,
+    /// Drops per CPU.
+    pub dropped_per_cpu: Vec<i64>,
+    /// Intervals below the minimum duration (counted, not sent).
+    pub below_threshold: i64,
+    /// Records user space shed above max_events_per_second.
+    pub shed: i64,
+    /// Records user space could not decode.
+    pub undecodable: i64,
+}
+
+/// Encodes stats rows.
+pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
+    let i64s = |f: &dyn Fn(&StatsRecord) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let mut per_cpu = ListBuilder::new(Int64Builder::new());
+    for r in rows {
+        per_cpu.values().append_slice(&r.dropped_per_cpu);
+        per_cpu.append(true);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time_unix_nano", DataType::Int64, false),
+        Field::new("interval_ns", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("emitted", DataType::Int64, false),
+        Field::new("dropped", DataType::Int64, false),
+        Field::new(
+            "dropped_per_cpu",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            false,
+        ),
+        Field::new("below_threshold", DataType::Int64, false),
+        Field::new("shed", DataType::Int64, false),
+        Field::new("undecodable", DataType::Int64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            i64s(&|r| r.time_unix_nano),
+            i64s(&|r| r.interval_ns),
+            Arc::new(rows.iter().map(|r| Some(r.kind.as_str())).collect::<StringArray>()),
+            i64s(&|r| r.emitted),
+            i64s(&|r| r.dropped),
+            Arc::new(per_cpu.finish()),
+            i64s(&|r| r.below_threshold),
+            i64s(&|r| r.shed),
+            i64s(&|r| r.undecodable),
+        ],
+    )
+}

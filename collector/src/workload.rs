@@ -1,0 +1,171 @@
+//! Built-in workloads with known answers, used by the demo and the end-to-end tests.
+//!
+//! Each prints one JSON line with the ids a checker needs. With `--wait-stdin` a workload first
+//! prints `{"ready":PID}` and waits for a line on stdin, so a collector can attach to its pid
+//! before anything interesting happens.
+
+use std::io::BufRead;
+use std::io::Read;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::Barrier;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use clap::Subcommand;
+
+/// The workloads.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Workload {
+    /// Thread cw-holder takes a mutex and sleeps while holding it; thread cw-waiter blocks on it.
+    Mutex {
+        /// How long the holder keeps the lock.
+        #[arg(long, default_value = "200ms", value_parser = crate::cli::duration)]
+        hold: Duration,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
+    /// Busy threads pinned to one CPU, so they preempt each other.
+    Spin {
+        /// Number of threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// The CPU they share.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// How long they spin.
+        #[arg(long, default_value = "2s", value_parser = crate::cli::duration)]
+        time: Duration,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
+    /// Two threads pinned to one CPU bounce a byte through two pipes: a context switch per hop.
+    Pingpong {
+        /// How long they play.
+        #[arg(long, default_value = "5s", value_parser = crate::cli::duration)]
+        time: Duration,
+        /// The CPU they share.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+fn pin_current_thread(cpu: usize) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; `cpu` is bounded by the caller's check.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            anyhow::bail!("pinning to cpu {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn wait_for_go(wait: bool) -> Result<()> {
+    if wait {
+        println!("{{\"ready\":{}}}", std::process::id());
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+    }
+    Ok(())
+}
+
+/// Runs a workload to completion.
+pub fn run(w: Workload) -> Result<()> {
+    match w {
+        Workload::Mutex { hold, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let lock = Arc::new(Mutex::new(()));
+            let barrier = Arc::new(Barrier::new(2));
+            let (l, b) = (lock.clone(), barrier.clone());
+            let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(move || {
+                let guard = l.lock().expect("fresh mutex");
+                b.wait();
+                std::thread::sleep(hold);
+                drop(guard);
+                gettid()
+            })?;
+            let waiter = std::thread::Builder::new().name("cw-waiter".into()).spawn(move || {
+                barrier.wait();
+                let t0 = Instant::now();
+                let _g = lock.lock().expect("holder does not panic");
+                (gettid(), t0.elapsed())
+            })?;
+            let holder_tid = holder.join().expect("holder thread");
+            let (waiter_tid, waited) = waiter.join().expect("waiter thread");
+            println!(
+                "{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid},\"hold_ns\":{},\"waited_ns\":{}}}",
+                std::process::id(),
+                hold.as_nanos(),
+                waited.as_nanos()
+            );
+        }
+        Workload::Spin { threads, cpu, time, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let handles: Vec<_> = (0..threads)
+                .map(|i| {
+                    std::thread::Builder::new().name(format!("cw-spin-{i}")).spawn(move || {
+                        pin_current_thread(cpu).expect("pin");
+                        let end = Instant::now() + time;
+                        let mut x = 0u64;
+                        while Instant::now() < end {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        }
+                        gettid()
+                    })
+                })
+                .collect::<std::io::Result<_>>()?;
+            let tids: Vec<i32> = handles.into_iter().map(|h| h.join().expect("spinner")).collect();
+            println!("{{\"pid\":{},\"tids\":{tids:?}}}", std::process::id());
+        }
+        Workload::Pingpong { time, cpu, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let (mut a_rx, mut b_tx) = std::io::pipe().context("pipe")?;
+            let (mut b_rx, mut a_tx) = std::io::pipe().context("pipe")?;
+            let end = Instant::now() + time;
+            let ponger = std::thread::Builder::new().name("cw-pong".into()).spawn(move || {
+                pin_current_thread(cpu).expect("pin");
+                let mut buf = [0u8; 1];
+                let mut n = 0u64;
+                while a_rx.read_exact(&mut buf).is_ok() && buf[0] != 0 {
+                    if a_tx.write_all(&buf).is_err() {
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            })?;
+            pin_current_thread(cpu)?;
+            let mut buf = [1u8; 1];
+            let mut rounds = 0u64;
+            while Instant::now() < end {
+                b_tx.write_all(&[1])?;
+                b_rx.read_exact(&mut buf)?;
+                rounds += 1;
+            }
+            b_tx.write_all(&[0])?;
+            ponger.join().expect("ponger");
+            println!(
+                "{{\"pid\":{},\"rounds\":{rounds},\"secs\":{:.3}}}",
+                std::process::id(),
+                time.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

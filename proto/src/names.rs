@@ -1,0 +1,84 @@
+//! Names shared by the collector, the Parquet tables, the OTLP records and the query service.
+//!
+//! Adding an event kind means adding its name here, its probe in `bpf/`, and its decoder in the
+//! collector.
+
+/// Event names (`event_name` column, OTLP `event_name`).
+pub mod event {
+    /// An interval a thread spent off CPU, from switch-out to switch-in.
+    pub const OFF_CPU: &str = "sched.off_cpu";
+    /// A wait in the run queue: runnable (woken, new, preempted) until switched in.
+    pub const RUNQ: &str = "sched.runq";
+    /// A process replaced its image (execve).
+    pub const PROCESS_EXEC: &str = "process.exec";
+    /// A new process was forked.
+    pub const PROCESS_FORK: &str = "process.fork";
+    /// A process ended (its leader thread exited).
+    pub const PROCESS_EXIT: &str = "process.exit";
+    /// A new thread started in an existing process.
+    pub const THREAD_START: &str = "thread.start";
+    /// A thread that is not the process leader exited.
+    pub const THREAD_EXIT: &str = "thread.exit";
+}
+
+/// Off-CPU state classes (`state` column), from sched_switch's `prev_state`.
+pub mod state {
+    /// Runnable when switched out: preempted, involuntary.
+    pub const PREEMPTED: &str = "preempted";
+    /// Interruptible sleep (locks, pipes, sockets, timers), or an idle D-state wait.
+    pub const SLEEP: &str = "sleep";
+    /// Uninterruptible sleep ("D-state"), typically I/O.
+    pub const DISK: &str = "disk";
+    /// Stopped, traced, parked, dead.
+    pub const OTHER: &str = "other";
+}
+
+/// Attribute keys of OTLP log records. Semantic-convention names where they exist.
+pub mod attr {
+    /// `process.pid` (semconv).
+    pub const PROCESS_PID: &str = "process.pid";
+    /// `process.parent_pid` (semconv).
+    pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+    /// `process.executable.name` (semconv): the process leader's comm.
+    pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+    /// `process.executable.path` (semconv): exec's file name.
+    pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+    /// `process.exit.code` (semconv).
+    pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+    /// `thread.id` (semconv).
+    pub const THREAD_ID: &str = "thread.id";
+    /// `thread.name` (semconv).
+    pub const THREAD_NAME: &str = "thread.name";
+    /// `cpu.logical_number` (semconv).
+    pub const CPU: &str = "cpu.logical_number";
+    /// `container.id` (semconv).
+    pub const CONTAINER_ID: &str = "container.id";
+    /// `host.name` (semconv, resource attribute).
+    pub const HOST_NAME: &str = "host.name";
+    /// Duration of the interval in nanoseconds.
+    pub const DURATION_NS: &str = "causeway.duration_ns";
+    /// cgroup v2 id of the thread.
+    pub const CGROUP_ID: &str = "causeway.cgroup.id";
+    /// Off-CPU state class.
+    pub const STATE: &str = "causeway.sched.state";
+    /// Who woke the thread: process id.
+    pub const WAKER_PID: &str = "causeway.waker.pid";
+    /// Who woke the thread: thread id.
+    pub const WAKER_TID: &str = "causeway.waker.tid";
+    /// Who woke the thread: its comm.
+    pub const WAKER_NAME: &str = "causeway.waker.name";
+    /// The task on the CPU just before a run-queue wait ended: process id.
+    pub const PREV_PID: &str = "causeway.prev.pid";
+    /// The task on the CPU just before a run-queue wait ended: thread id.
+    pub const PREV_TID: &str = "causeway.prev.tid";
+    /// The task on the CPU just before a run-queue wait ended: comm.
+    pub const PREV_NAME: &str = "causeway.prev.name";
+    /// Stack id (row of the `stacks` table) of the blocked thread's user stack.
+    pub const USER_STACK_ID: &str = "causeway.stack.user_id";
+    /// Stack id (row of the `stacks` table) of the blocked thread's kernel stack.
+    pub const KERNEL_STACK_ID: &str = "causeway.stack.kernel_id";
+    /// How trace context was obtained: tls | uprobe | obi_map | time_window.
+    pub const CORRELATION_METHOD: &str = "causeway.correlation.method";
+    /// The collector's version (resource attribute).
+    pub const COLLECTOR_VERSION: &str = "causeway.collector.version";
+}

@@ -1,0 +1,241 @@
+//! Arrow schemas of the tables in object storage, and the encoders the Parquet writer uses.
+//!
+//! `host`, `date` and `hour` are not stored in the files: they are hive partition columns
+//! (see [`crate::layout`]) that the query engine adds from the object path.
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::array::BooleanArray;
+use arrow::array::Int32Array;
+use arrow::array::Int64Array;
+use arrow::array::ListBuilder;
+use arrow::array::StringArray;
+use arrow::array::StringBuilder;
+use arrow::array::UInt64Builder;
+use arrow::datatypes::DataType;
+use arrow::datatypes::Field;
+use arrow::datatypes::Schema;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::KernelEvent;
+use crate::StackRecord;
+
+/// Name of the kernel event table (and its prefix in the store).
+pub const KERNEL_EVENTS: &str = "kernel_events";
+/// Name of the stack table (and its prefix in the store).
+pub const STACKS: &str = "stacks";
+
+fn nullable(name: &str, dt: DataType) -> Field {
+    Field::new(name, dt, true)
+}
+
+fn required(name: &str, dt: DataType) -> Field {
+    Field::new(name, dt, false)
+}
+
+/// Schema of `kernel_events` files.
+pub fn kernel_events_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        required("time_unix_nano", Int64),
+        required("duration_ns", Int64),
+        required("pid", Int32),
+        required("tid", Int32),
+        required("comm", Utf8),
+        required("process_name", Utf8),
+        required("event_name", Utf8),
+        required("cpu", Int32),
+        required("cgroup_id", Int64),
+        nullable("container_id", Utf8),
+        nullable("trace_id", Utf8),
+        nullable("span_id", Utf8),
+        nullable("state", Utf8),
+        nullable("waker_pid", Int32),
+        nullable("waker_tid", Int32),
+        nullable("waker_comm", Utf8),
+        nullable("prev_pid", Int32),
+        nullable("prev_tid", Int32),
+        nullable("prev_comm", Utf8),
+        nullable("user_stack_id", Int64),
+        nullable("kernel_stack_id", Int64),
+        nullable("ppid", Int32),
+        nullable("exit_code", Int32),
+        nullable("path", Utf8),
+        nullable("correlation_method", Utf8),
+    ]))
+}
+
+/// Schema of `stacks` files.
+pub fn stacks_schema() -> SchemaRef {
+    use DataType::*;
+    let list = |name: &str, dt: DataType| {
+        Field::new(name, List(Arc::new(Field::new("item", dt, true))), false)
+    };
+    Arc::new(Schema::new(vec![
+        required("stack_id", Int64),
+        required("kind", Utf8),
+        required("time_unix_nano", Int64),
+        required("pid", Int32),
+        list("frames", Utf8),
+        list("build_ids", Utf8),
+        list("offsets", UInt64),
+        required("truncated", Boolean),
+    ]))
+}
+
+fn i64s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> i64) -> ArrayRef {
+    Arc::new(events.iter().map(f).collect::<Int64Array>())
+}
+fn i32s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> i32) -> ArrayRef {
+    Arc::new(events.iter().map(f).collect::<Int32Array>())
+}
+fn opt_i64s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> Option<i64>) -> ArrayRef {
+    Arc::new(events.iter().map(f).collect::<Int64Array>())
+}
+fn opt_i32s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> Option<i32>) -> ArrayRef {
+    Arc::new(events.iter().map(f).collect::<Int32Array>())
+}
+fn strs<'a>(events: &'a [KernelEvent], f: impl Fn(&'a KernelEvent) -> &'a str) -> ArrayRef {
+    Arc::new(events.iter().map(|e| Some(f(e))).collect::<StringArray>())
+}
+fn opt_strs<'a>(
+    events: &'a [KernelEvent],
+    f: impl Fn(&'a KernelEvent) -> Option<&'a str>,
+) -> ArrayRef {
+    Arc::new(events.iter().map(f).collect::<StringArray>())
+}
+
+/// Encodes events as one `kernel_events` batch, in the order given.
+pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowError> {
+    let columns: Vec<ArrayRef> = vec![
+        i64s(events, |e| e.time_unix_nano),
+        i64s(events, |e| e.duration_ns),
+        i32s(events, |e| e.pid),
+        i32s(events, |e| e.tid),
+        strs(events, |e| &e.comm),
+        strs(events, |e| &e.process_name),
+        strs(events, |e| e.event_name),
+        i32s(events, |e| e.cpu),
+        i64s(events, |e| e.cgroup_id),
+        opt_strs(events, |e| e.container_id.as_deref()),
+        opt_strs(events, |e| e.trace_id.as_deref()),
+        opt_strs(events, |e| e.span_id.as_deref()),
+        opt_strs(events, |e| e.state),
+        opt_i32s(events, |e| e.waker_pid),
+        opt_i32s(events, |e| e.waker_tid),
+        opt_strs(events, |e| e.waker_comm.as_deref()),
+        opt_i32s(events, |e| e.prev_pid),
+        opt_i32s(events, |e| e.prev_tid),
+        opt_strs(events, |e| e.prev_comm.as_deref()),
+        opt_i64s(events, |e| e.user_stack_id),
+        opt_i64s(events, |e| e.kernel_stack_id),
+        opt_i32s(events, |e| e.ppid),
+        opt_i32s(events, |e| e.exit_code),
+        opt_strs(events, |e| e.path.as_deref()),
+        opt_strs(events, |e| e.correlation_method),
+    ];
+    RecordBatch::try_new(kernel_events_schema(), columns)
+}
+
+/// Encodes stacks as one `stacks` batch.
+pub fn stacks_batch(stacks: &[StackRecord]) -> Result<RecordBatch, ArrowError> {
+    let mut frames = ListBuilder::new(StringBuilder::new());
+    let mut build_ids = ListBuilder::new(StringBuilder::new());
+    let mut offsets = ListBuilder::new(UInt64Builder::new());
+    for s in stacks {
+        for f in &s.frames {
+            frames.values().append_value(f);
+        }
+        frames.append(true);
+        for b in &s.build_ids {
+            if b.is_empty() {
+                build_ids.values().append_null();
+            } else {
+                build_ids.values().append_value(b);
+            }
+        }
+        build_ids.append(true);
+        offsets.values().append_slice(&s.offsets);
+        offsets.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(stacks.iter().map(|s| s.stack_id).collect::<Int64Array>()),
+        Arc::new(stacks.iter().map(|s| Some(s.kind)).collect::<StringArray>()),
+        Arc::new(stacks.iter().map(|s| s.time_unix_nano).collect::<Int64Array>()),
+        Arc::new(stacks.iter().map(|s| s.pid).collect::<Int32Array>()),
+        Arc::new(frames.finish()),
+        Arc::new(build_ids.finish()),
+        Arc::new(offsets.finish()),
+        Arc::new(stacks.iter().map(|s| Some(s.truncated)).collect::<BooleanArray>()),
+    ];
+    RecordBatch::try_new(stacks_schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names;
+
+    #[test]
+    fn kernel_events_batch_matches_schema_and_keeps_nulls() {
+        let events = vec![
+            KernelEvent {
+                time_unix_nano: 1,
+                duration_ns: 200,
+                pid: 10,
+                tid: 11,
+                comm: "a".into(),
+                process_name: "p".into(),
+                event_name: names::event::OFF_CPU,
+                state: Some(names::state::SLEEP),
+                waker_tid: Some(12),
+                ..Default::default()
+            },
+            KernelEvent { event_name: names::event::RUNQ, ..Default::default() },
+        ];
+        let b = kernel_events_batch(&events).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.schema(), kernel_events_schema());
+        let state = b.column_by_name("state").unwrap();
+        assert_eq!(state.null_count(), 1);
+        let waker = b.column_by_name("waker_tid").unwrap();
+        let waker = waker.as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(waker.value(0), 12);
+        assert!(waker.is_null(1));
+    }
+
+    #[test]
+    fn contract_columns_are_present() {
+        let s = kernel_events_schema();
+        for c in [
+            "time_unix_nano", "duration_ns", "pid", "tid", "comm", "event_name", "cpu",
+            "cgroup_id", "container_id", "trace_id", "span_id", "state", "waker_pid",
+            "waker_tid", "waker_comm", "user_stack_id", "kernel_stack_id",
+        ] {
+            assert!(s.field_with_name(c).is_ok(), "missing contract column {c}");
+        }
+        let s = stacks_schema();
+        for c in ["stack_id", "frames", "build_ids"] {
+            assert!(s.field_with_name(c).is_ok(), "missing contract column {c}");
+        }
+    }
+
+    #[test]
+    fn stacks_batch_round_trips_lists() {
+        let s = StackRecord {
+            stack_id: 7,
+            kind: "user",
+            frames: vec!["inner".into(), "main".into()],
+            build_ids: vec!["ab".into(), String::new()],
+            offsets: vec![1, 2],
+            ..Default::default()
+        };
+        let b = stacks_batch(&[s]).unwrap();
+        assert_eq!(b.num_rows(), 1);
+        let ids = b.column_by_name("build_ids").unwrap();
+        assert_eq!(ids.len(), 1);
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and end-to-end tests that load the real BPF programs (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/causeway/target}"
+# one profile (release) for binaries and tests: the dependency set is built once
+cargo build --release --workspace --bins
+# end-to-end tests share the CPUs and the kernel's tracepoints: one at a time
+cargo test --release --workspace -- --test-threads=1

@@ -1,0 +1,201 @@
+//! Helpers for the end-to-end tests: start the real collector on the real kernel, drive the
+//! built-in workloads, and read the results back through `causeway-query`.
+
+use std::io::BufRead;
+use std::io::BufReader;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::ChildStdin;
+use std::process::ChildStdout;
+use std::process::Command;
+use std::process::Output;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use serde_json::Value;
+
+/// Path of a workspace binary, next to the test executable's directory (target/<profile>/).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --release --workspace` first", p.display());
+    p
+}
+
+/// True when the tests may load BPF programs. Off CI, without root, the caller skips loudly;
+/// on CI (CI=true) a missing privilege is a failure, never a skip.
+pub fn can_trace(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs root to load BPF programs, and CI must not skip it");
+    }
+    eprintln!("\n*** SKIPPED {test}: needs root to load BPF programs ***\n");
+    false
+}
+
+/// A running `causeway-collector run`.
+pub struct Collector {
+    child: Option<Child>,
+    /// The store directory it writes to.
+    pub store: PathBuf,
+}
+
+impl Collector {
+    /// Starts the collector writing to `store` with extra flags, and waits until its probes are
+    /// attached.
+    pub fn start(store: &Path, args: &[&str]) -> Collector {
+        let ready = store.with_extension(format!("ready-{}", rand_suffix()));
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(bin("causeway-collector"))
+            .arg("run")
+            .arg("--store")
+            .arg(store)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(args)
+            .env("CAUSEWAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting causeway-collector");
+        let mut c = Collector { child: Some(child), store: store.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
+                let out = c.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "collector exited ({status}) before attaching:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(Instant::now() < deadline, "collector did not attach within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&ready);
+        c
+    }
+
+    /// The collector's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal without waiting.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// SIGINT, then waits for the final flush; returns its output.
+    pub fn stop(mut self) -> Output {
+        self.signal(libc::SIGINT);
+        let out = self.child.take().unwrap().wait_with_output().expect("collector output");
+        assert!(
+            out.status.success(),
+            "collector failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// SIGKILL, no flush.
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.take().unwrap().wait();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ rand_nanos())
+}
+
+fn rand_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// A built-in workload (`causeway-collector workload …`) that waits for `go`.
+pub struct Workload {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// Its pid.
+    pub pid: i32,
+}
+
+impl Workload {
+    /// Starts a workload with `--wait-stdin` and reads its pid.
+    pub fn spawn(args: &[&str]) -> Workload {
+        let mut child = Command::new(bin("causeway-collector"))
+            .arg("workload")
+            .args(args)
+            .arg("--wait-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting workload");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let pid = v["ready"].as_i64().expect("ready pid") as i32;
+        Workload { child, stdin, stdout, pid }
+    }
+
+    /// Lets it run and waits for its result line.
+    pub fn run(mut self) -> Value {
+        let mut stdin = self.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "workload failed: {status}");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+/// Runs `causeway-query sql` and returns its rows as JSON objects.
+pub fn sql(store: &Path, query: &str) -> Vec<Value> {
+    let out = query_cmd(store, query);
+    assert!(
+        out.status.success(),
+        "query failed ({}): {query}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Runs `causeway-query sql --format json` and returns the raw output.
+pub fn query_cmd(store: &Path, query: &str) -> Output {
+    Command::new(bin("causeway-query"))
+        .args(["sql", query, "--format", "json", "--store"])
+        .arg(store)
+        .output()
+        .expect("running causeway-query")
+}
+
+/// An i64 field of a JSON row.
+pub fn int(row: &Value, key: &str) -> i64 {
+    row[key].as_i64().unwrap_or_else(|| panic!("{key} missing or not an integer in {row}"))
+}

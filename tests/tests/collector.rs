@@ -1,0 +1,179 @@
+//! The collector on the real kernel: real BPF programs, real threads, read back through
+//! causeway-query from the Parquet it wrote.
+
+use causeway_tests::can_trace;
+use causeway_tests::int;
+use causeway_tests::sql;
+use causeway_tests::Collector;
+use causeway_tests::Workload;
+
+/// (a) B holds a mutex and sleeps 200 ms while A waits: A's off-CPU row says `sleep`, ~200 ms,
+/// woken by B; the interval carries stacks that the `stacks` table resolves.
+#[test]
+fn mutex_waiter_is_woken_by_the_holder() {
+    if !can_trace("mutex_waiter_is_woken_by_the_holder") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let w = Workload::spawn(&["mutex", "--hold", "200ms"]);
+    let pid = w.pid;
+    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    let result = w.run();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.stop();
+    let holder = int(&result, "holder_tid");
+    let waiter = int(&result, "waiter_tid");
+
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT tid, comm, state, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, user_stack_id \
+             FROM kernel_events WHERE pid = {pid} AND tid = {waiter} AND event_name = 'sched.off_cpu' \
+             ORDER BY duration_ns DESC LIMIT 1"
+        ),
+    );
+    assert_eq!(rows.len(), 1, "no off-CPU row for the waiter");
+    let r = &rows[0];
+    assert_eq!(r["state"], "sleep", "{r}");
+    let ms = int(r, "duration_ns") as f64 / 1e6;
+    assert!((180.0..=220.0).contains(&ms), "waiter off CPU {ms} ms, expected 200 ± 10%: {r}");
+    assert_eq!(int(r, "waker_tid"), holder, "waker must be the holder: {r}");
+    assert_eq!(int(r, "waker_pid"), pid as i64, "{r}");
+    assert_eq!(r["waker_comm"], "cw-holder", "{r}");
+    assert_eq!(r["comm"], "cw-waiter", "{r}");
+
+    let kstack = int(r, "kernel_stack_id");
+    let frames = sql(&store, &format!("SELECT frames FROM stacks WHERE stack_id = {kstack} AND kind = 'kernel'"));
+    assert!(!frames.is_empty(), "kernel stack {kstack} missing from the stacks table");
+    let text = frames[0]["frames"].to_string();
+    assert!(text.contains("futex") || text.contains("schedule"), "kernel stack of a mutex wait: {text}");
+    let ustack = int(r, "user_stack_id");
+    let u = sql(&store, &format!("SELECT frames, build_ids FROM stacks WHERE stack_id = {ustack} AND kind = 'user'"));
+    assert!(!u.is_empty(), "user stack {ustack} missing from the stacks table");
+}
+
+/// (b) Two busy threads pinned to one CPU: `preempted` dominates their off-CPU time and both
+/// wait in the run queue.
+#[test]
+fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
+    if !can_trace("pinned_spinners_are_preempted_and_wait_in_the_run_queue") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let w = Workload::spawn(&["spin", "--threads", "2", "--cpu", "0", "--time", "2s"]);
+    let pid = w.pid;
+    let c = Collector::start(
+        &store,
+        &["--pid", &pid.to_string(), "--min-off-cpu", "0", "--min-runq", "0", "--flush-interval", "1s"],
+    );
+    let result = w.run();
+    let out = c.stop();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let tids: Vec<i64> = result["tids"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    assert_eq!(tids.len(), 2);
+    for tid in tids {
+        let by_state = sql(
+            &store,
+            &format!(
+                "SELECT state, count(*) AS n, sum(duration_ns) AS total FROM kernel_events \
+                 WHERE pid = {pid} AND tid = {tid} AND event_name = 'sched.off_cpu' GROUP BY state ORDER BY total DESC"
+            ),
+        );
+        assert!(!by_state.is_empty(), "no off-CPU rows for spinner {tid}");
+        assert_eq!(by_state[0]["state"], "preempted", "spinner {tid}: {by_state:?}");
+        let rq = sql(
+            &store,
+            &format!(
+                "SELECT count(*) AS n, sum(duration_ns) AS total FROM kernel_events \
+                 WHERE pid = {pid} AND tid = {tid} AND event_name = 'sched.runq'"
+            ),
+        );
+        assert!(int(&rq[0], "n") > 0 && int(&rq[0], "total") > 0, "spinner {tid} run-queue: {rq:?}");
+    }
+}
+
+/// (c) The pid filter keeps other processes out, in the kernel.
+#[test]
+fn pid_filter_excludes_other_processes() {
+    if !can_trace("pid_filter_excludes_other_processes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let traced = Workload::spawn(&["mutex", "--hold", "50ms"]);
+    let other = Workload::spawn(&["mutex", "--hold", "50ms"]);
+    let (tp, op) = (traced.pid, other.pid);
+    let c = Collector::start(&store, &["--pid", &tp.to_string(), "--flush-interval", "1s"]);
+    let t = std::thread::spawn(move || traced.run());
+    other.run();
+    t.join().unwrap();
+    c.stop();
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT count(*) FILTER (WHERE pid = {tp}) AS traced, count(*) FILTER (WHERE pid <> {tp}) AS others, \
+             count(*) FILTER (WHERE pid = {op}) AS excluded FROM kernel_events"
+        ),
+    );
+    assert!(int(&rows[0], "traced") > 0, "{rows:?}");
+    assert_eq!(int(&rows[0], "others"), 0, "{rows:?}");
+    assert_eq!(int(&rows[0], "excluded"), 0, "{rows:?}");
+}
+
+/// (d) kill -9 while files are being flushed leaves only complete Parquet files, all readable.
+#[test]
+fn kill_9_during_flushes_leaves_only_complete_files() {
+    if !can_trace("kill_9_during_flushes_leaves_only_complete_files") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for (round, ms) in [(0, 700u64), (1, 1100), (2, 1500)] {
+        let load = std::process::Command::new(causeway_tests::bin("causeway-collector"))
+            .args(["workload", "pingpong", "--time", "3s"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = Collector::start(
+            &store,
+            &[
+                "--min-off-cpu", "0", "--min-runq", "0", "--flush-interval", "20ms",
+                "--flush-rows", "2000", "--max-events-per-second", "0",
+            ],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        c.kill9();
+        let mut load = load;
+        let _ = load.wait();
+        let files = parquet_files(&store);
+        assert!(!files.is_empty(), "round {round}: nothing was flushed before the kill");
+        for f in &files {
+            let b = std::fs::read(f).unwrap();
+            assert!(
+                b.len() >= 12 && &b[..4] == b"PAR1" && &b[b.len() - 4..] == b"PAR1",
+                "round {round}: incomplete file {}",
+                f.display()
+            );
+        }
+    }
+    let rows = sql(&store, "SELECT count(*) AS n FROM kernel_events");
+    assert!(int(&rows[0], "n") > 0, "{rows:?}");
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,84 @@
+//! (e) Bad config and flags: exit code 2 and a message naming the field. No root needed: these
+//! fail before anything is loaded.
+
+use std::process::Command;
+
+use causeway_tests::bin;
+use causeway_tests::query_cmd;
+
+fn collector(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin("causeway-collector")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn with_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, text).unwrap();
+    collector(&["run", "--config", p.to_str().unwrap()])
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let (code, err) = with_config("thresholds:\n  min_offcpu: 1ms\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("min_offcpu"), "{err}");
+}
+
+#[test]
+fn bad_config_value_names_the_field() {
+    let (code, err) = with_config("thresholds:\n  min_off_cpu: soon\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("thresholds.min_off_cpu"), "{err}");
+    let (code, err) = with_config("storage:\n  flush_rows: 0\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("storage.flush_rows"), "{err}");
+    let (code, err) = with_config("pids: nope\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pids"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_a_usage_error() {
+    let (code, err) = collector(&["run", "--config", "/nonexistent/causeway.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/causeway.yaml"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_named() {
+    for (args, needle) in [
+        (vec!["run", "--duration", "forever"], "--duration"),
+        (vec!["run", "--pid", "0"], "--pid"),
+        (vec!["run", "--pid", "abc"], "--pid"),
+        (vec!["run", "--store", "gs://bucket"], "store"),
+        (vec!["run", "--min-off-cpu", "5"], "--min-off-cpu"),
+        (vec!["run", "--no-such-flag"], "--no-such-flag"),
+    ] {
+        let (code, err) = collector(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?} should name {needle}: {err}");
+    }
+}
+
+#[test]
+fn query_rejects_writes_and_bad_sql_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("kernel_events")).unwrap();
+    for q in [
+        "DROP TABLE kernel_events",
+        "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+        "SELEC 1",
+        "SELECT nope FROM kernel_events",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let out = query_cmd(dir.path(), q);
+        assert_eq!(out.status.code(), Some(2), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stderr.is_empty(), "{q}: no message");
+    }
+    let out = query_cmd(dir.path(), "SELECT count(*) AS n FROM kernel_events");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let missing = query_cmd(&dir.path().join("absent"), "SELECT 1");
+    assert_eq!(missing.status.code(), Some(1), "a missing store is a runtime error");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
