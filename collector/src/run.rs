@@ -233,6 +233,10 @@ fn spawn_writer(
     host: String,
 ) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<Result<SinkTotals>>)> {
     let store = location.open(true).with_context(|| format!("opening store {location}"))?;
+    let stale = location.remove_stale_staging(Duration::from_secs(60));
+    if stale > 0 {
+        tracing::info!(files = stale, "removed temporary files of an interrupted earlier run");
+    }
     let settings = SinkSettings {
         host,
         flush_interval: cfg.storage.flush_interval,

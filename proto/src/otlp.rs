@@ -12,7 +12,7 @@ use crate::names::attr;
 use crate::KernelEvent;
 
 fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }) }
+    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
 
 fn hex_bytes(s: &Option<String>, len: usize) -> Vec<u8> {

@@ -142,14 +142,41 @@ pub fn format_json(batches: &[RecordBatch]) -> Result<String, QueryError> {
     Ok(if bytes.is_empty() { "[]".into() } else { String::from_utf8_lossy(&bytes).into_owned() })
 }
 
-/// CSV with a header row.
+/// CSV with a header row. Nested columns (stack frames, per-CPU counters) are written in their
+/// display form, `[a, b, c]`, since CSV has no lists.
 pub fn format_csv(batches: &[RecordBatch]) -> Result<String, QueryError> {
     let mut buf = Vec::new();
     {
         let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
         for b in batches {
-            w.write(b)?;
+            w.write(&flatten_nested(b)?)?;
         }
     }
     Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
+
+fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    use arrow::array::Array;
+    use arrow::array::StringArray;
+    use arrow::datatypes::Field;
+    use arrow::datatypes::Schema;
+    use arrow::util::display::ArrayFormatter;
+    use arrow::util::display::FormatOptions;
+
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            let strings: StringArray = (0..col.len())
+                .map(|i| col.is_valid(i).then(|| fmt.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(Arc::new(strings) as arrow::array::ArrayRef);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(col.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }

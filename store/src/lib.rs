@@ -131,6 +131,32 @@ impl StoreLocation {
         }
     }
 
+    /// Removes temporary files that a writer killed mid-`put` left behind on a local store
+    /// (object_store stages `name#N` and renames it into place). Only files older than
+    /// `min_age` go, so a concurrent writer's staging file is never touched. S3 has nothing to
+    /// clean: an interrupted PUT leaves no object. Returns how many files were removed.
+    pub fn remove_stale_staging(&self, min_age: std::time::Duration) -> usize {
+        let StoreLocation::Local(dir) = self else { return 0 };
+        let mut removed = 0;
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = entry.file_name();
+                let stale = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|a| a >= min_age);
+                if name.to_string_lossy().contains(".parquet#") && stale && std::fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     fn open_bucket(&self) -> Result<Arc<dyn ObjectStore>> {
         let StoreLocation::S3 { bucket, .. } = self else {
             unreachable!("open_bucket is only called for S3 locations")
@@ -200,6 +226,12 @@ mod tests {
             assert!(err.contains("store URL"), "{bad}: {err}");
         }
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("part-1.parquet#7"), b"half").unwrap();
+        std::fs::write(dir.path().join("part-1.parquet"), b"whole").unwrap();
+        let here = StoreLocation::Local(dir.path().to_path_buf());
+        assert_eq!(here.remove_stale_staging(std::time::Duration::from_secs(3600)), 0, "too young");
+        assert_eq!(here.remove_stale_staging(std::time::Duration::ZERO), 1);
+        assert!(dir.path().join("part-1.parquet").exists());
         let missing = StoreLocation::Local(dir.path().join("nope"));
         assert!(missing.open(false).is_err());
         assert!(missing.open(true).is_ok());

@@ -19,6 +19,7 @@ use causeway_proto::KernelEvent;
 use causeway_proto::StackRecord;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
 use object_store::PutPayload;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -199,7 +200,7 @@ pub fn encode(batch: &RecordBatch, zstd_level: i32) -> Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(128 * 1024)
+        .set_max_row_group_row_count(Some(128 * 1024))
         .build();
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
