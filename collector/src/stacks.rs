@@ -202,7 +202,7 @@ mod tests {
 
     #[inline(never)]
     fn marker_function() -> u64 {
-        marker_function as usize as u64
+        marker_function as *const () as usize as u64
     }
 
     #[test]

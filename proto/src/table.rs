@@ -178,6 +178,7 @@ pub fn stacks_batch(stacks: &[StackRecord]) -> Result<RecordBatch, ArrowError> {
 mod tests {
     use super::*;
     use crate::names;
+    use arrow::array::Array;
 
     #[test]
     fn kernel_events_batch_matches_schema_and_keeps_nulls() {
