@@ -52,14 +52,22 @@ fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
-/// Runs the pipe ping-pong workload for `secs` with both programs attached and prints the table.
-pub fn run(secs: u64, json: bool) -> Result<()> {
-    crate::preflight::require_capture()?;
-    let _stats_guard = enable_bpf_stats()?;
+/// One measured configuration.
+struct Round {
+    label: &'static str,
+    switch_ns: f64,
+    waking_ns: f64,
+    empty_ns: f64,
+    events: u64,
+    elapsed: f64,
+    workload: String,
+}
+
+fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<Round> {
     let settings = offcpu::Settings {
         min_off_cpu: Duration::from_millis(1),
         min_runq: Duration::from_micros(100),
-        stack_threshold: Duration::ZERO,
+        stack_threshold,
         follow_children: true,
         ring_buffer_bytes: 8 << 20,
         ..Default::default()
@@ -70,42 +78,73 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
     let mut obj2 = MaybeUninit::uninit();
     let mut empty = EmptySkelBuilder::default().open(&mut obj2)?.load()?;
     empty.attach()?;
-
-    let before = (
-        prog_stats(skel.progs.handle__sched_switch.as_fd())?,
-        prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
-    );
+    let snapshot = |skel: &offcpu::OffcpuSkel<'_>, empty: &crate::probes::empty::EmptySkel<'_>| -> Result<[ProgStats; 3]> {
+        Ok([
+            prog_stats(skel.progs.handle__sched_switch.as_fd())?,
+            prog_stats(skel.progs.handle__sched_waking.as_fd())?,
+            prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
+        ])
+    };
+    let before = snapshot(&skel, &empty)?;
     let t0 = Instant::now();
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
+    let out = Command::new(std::env::current_exe()?)
         .args(["workload", "pingpong", "--time"])
         .arg(format!("{secs}s"))
         .output()
         .context("running the ping-pong workload")?;
     let elapsed = t0.elapsed().as_secs_f64();
-    let after = (
-        prog_stats(skel.progs.handle__sched_switch.as_fd())?,
-        prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
-    );
-    let per = |a: ProgStats, b: ProgStats| {
-        let n = a.run_cnt - b.run_cnt;
-        ((a.run_time_ns - b.run_time_ns) as f64 / n.max(1) as f64, n)
+    let after = snapshot(&skel, &empty)?;
+    let per = |i: usize| {
+        let n = after[i].run_cnt - before[i].run_cnt;
+        ((after[i].run_time_ns - before[i].run_time_ns) as f64 / n.max(1) as f64, n)
     };
-    let (cw_ns, cw_n) = per(after.0, before.0);
-    let (empty_ns, empty_n) = per(after.1, before.1);
-    let rounds = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(Round {
+        label,
+        switch_ns: per(0).0,
+        waking_ns: per(1).0,
+        empty_ns: per(2).0,
+        events: per(0).1,
+        elapsed,
+        workload: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    })
+}
+
+/// Runs the pipe ping-pong workload for `secs` per configuration (stacks off, stacks at the
+/// default 10 ms threshold), each with the empty program attached beside it, and prints the
+/// table (or JSON).
+pub fn run(secs: u64, json: bool) -> Result<()> {
+    crate::preflight::require_capture()?;
+    let _stats_guard = enable_bpf_stats()?;
+    let rounds = [
+        measure("state+waker+runq", Duration::ZERO, secs)?,
+        measure("state+waker+runq+stacks(10ms)", Duration::from_millis(10), secs)?,
+    ];
     if json {
+        let items: Vec<String> = rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"config\":\"{}\",\"sched_switch_ns\":{:.1},\"sched_waking_ns\":{:.1},\"empty_ns\":{:.1},\"ratio\":{:.2},\"switches\":{},\"switches_per_sec\":{:.0},\"workload\":{}}}",
+                    r.label, r.switch_ns, r.waking_ns, r.empty_ns, r.switch_ns / r.empty_ns.max(1e-9),
+                    r.events, r.events as f64 / r.elapsed, r.workload
+                )
+            })
+            .collect();
+        println!("[{}]", items.join(","));
+        return Ok(());
+    }
+    println!("| config | switches/s | empty ns/switch | causeway ns/switch | × empty | causeway ns/waking |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rounds {
         println!(
-            "{{\"causeway_ns_per_event\":{cw_ns:.1},\"empty_ns_per_event\":{empty_ns:.1},\"ratio\":{:.2},\"events\":{cw_n},\"events_per_sec\":{:.0},\"workload\":{rounds}}}",
-            cw_ns / empty_ns.max(1e-9),
-            cw_n as f64 / elapsed
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            r.label,
+            r.events as f64 / r.elapsed,
+            r.empty_ns,
+            r.switch_ns,
+            r.switch_ns / r.empty_ns.max(1e-9),
+            r.waking_ns
         );
-    } else {
-        println!("| program (tp_btf/sched_switch) | events | ns/event | × empty |");
-        println!("|---|---:|---:|---:|");
-        println!("| empty baseline | {empty_n} | {empty_ns:.0} | 1.00 |");
-        println!("| causeway off-CPU (state, waker, runq) | {cw_n} | {cw_ns:.0} | {:.2} |", cw_ns / empty_ns.max(1e-9));
-        println!("switch rate {:.0}/s over {elapsed:.1}s; workload: {rounds}", cw_n as f64 / elapsed);
     }
     Ok(())
 }

@@ -5,4 +5,5 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/empty.skel.rs"));
 }
 
+pub use skel::EmptySkel;
 pub use skel::EmptySkelBuilder;
