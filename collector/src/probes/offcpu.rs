@@ -156,23 +156,49 @@ fn state_name(s: u32) -> &'static str {
     }
 }
 
+/// The fields every record kind has: who, where, when.
+struct Common<'a, C> {
+    hdr: &'a types::cw_header,
+    boot_ns: u64,
+    duration_ns: u64,
+    cgroup_id: u64,
+    comm: &'a [C],
+    process_name: &'a [C],
+}
+
+impl<C: Copy> Common<'_, C> {
+    fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
+        KernelEvent {
+            time_unix_nano: clock.wall(self.boot_ns),
+            duration_ns: self.duration_ns as i64,
+            pid: self.hdr.pid as i32,
+            tid: self.hdr.tid as i32,
+            comm: cstr(self.comm),
+            process_name: cstr(self.process_name),
+            event_name: name,
+            cpu: self.hdr.cpu as i32,
+            cgroup_id: self.cgroup_id as i64,
+            ..Default::default()
+        }
+    }
+}
+
 fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
+    let common = Common {
+        hdr: &e.hdr,
+        boot_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+        comm: &e.comm,
+        process_name: &e.process_name,
+    };
     KernelEvent {
-        time_unix_nano: clock.wall(e.start_ns),
-        duration_ns: e.duration_ns as i64,
-        pid: e.hdr.pid as i32,
-        tid: e.hdr.tid as i32,
-        comm: cstr(&e.comm),
-        process_name: cstr(&e.process_name),
-        event_name: names::event::OFF_CPU,
-        cpu: e.hdr.cpu as i32,
-        cgroup_id: e.cgroup_id as i64,
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
         waker_tid: woken.then_some(e.waker_tid as i32),
         waker_comm: woken.then(|| cstr(&e.waker_comm)),
-        ..Default::default()
+        ..common.event(names::event::OFF_CPU, clock)
     }
 }
 
@@ -196,20 +222,19 @@ pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Optio
         }
         wire::EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
+            let common = Common {
+                hdr: &e.hdr,
+                boot_ns: e.start_ns,
+                duration_ns: e.duration_ns,
+                cgroup_id: e.cgroup_id,
+                comm: &e.comm,
+                process_name: &e.process_name,
+            };
             Some(KernelEvent {
-                time_unix_nano: clock.wall(e.start_ns),
-                duration_ns: e.duration_ns as i64,
-                pid: e.hdr.pid as i32,
-                tid: e.hdr.tid as i32,
-                comm: cstr(&e.comm),
-                process_name: cstr(&e.process_name),
-                event_name: names::event::RUNQ,
-                cpu: e.hdr.cpu as i32,
-                cgroup_id: e.cgroup_id as i64,
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
                 prev_comm: Some(cstr(&e.prev_comm)),
-                ..Default::default()
+                ..common.event(names::event::RUNQ, clock)
             })
         }
         wire::EV_PROC => {
@@ -225,20 +250,15 @@ pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Optio
             if name == names::event::PROCESS_EXIT {
                 stacks.forget_process(e.hdr.pid as i32);
             }
-            Some(KernelEvent {
-                time_unix_nano: clock.wall(e.ts_ns),
-                pid: e.hdr.pid as i32,
-                tid: e.hdr.tid as i32,
-                comm: cstr(&e.comm),
-                process_name: cstr(&e.process_name),
-                event_name: name,
-                cpu: e.hdr.cpu as i32,
-                cgroup_id: e.cgroup_id as i64,
-                ppid,
-                exit_code,
-                path,
-                ..Default::default()
-            })
+            let common = Common {
+                hdr: &e.hdr,
+                boot_ns: e.ts_ns,
+                duration_ns: 0,
+                cgroup_id: e.cgroup_id,
+                comm: &e.comm,
+                process_name: &e.process_name,
+            };
+            Some(KernelEvent { ppid, exit_code, path, ..common.event(name, clock) })
         }
         _ => None,
     }
