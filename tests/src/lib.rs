@@ -52,7 +52,12 @@ impl Collector {
     /// Starts the collector writing to `store` with extra flags, and waits until its probes are
     /// attached.
     pub fn start(store: &Path, args: &[&str]) -> Collector {
-        let ready = store.with_extension(format!("ready-{}", rand_suffix()));
+        Self::start_with_env(store.to_str().expect("utf-8 store path"), &[], args)
+    }
+
+    /// Starts the collector with any `--store` URL and extra environment variables.
+    pub fn start_with_env(store: &str, env: &[(&str, String)], args: &[&str]) -> Collector {
+        let ready = std::env::temp_dir().join(format!("causeway-ready-{}", rand_suffix()));
         let _ = std::fs::remove_file(&ready);
         let child = Command::new(bin("causeway-collector"))
             .arg("run")
@@ -61,12 +66,13 @@ impl Collector {
             .arg("--ready-file")
             .arg(&ready)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("CAUSEWAY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting causeway-collector");
-        let mut c = Collector { child: Some(child), store: store.to_path_buf() };
+        let mut c = Collector { child: Some(child), store: PathBuf::from(store) };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
             if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
@@ -188,11 +194,42 @@ pub fn sql(store: &Path, query: &str) -> Vec<Value> {
 
 /// Runs `causeway-query sql --format json` and returns the raw output.
 pub fn query_cmd(store: &Path, query: &str) -> Output {
+    query_cmd_env(store.to_str().expect("utf-8 store path"), &[], query)
+}
+
+/// `causeway-query sql --format json` with any `--store` URL and extra environment variables.
+pub fn query_cmd_env(store: &str, env: &[(&str, String)], query: &str) -> Output {
     Command::new(bin("causeway-query"))
-        .args(["sql", query, "--format", "json", "--store"])
-        .arg(store)
+        .args(["sql", query, "--format", "json", "--store", store])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("running causeway-query")
+}
+
+/// Like [`sql`], for any store URL and environment.
+pub fn sql_env(store: &str, env: &[(&str, String)], query: &str) -> Vec<Value> {
+    let out = query_cmd_env(store, env, query);
+    assert!(
+        out.status.success(),
+        "query failed ({}): {query}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Says why a test that needs an external tool cannot run: a failure on CI (which installs
+/// it), a loud skip elsewhere. Returns false when the test should stop.
+pub fn require_tool(test: &str, ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {what} is missing, and CI installs it (.ci/run)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {what} is missing (pip install 'moto[server]') ***\n");
+    false
 }
 
 /// An i64 field of a JSON row.

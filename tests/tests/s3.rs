@@ -1,0 +1,134 @@
+//! The S3 path against a real S3-compatible server (moto) started by the test: the collector
+//! writes through s3://bucket/prefix with the standard AWS environment, and causeway-query
+//! reads the same objects back.
+
+use std::io::Read;
+use std::io::Write;
+use std::net::TcpListener;
+use std::net::TcpStream;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use causeway_tests::can_trace;
+use causeway_tests::int;
+use causeway_tests::require_tool;
+use causeway_tests::sql_env;
+use causeway_tests::Collector;
+use causeway_tests::Workload;
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting moto");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not listen on {port} within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto { child, port }
+}
+
+/// One raw HTTP/1.1 request; returns the status code and body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, resp)
+}
+
+#[test]
+fn collector_writes_and_query_reads_through_s3() {
+    if !can_trace("collector_writes_and_query_reads_through_s3")
+        || !require_tool("collector_writes_and_query_reads_through_s3", moto_available(), "python moto[server]")
+    {
+        return;
+    }
+    let moto = start_moto();
+    let (code, body) = http(moto.port, "PUT", "/causeway-test");
+    assert_eq!(code, 200, "creating the bucket: {body}");
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
+    ];
+    let store = "s3://causeway-test/fleet/a";
+    let w = Workload::spawn(&["mutex", "--hold", "100ms"]);
+    let pid = w.pid;
+    let c = Collector::start_with_env(store, &env, &["--pid", &pid.to_string(), "--host", "s3-host"]);
+    let result = w.run();
+    std::thread::sleep(Duration::from_millis(300));
+    c.stop();
+
+    let (code, listing) = http(moto.port, "GET", "/causeway-test?list-type=2&prefix=fleet/a/kernel_events/");
+    assert_eq!(code, 200, "{listing}");
+    assert!(listing.contains("/hour="), "objects are hive-partitioned: {listing}");
+    assert!(listing.contains("host=s3-host/part-"), "{listing}");
+
+    let rows = sql_env(
+        store,
+        &env,
+        &format!(
+            "SELECT duration_ns, waker_tid, host FROM kernel_events WHERE pid = {pid} AND tid = {} \
+             AND event_name = 'sched.off_cpu' ORDER BY duration_ns DESC LIMIT 1",
+            int(&result, "waiter_tid")
+        ),
+    );
+    assert_eq!(rows.len(), 1, "the waiter's interval came back through S3");
+    assert_eq!(int(&rows[0], "waker_tid"), int(&result, "holder_tid"), "{rows:?}");
+    assert_eq!(rows[0]["host"], "s3-host");
+    let ms = int(&rows[0], "duration_ns") as f64 / 1e6;
+    assert!((90.0..=110.0).contains(&ms), "{ms} ms");
+}
+
+#[test]
+fn an_unreachable_store_fails_before_capture_with_a_clear_error() {
+    if !can_trace("an_unreachable_store_fails_before_capture_with_a_clear_error") {
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(causeway_tests::bin("causeway-collector"))
+        .args(["run", "--duration", "1s", "--store", "s3://nobucket/x"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_MAX_RETRIES", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://nobucket/x"), "the error names the store: {err}");
+}
