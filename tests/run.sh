@@ -8,3 +8,5 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/causeway/target}"
 cargo build --release --workspace --bins
 # end-to-end tests share the CPUs and the kernel's tracepoints: one at a time
 cargo test --release --workspace -- --test-threads=1
+# MCP server driven by real clients (Python MCP SDK) on data recorded by the real collector
+CAUSEWAY_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q tests/mcp

@@ -16,8 +16,14 @@ use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::col;
+use datafusion::prelude::lit;
 use datafusion::prelude::SessionConfig;
 use datafusion::prelude::SessionContext;
+use serde_json::Value;
+
+use crate::config::Security;
 
 /// A query failure, split into the caller's mistakes (exit 2) and everything else.
 #[derive(Debug)]
@@ -51,6 +57,7 @@ impl From<DataFusionError> for QueryError {
                 | DataFusionError::Plan(_)
                 | DataFusionError::SchemaError(..)
                 | DataFusionError::NotImplemented(_)
+                | DataFusionError::ResourcesExhausted(_)
         );
         let msg = e.to_string();
         if usage {
@@ -58,6 +65,12 @@ impl From<DataFusionError> for QueryError {
         } else {
             QueryError::Runtime(msg)
         }
+    }
+}
+
+impl From<QueryError> for String {
+    fn from(e: QueryError) -> String {
+        e.to_string()
     }
 }
 
@@ -76,21 +89,40 @@ fn tables() -> Vec<(&'static str, Option<SchemaRef>)> {
     ]
 }
 
+/// Rows of a capped query.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    /// The rows as JSON objects.
+    pub rows: Vec<Value>,
+    /// More rows (or bytes) existed than the caps allow.
+    pub truncated: bool,
+}
+
 /// DataFusion over one causeway store.
 pub struct Engine {
     ctx: SessionContext,
+    security: Security,
 }
 
 impl Engine {
-    /// Opens the store and registers the tables.
+    /// Opens the store and registers the tables with default limits and no pid policy.
     pub async fn open(store_url: &str) -> Result<Engine, QueryError> {
+        Self::open_with(store_url, Security::default()).await
+    }
+
+    /// Opens the store and registers the tables. The pid policy is applied by registering
+    /// `kernel_events` as a filtered view: no query (tool or SQL) can see a hidden pid.
+    pub async fn open_with(store_url: &str, security: Security) -> Result<Engine, QueryError> {
         let location = StoreLocation::parse(store_url)
             .map_err(|e| QueryError::Usage(format!("invalid --store: {e:#}")))?;
         let (root, store) = location
             .open_for_url()
             .map_err(|e| QueryError::Runtime(format!("opening store {location}: {e:#}")))?;
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(security.memory_limit_mib * 1024 * 1024, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&root, store);
         let state = ctx.state();
         for (name, schema) in tables() {
@@ -111,9 +143,62 @@ impl Engine {
                     Err(_) => continue,
                 },
             };
-            ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
+            let table = Arc::new(ListingTable::try_new(cfg)?);
+            let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
+            if name == table::KERNEL_EVENTS && policy {
+                let mut df = ctx.read_table(table)?;
+                if !security.allow_pids.is_empty() {
+                    let allowed = security.allow_pids.iter().map(|p| lit(*p)).collect();
+                    df = df.filter(col("pid").in_list(allowed, false))?;
+                }
+                if !security.deny_pids.is_empty() {
+                    let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
+                    df = df.filter(col("pid").in_list(denied, true))?;
+                }
+                ctx.register_table(name, df.into_view())?;
+            } else {
+                ctx.register_table(name, table)?;
+            }
         }
-        Ok(Engine { ctx })
+        Ok(Engine { ctx, security })
+    }
+
+    /// The limits this engine enforces.
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// Runs one read-only statement with the row, byte, time and memory caps, returning JSON
+    /// rows. This is the path of every tool and of `run_sql`.
+    pub async fn query(&self, query: &str) -> Result<Rows, QueryError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let max_rows = self.security.max_rows;
+        let run = async {
+            let df = self.ctx.sql_with_options(query, options).await?;
+            let df = df.limit(0, Some(max_rows + 1))?;
+            Ok::<_, QueryError>(df.collect().await?)
+        };
+        let batches = tokio::time::timeout(self.security.timeout(), run).await.map_err(|_| {
+            QueryError::Usage(format!(
+                "query cancelled after the {} s limit (security.query_timeout_s); narrow the time window or add filters",
+                self.security.query_timeout_s
+            ))
+        })??;
+        let mut rows = to_json_rows(&batches)?;
+        let mut truncated = rows.len() > max_rows;
+        rows.truncate(max_rows);
+        let mut bytes = 0usize;
+        if let Some(cut) = rows.iter().position(|r| {
+            bytes += r.to_string().len();
+            bytes > self.security.max_result_bytes
+        }) {
+            rows.truncate(cut);
+            truncated = true;
+        }
+        Ok(Rows { rows, truncated })
     }
 
     /// Runs one read-only statement: no DDL, DML, COPY or SET (DataFusion's SQLOptions).
@@ -125,6 +210,14 @@ impl Engine {
         let df = self.ctx.sql_with_options(query, options).await?;
         Ok(df.collect().await?)
     }
+}
+
+/// Batches as JSON row objects.
+pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>, QueryError> {
+    let text = format_json(batches)?;
+    serde_json::from_str::<Value>(&text)
+        .map(|v| v.as_array().cloned().unwrap_or_default())
+        .map_err(|e| QueryError::Runtime(format!("encoding rows: {e}")))
 }
 
 /// An ASCII table.

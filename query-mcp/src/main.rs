@@ -1,18 +1,28 @@
-//! causeway-query: DataFusion over causeway's object storage.
-//!
-//! This build has the `sql` command; the MCP server (`serve`), `diagnose` and `explain-trace`
-//! arrive with their issues and share the same engine ([`engine`]).
+//! causeway-query: DataFusion over causeway's object storage, as SQL, a diagnosis command and a
+//! read-only MCP server (stdio or Streamable HTTP). `sql`, `diagnose` and the MCP tools share one
+//! engine and one code path per analysis.
 
+mod analysis;
+mod config;
 mod engine;
+mod mcp;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use clap::Subcommand;
 use clap::ValueEnum;
+use rmcp::ServiceExt;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::engine::QueryError;
 
 #[derive(Parser)]
-#[command(name = "causeway-query", version, about = "Query causeway's kernel records (and, soon, serve them over MCP).")]
+#[command(name = "causeway-query", version, about = "Query causeway's kernel records: SQL, diagnoses, and a read-only MCP server for agents.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,8 +37,7 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one read-only SQL statement (SELECT/WITH) over the tables kernel_events, stacks and
-    /// collector_stats.
+    /// Run one read-only SQL statement (SELECT/WITH) over kernel_events, stacks, collector_stats.
     Sql {
         /// The query.
         query: String,
@@ -39,9 +48,74 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Serve the MCP tools over stdio or Streamable HTTP.
+    Serve {
+        /// Object store [default: the config's, else file://./data].
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Speak MCP on stdin/stdout.
+        #[arg(long, conflicts_with = "http", required_unless_present = "http")]
+        stdio: bool,
+        /// Serve Streamable HTTP at ADDR (e.g. 127.0.0.1:8700); needs a bearer token.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// YAML config (see config/query.example.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
+    Diagnose {
+        /// The slow process.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        pid: i64,
+        /// Window in seconds ending at the process's last event (1..=300).
+        #[arg(long, default_value = "60s", value_parser = parse_window)]
+        window: i64,
+        /// Object store.
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+        /// Print the full JSON answer.
+        #[arg(long)]
+        json: bool,
+        /// Include stacks of the longest wait.
+        #[arg(long)]
+        stacks: bool,
+    },
+}
+
+fn parse_window(s: &str) -> Result<i64, String> {
+    let n: i64 = s.trim_end_matches('s').parse().map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
+    if !(1..=300).contains(&n) {
+        return Err(format!("window must be within 1s..=300s, got {s}"));
+    }
+    Ok(n)
+}
+
+async fn serve(store: Option<String>, stdio: bool, http: Option<SocketAddr>, config: Option<PathBuf>) -> Result<(), QueryError> {
+    let cfg = match &config {
+        Some(p) => Config::load(p).map_err(QueryError::Usage)?,
+        None => Config::default(),
+    };
+    let store = store.unwrap_or_else(|| cfg.store.clone());
+    let engine = Arc::new(Engine::open_with(&store, cfg.security.clone()).await?);
+    if stdio {
+        let service = mcp::Server::new(engine)
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| QueryError::Runtime(format!("starting the stdio server: {e}")))?;
+        service.waiting().await.map_err(|e| QueryError::Runtime(format!("stdio server: {e}")))?;
+        return Ok(());
+    }
+    let addr = http.expect("clap requires --stdio or --http");
+    let token = mcp::http::load_token(&cfg).map_err(QueryError::Usage)?;
+    mcp::http::serve(engine, addr, &cfg, token).await.map_err(|e| QueryError::Runtime(format!("{e:#}")))
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -53,7 +127,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Sql { query, store, format } => {
-                let engine = engine::Engine::open(&store).await?;
+                let engine = Engine::open(&store).await?;
                 let batches = engine.sql(&query).await?;
                 let out = match format {
                     Format::Table => engine::format_table(&batches)?,
@@ -61,7 +135,25 @@ fn main() -> ExitCode {
                     Format::Csv => engine::format_csv(&batches)?,
                 };
                 println!("{out}");
-                Ok::<(), engine::QueryError>(())
+                Ok::<(), QueryError>(())
+            }
+            Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
+            Command::Diagnose { pid, window, store, json, stacks } => {
+                let engine = Engine::open(&store).await?;
+                let args = analysis::causal_chain::ChainArgs { target_pid: pid, latency_window_s: window, include_stacks: Some(stacks) };
+                let r = analysis::causal_chain::run(&engine, &args).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    println!("{}", r.summary());
+                    for l in &r.chain {
+                        println!("  hop {} {:<15} pid {} tid {} ⟦{}⟧ {:.1} ms: {}", l.hop, l.role, l.pid, l.tid, l.comm, l.ms, l.detail);
+                    }
+                    for s in &r.stack_trace {
+                        println!("    {s}");
+                    }
+                }
+                Ok(())
             }
         }
     });

@@ -1,0 +1,412 @@
+//! `resolve_causal_chain`, first version: from off-CPU, waker and run-queue records, what the
+//! target process waited on over a window, who ended the waits, and what that thread was doing
+//! meanwhile (one more hop). The full wait-for-graph engine is issue 6.
+//!
+//! The window ends at the target's last recorded event, so the tool answers for a past
+//! incident as well as for a live one.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::date_predicate;
+use super::f;
+use super::i;
+use super::quoted;
+use crate::engine::Engine;
+use crate::engine::QueryError;
+
+/// Arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChainArgs {
+    /// Process id (tgid) that was slow, > 0.
+    pub target_pid: i64,
+    /// Window length in seconds, 1..=300, ending at the target's last recorded event.
+    pub latency_window_s: i64,
+    /// Include symbolized stacks of the longest wait.
+    pub include_stacks: Option<bool>,
+}
+
+/// One link of the chain.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Link {
+    /// 0 for the target, 1 for what it waited on, 2 for what that one was doing.
+    pub hop: u32,
+    /// Role of this link: `target`, `waker`, `waker_activity`, `cpu_holder`.
+    pub role: String,
+    /// Process id.
+    pub pid: i64,
+    /// Thread id.
+    pub tid: i64,
+    /// Thread name (traced data).
+    pub comm: String,
+    /// Milliseconds this link accounts for.
+    pub ms: f64,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// A query the agent can run again (`run_sql`) to see the rows behind a claim.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Evidence {
+    /// What the rows show.
+    pub description: String,
+    /// The SQL.
+    pub sql: String,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChainReport {
+    /// none | low | medium | high | critical
+    pub severity: String,
+    /// cpu_contention | lock_contention | io_wait | network_retransmit | cpu_throttling |
+    /// gpu_sync | memory_reclaim | unknown
+    pub blocking_mechanism: String,
+    /// Who or what caused the wait: {pid, tid, comm} or a device; null when unknown.
+    pub contention_source: Value,
+    /// target → what it waited on → what that was doing.
+    pub chain: Vec<Link>,
+    /// Symbolized frames of the longest wait (kernel then user), when asked for.
+    pub stack_trace: Vec<String>,
+    /// What to do, specific to the evidence.
+    pub recommended_action: String,
+    /// Queries behind the answer.
+    pub evidence: Vec<Evidence>,
+    /// Window analysed, Unix ns.
+    pub window_start_ns: i64,
+    /// Window end, Unix ns.
+    pub window_end_ns: i64,
+    /// How to read traced strings.
+    pub notice: String,
+}
+
+fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
+    let by_share = match worst_share {
+        s if s >= 0.5 => 4,
+        s if s >= 0.2 => 3,
+        s if s >= 0.05 => 2,
+        s if s > 0.0 => 1,
+        _ => 0,
+    };
+    let by_tail = match longest_ms {
+        m if m >= 1000.0 => 3,
+        m if m >= 100.0 => 2,
+        m if m >= 10.0 => 1,
+        _ => 0,
+    };
+    ["none", "low", "medium", "high", "critical"][by_share.max(by_tail)]
+}
+
+/// Runs the analysis.
+pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
+    let pid = a.target_pid;
+    if pid <= 0 || pid > i32::MAX as i64 {
+        return Err(QueryError::Usage(format!("target_pid must be a positive process id, got {pid}")));
+    }
+    if !(1..=300).contains(&a.latency_window_s) {
+        return Err(QueryError::Usage(format!(
+            "latency_window_s must be within 1..=300, got {}",
+            a.latency_window_s
+        )));
+    }
+    let last = engine
+        .query(&format!("SELECT max(time_unix_nano + duration_ns) AS t FROM kernel_events WHERE pid = {pid}"))
+        .await?;
+    let end = last.rows.first().map(|r| i(r, "t")).unwrap_or(0);
+    let notice = super::DATA_NOTICE.to_string();
+    if end == 0 {
+        return Ok(ChainReport {
+            severity: "none".into(),
+            blocking_mechanism: "unknown".into(),
+            contention_source: Value::Null,
+            chain: Vec::new(),
+            stack_trace: Vec::new(),
+            recommended_action: format!(
+                "No kernel events are recorded for pid {pid}: record it with `causeway-collector run --pid {pid}` and ask again."
+            ),
+            evidence: Vec::new(),
+            window_start_ns: 0,
+            window_end_ns: 0,
+            notice,
+        });
+    }
+    let window_ns = a.latency_window_s * 1_000_000_000;
+    let start = end - window_ns;
+    let w = format!(
+        "pid = {pid} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {}",
+        date_predicate(start, end)
+    );
+    let mut evidence = Vec::new();
+    let mut q = |description: &str, sql: String| {
+        evidence.push(Evidence { description: description.into(), sql: sql.clone() });
+        sql
+    };
+
+    // per thread: time lost to each cause
+    let per_thread_sql = q(
+        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
+        format!(
+            "SELECT tid, comm, event_name, coalesce(state, 'runq') AS state, count(*) AS n, \
+             sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns FROM kernel_events \
+             WHERE {w} AND event_name IN ('sched.off_cpu', 'sched.runq') \
+             GROUP BY tid, comm, event_name, state ORDER BY total_ns DESC"
+        ),
+    );
+    let per_thread = engine.query(&per_thread_sql).await?.rows;
+    let wakers_sql = q(
+        "Threads that ended the target's sleeps (lock holders, producers), by time they ended",
+        format!(
+            "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
+             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
+             AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid \
+             GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 5"
+        ),
+    );
+    let wakers = engine.query(&wakers_sql).await?.rows;
+    let cpu_sql = q(
+        "Tasks that held the CPU while the target waited in the run queue",
+        format!(
+            "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
+             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
+             AND prev_pid <> {pid} GROUP BY prev_pid, prev_tid, prev_comm ORDER BY total_ns DESC LIMIT 5"
+        ),
+    );
+    let cpu_holders = engine.query(&cpu_sql).await?.rows;
+
+    let sum_state = |state: &str| -> (i64, i64, f64) {
+        // (total ns, longest ns, worst share of one thread)
+        let rows: Vec<&Value> = per_thread.iter().filter(|r| r["state"] == state).collect();
+        let total = rows.iter().map(|r| i(r, "total_ns")).sum();
+        let longest = rows.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+        let worst = rows.iter().map(|r| i(r, "total_ns")).max().unwrap_or(0) as f64 / window_ns as f64;
+        (total, longest, worst)
+    };
+    let lock_total = wakers.iter().map(|r| i(r, "total_ns")).sum::<i64>();
+    let lock_longest = wakers.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+    let (disk_total, disk_longest, disk_share) = sum_state("disk");
+    let (runq_total, runq_longest, runq_share) = sum_state("runq");
+    let (sleep_total, _, sleep_share) = sum_state("sleep");
+    let lock_share = if sleep_total > 0 { sleep_share * lock_total as f64 / sleep_total as f64 } else { 0.0 };
+
+    let mut candidates = [
+        ("lock_contention", lock_total, lock_longest, lock_share),
+        ("io_wait", disk_total, disk_longest, disk_share),
+        ("cpu_contention", runq_total, runq_longest, runq_share),
+    ];
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let (mechanism, mech_total, mech_longest, mech_share) = candidates[0];
+    let mut chain = Vec::new();
+    let mut contention_source = Value::Null;
+    let mut stack_trace = Vec::new();
+    let mut action;
+    let ms = |ns: i64| ns as f64 / 1e6;
+
+    if mech_total == 0 {
+        return Ok(ChainReport {
+            severity: "none".into(),
+            blocking_mechanism: "unknown".into(),
+            contention_source: Value::Null,
+            chain,
+            stack_trace,
+            recommended_action: format!(
+                "Nothing in the window explains a latency: pid {pid} shows no waits ended by another thread, no D-state and no run-queue delay above the collector's thresholds. Look at on-CPU work (a CPU profile) or widen the window."
+            ),
+            evidence,
+            window_start_ns: start,
+            window_end_ns: end,
+            notice,
+        });
+    }
+    let target_rows: Vec<&Value> = per_thread
+        .iter()
+        .filter(|r| r["state"] == if mechanism == "lock_contention" { "sleep" } else if mechanism == "io_wait" { "disk" } else { "runq" })
+        .collect();
+    if let Some(t) = target_rows.first() {
+        chain.push(Link {
+            hop: 0,
+            role: "target".into(),
+            pid,
+            tid: i(t, "tid"),
+            comm: super::data_text(t["comm"].as_str().unwrap_or("")),
+            ms: ms(i(t, "total_ns")),
+            detail: format!(
+                "{} intervals, {:.1} ms in all, longest {:.1} ms",
+                i(t, "n"),
+                ms(i(t, "total_ns")),
+                ms(i(t, "longest_ns"))
+            ),
+        });
+    }
+    match mechanism {
+        "lock_contention" => {
+            let wk = &wakers[0];
+            let (wpid, wtid) = (i(wk, "waker_pid"), i(wk, "waker_tid"));
+            contention_source = serde_json::json!({
+                "pid": wpid, "tid": wtid, "comm": super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
+            });
+            chain.push(Link {
+                hop: 1,
+                role: "waker".into(),
+                pid: wpid,
+                tid: wtid,
+                comm: super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
+                ms: ms(i(wk, "total_ns")),
+                detail: format!(
+                    "ended {} of the target's sleeps ({:.1} ms, longest {:.1} ms): it held what the target waited for",
+                    i(wk, "n"),
+                    ms(i(wk, "total_ns")),
+                    ms(i(wk, "longest_ns"))
+                ),
+            });
+            // the longest wait it ended, and what the waker did during it
+            let longest_sql = q(
+                "The target's longest wait ended by that thread",
+                format!(
+                    "SELECT tid, time_unix_nano, duration_ns, kernel_stack_id, user_stack_id FROM kernel_events \
+                     WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {wtid} ORDER BY duration_ns DESC LIMIT 1"
+                ),
+            );
+            let longest = engine.query(&longest_sql).await?.rows;
+            let mut activity = String::from("was on CPU (running while the target waited)");
+            if let Some(l) = longest.first() {
+                let (ws, we) = (i(l, "time_unix_nano"), i(l, "time_unix_nano") + i(l, "duration_ns"));
+                let act_sql = q(
+                    "What the waker did while the target waited (its own off-CPU time in that interval)",
+                    format!(
+                        "SELECT state, count(*) AS n, sum(duration_ns) AS total_ns, max(kernel_stack_id) AS kstack, \
+                         max(waker_comm) AS its_waker FROM kernel_events WHERE pid = {wpid} AND tid = {wtid} \
+                         AND event_name = 'sched.off_cpu' AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+                         GROUP BY state ORDER BY total_ns DESC"
+                    ),
+                );
+                let acts = engine.query(&act_sql).await?.rows;
+                if let Some(act) = acts.first() {
+                    let off = i(act, "total_ns");
+                    if off as f64 >= 0.5 * (we - ws) as f64 {
+                        let frames = stack_frames(engine, i(act, "kstack")).await?;
+                        let top: Vec<&String> = frames.iter().take(3).collect();
+                        activity = format!(
+                            "was itself off CPU ({}) for {:.1} ms of that {:.1} ms wait{}",
+                            act["state"].as_str().unwrap_or("?"),
+                            ms(off),
+                            ms(we - ws),
+                            if top.is_empty() { String::new() } else { format!(", in {}", top.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ← ")) }
+                        );
+                    }
+                    chain.push(Link {
+                        hop: 2,
+                        role: "waker_activity".into(),
+                        pid: wpid,
+                        tid: wtid,
+                        comm: super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
+                        ms: ms(off),
+                        detail: activity.clone(),
+                    });
+                }
+                if a.include_stacks.unwrap_or(false) {
+                    stack_trace.extend(stack_frames(engine, i(l, "kernel_stack_id")).await?);
+                    stack_trace.extend(stack_frames(engine, i(l, "user_stack_id")).await?);
+                }
+            }
+            action = format!(
+                "{} (pid {wpid}, tid {wtid}) kept pid {pid} waiting {:.1} ms in the window (longest {:.1} ms) and {activity}: it holds a lock (or owns the condition) the target needs across a slow step — shorten that critical section: do not sleep, block or do I/O while holding it",
+                quoted(&wk["waker_comm"]),
+                ms(i(wk, "total_ns")),
+                ms(i(wk, "longest_ns")),
+            );
+        }
+        "cpu_contention" => {
+            if let Some(h) = cpu_holders.first() {
+                contention_source = serde_json::json!({
+                    "pid": i(h, "prev_pid"), "tid": i(h, "prev_tid"), "comm": super::data_text(h["prev_comm"].as_str().unwrap_or("")),
+                });
+                chain.push(Link {
+                    hop: 1,
+                    role: "cpu_holder".into(),
+                    pid: i(h, "prev_pid"),
+                    tid: i(h, "prev_tid"),
+                    comm: super::data_text(h["prev_comm"].as_str().unwrap_or("")),
+                    ms: ms(i(h, "total_ns")),
+                    detail: format!("held the CPU before {} of the target's run-queue waits ended", i(h, "n")),
+                });
+                action = format!(
+                    "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, cpu.weight)",
+                    ms(runq_total),
+                    quoted(&h["prev_comm"]),
+                    i(h, "prev_pid")
+                );
+            } else {
+                action = format!(
+                    "pid {pid} waited {:.1} ms runnable but not running, behind its own threads: it has more runnable threads than CPUs — size the thread pool to the CPUs it gets",
+                    ms(runq_total)
+                );
+                contention_source = serde_json::json!({"pid": pid, "comm": "own threads"});
+            }
+        }
+        _ => {
+            action = format!(
+                "pid {pid} spent {:.1} ms in uninterruptible (D-state) waits, longest {:.1} ms: it is waiting on I/O — check the device's latency and queue depth; block-I/O attribution arrives with the block probes (issue 6)",
+                ms(disk_total),
+                ms(disk_longest)
+            );
+        }
+    }
+    let _ = mech_longest;
+    Ok(ChainReport {
+        severity: severity(mech_share, ms(mech_longest)).into(),
+        blocking_mechanism: mechanism.into(),
+        contention_source,
+        chain,
+        stack_trace,
+        recommended_action: action,
+        evidence,
+        window_start_ns: start,
+        window_end_ns: end,
+        notice,
+    })
+}
+
+/// Frames of a stack id, innermost first (empty when unknown).
+async fn stack_frames(engine: &Engine, id: i64) -> Result<Vec<String>, QueryError> {
+    if id == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = engine.query(&format!("SELECT frames FROM stacks WHERE stack_id = {id} LIMIT 1")).await?;
+    Ok(rows
+        .rows
+        .first()
+        .and_then(|r| r["frames"].as_array())
+        .map(|a| a.iter().map(|v| super::data_text(v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default())
+}
+
+impl ChainReport {
+    /// A short text summary.
+    pub fn summary(&self) -> String {
+        let src = match &self.contention_source {
+            Value::Null => "unknown".to_string(),
+            v => format!("{} (pid {})", quoted(&v["comm"]), v["pid"]),
+        };
+        format!(
+            "severity {}: {} — source {src}. {}",
+            self.severity, self.blocking_mechanism, self.recommended_action
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::severity;
+
+    #[test]
+    fn severity_takes_the_worse_of_share_and_tail() {
+        assert_eq!(severity(0.0, 0.0), "none");
+        assert_eq!(severity(0.003, 200.0), "medium");
+        assert_eq!(severity(0.6, 1.0), "critical");
+        assert_eq!(severity(0.01, 5.0), "low");
+        assert_eq!(severity(0.3, 1500.0), "high");
+    }
+}
