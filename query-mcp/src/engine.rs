@@ -163,6 +163,15 @@ impl Engine {
         Ok(Engine { ctx, security })
     }
 
+    /// A clear error for a pid the policy hides (instead of an empty answer).
+    pub fn check_pid(&self, pid: i64) -> Result<(), QueryError> {
+        if i32::try_from(pid).is_ok_and(|p| self.security.pid_visible(p)) {
+            Ok(())
+        } else {
+            Err(QueryError::Usage(format!("pid {pid} is not visible under this server's pid policy")))
+        }
+    }
+
     /// The limits this engine enforces.
     pub fn security(&self) -> &Security {
         &self.security

@@ -203,3 +203,28 @@ def test_http_auth_origin_and_rate_limit(recording, http_server):
     assert set(codes) <= {200, 429}, codes
     time.sleep(1.1)
     assert post(http_server, {"Authorization": f"Bearer {TOKEN}"}) == 200
+
+
+def inspector(args, timeout=300):
+    if shutil.which("npx") is None:
+        if os.environ.get("CI"):
+            pytest.fail("npx is missing, and CI must not skip the inspector test")
+        pytest.skip("*** SKIPPED: npx (Node.js) is missing ***")
+    out = subprocess.run(["npx", "-y", "@modelcontextprotocol/inspector", "--cli", *args],
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def test_inspector_cli_lists_and_calls_tools(recording):
+    server = [QUERY, "serve", "--stdio", "--store", recording["store"], "--config", recording["config"]]
+    listed = inspector([*server, "--method", "tools/list"])
+    assert {"resolve_causal_chain", "query_off_cpu_events", "run_sql", "list_tables",
+            "analyze_gpu_launch_latency"} <= {t["name"] for t in listed["tools"]}
+    called = inspector([*server, "--method", "tools/call", "--tool-name", "resolve_causal_chain",
+                        "--tool-arg", f"target_pid={recording['pid']}", "--tool-arg", "latency_window_s=60"])
+    assert not called.get("isError"), called
+    assert called["structuredContent"]["contention_source"]["tid"] == recording["holder"], called
+    bad = inspector([*server, "--method", "tools/call", "--tool-name", "run_sql",
+                     "--tool-arg", "query=DROP TABLE kernel_events"])
+    assert bad.get("isError") is True, bad

@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::date_predicate;
-use super::f;
 use super::i;
 use super::quoted;
 use crate::engine::Engine;
@@ -33,7 +32,7 @@ pub struct ChainArgs {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Link {
     /// 0 for the target, 1 for what it waited on, 2 for what that one was doing.
-    pub hop: u32,
+    pub hop: i64,
     /// Role of this link: `target`, `waker`, `waker_activity`, `cpu_holder`.
     pub role: String,
     /// Process id.
@@ -106,6 +105,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     if pid <= 0 || pid > i32::MAX as i64 {
         return Err(QueryError::Usage(format!("target_pid must be a positive process id, got {pid}")));
     }
+    engine.check_pid(pid)?;
     if !(1..=300).contains(&a.latency_window_s) {
         return Err(QueryError::Usage(format!(
             "latency_window_s must be within 1..=300, got {}",
@@ -201,7 +201,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let mut chain = Vec::new();
     let mut contention_source = Value::Null;
     let mut stack_trace = Vec::new();
-    let mut action;
+    let action;
     let ms = |ns: i64| ns as f64 / 1e6;
 
     if mech_total == 0 {

@@ -39,6 +39,7 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
     if a.pid <= 0 || a.pid > i32::MAX as i64 {
         return Err(QueryError::Usage(format!("pid must be a positive process id, got {}", a.pid)));
     }
+    engine.check_pid(a.pid)?;
     let window = a.window_s.unwrap_or(60);
     if !(1..=3600).contains(&window) {
         return Err(QueryError::Usage(format!("window_s must be within 1..=3600, got {window}")));

@@ -116,6 +116,7 @@ fn validate(a: &OffCpuArgs, max_rows: usize) -> Result<(), QueryError> {
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryError> {
     validate(a, engine.security().max_rows)?;
+    engine.check_pid(a.pid)?;
     let mut w = format!("event_name = 'sched.off_cpu' AND pid = {}", a.pid);
     if let Some(t) = a.tid {
         w += &format!(" AND tid = {t}");
