@@ -228,3 +228,21 @@ def test_inspector_cli_lists_and_calls_tools(recording):
     bad = inspector([*server, "--method", "tools/call", "--tool-name", "run_sql",
                      "--tool-arg", "query=DROP TABLE kernel_events"])
     assert bad.get("isError") is True, bad
+
+
+def test_pid_deny_list_applies_to_tools_and_sql(recording):
+    cfg = recording["config"] + ".deny.yaml"
+    with open(cfg, "w") as f:
+        f.write(f"security:\n  deny_pids: [{recording['pid']}]\n")
+
+    async def main():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", recording["store"],
+                                                            "--config", cfg])
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                r = await call(session, "query_off_cpu_events", {"pid": recording["pid"]})
+                assert r.is_error and "policy" in r.content[0].text, r
+                r = await call(session, "run_sql", {"query": f"SELECT count(*) AS n FROM kernel_events WHERE pid = {recording['pid']}"})
+                assert not r.is_error and r.structured_content["rows"][0]["n"] == 0, r
+    anyio.run(main)
