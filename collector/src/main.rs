@@ -13,6 +13,7 @@ mod run;
 mod sink;
 mod stacks;
 mod stats;
+mod synth;
 mod workload;
 
 use std::path::PathBuf;
@@ -103,6 +104,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic store through the real Parquet sink (benchmarks).
+    #[command(hide = true)]
+    Synth {
+        /// Target store.
+        #[arg(long)]
+        store: String,
+        /// Seconds of data.
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+        /// Events per second.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// pid of the hot process.
+        #[arg(long, default_value_t = 4242)]
+        hot_pid: i32,
+        /// Start, Unix seconds (default 2026-11-27T10:00:00Z).
+        #[arg(long, default_value_t = 1_795_773_600)]
+        start: i64,
+    },
     /// Built-in workloads (for tests and the demo).
     #[command(hide = true, subcommand)]
     Workload(workload::Workload),
@@ -183,6 +203,9 @@ fn main() -> ExitCode {
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
         Command::Workload(w) => workload::run(w),
+        Command::Synth { store, seconds, rate, hot_pid, start } => {
+            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! engine and one code path per analysis.
 
 mod analysis;
+mod bench;
 mod config;
 mod engine;
 mod mcp;
@@ -62,6 +63,19 @@ enum Command {
         /// YAML config (see config/query.example.yaml).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Latency of each tool's analysis on a store, N runs on one warm engine (JSON).
+    #[command(hide = true)]
+    Bench {
+        /// Object store.
+        #[arg(long)]
+        store: String,
+        /// The process to analyse.
+        #[arg(long)]
+        pid: i64,
+        /// Runs per tool.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
     },
     /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
     Diagnose {
@@ -138,6 +152,10 @@ fn main() -> ExitCode {
                 Ok::<(), QueryError>(())
             }
             Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
+            Command::Bench { store, pid, iterations } => {
+                let engine = Engine::open(&store).await?;
+                bench::run(&engine, pid, iterations).await
+            }
             Command::Diagnose { pid, window, store, json, stacks } => {
                 let engine = Engine::open(&store).await?;
                 let args = analysis::causal_chain::ChainArgs { target_pid: pid, latency_window_s: window, include_stacks: Some(stacks) };
