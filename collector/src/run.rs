@@ -92,10 +92,45 @@ struct Batch {
     stats: Vec<StatsRecord>,
 }
 
+/// Events whose raw stacks the stack thread resolves, and processes that exited (whose raw
+/// addresses mean nothing any more).
+#[derive(Default)]
+struct StackWork {
+    items: Vec<(KernelEvent, Vec<u64>, Vec<u64>)>,
+    exited: Vec<i32>,
+}
+
+/// Resolves stacks off the capture thread: normalization and symbolization can take hundreds of
+/// milliseconds the first time a binary is seen, and the ring buffer must keep draining.
+fn spawn_stack_thread(
+    writer: mpsc::Sender<Batch>,
+) -> Result<(std::sync::mpsc::SyncSender<StackWork>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<StackWork>(32);
+    let handle = std::thread::Builder::new().name("cw-stacks".into()).spawn(move || {
+        let mut table = StackTable::new(wire::MAX_STACK);
+        for work in rx {
+            let mut events = Vec::with_capacity(work.items.len());
+            for (mut ev, kernel, user) in work.items {
+                ev.kernel_stack_id = table.kernel(&kernel, ev.time_unix_nano);
+                ev.user_stack_id = table.user(ev.pid, &user, ev.time_unix_nano);
+                events.push(ev);
+            }
+            for pid in work.exited {
+                table.forget_process(pid);
+            }
+            let batch = Batch { events, stacks: table.take_new(), stats: Vec::new() };
+            if writer.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok((tx, handle))
+}
+
 /// Decoding state shared with the ring-buffer callback.
 struct Capture {
     clock: BootToWall,
-    stacks: StackTable,
+    stack_work: StackWork,
     events: Vec<KernelEvent>,
     kept: Option<Vec<KernelEvent>>,
     decoded: [u64; wire::EV_MAX],
@@ -119,19 +154,36 @@ impl Capture {
                 return;
             }
         }
-        match offcpu::decode(data, &self.clock, &mut self.stacks) {
-            Some(ev) => {
-                let t = data.first().copied().unwrap_or(0) as usize;
-                if t < wire::EV_MAX {
-                    self.decoded[t] += 1;
-                }
-                if let Some(k) = self.kept.as_mut() {
-                    k.push(ev.clone());
-                }
-                self.events.push(ev);
+        let decoded = match offcpu::decode(data, &self.clock) {
+            Some(d) => d,
+            None => {
+                self.undecodable += 1;
+                return;
             }
-            None => self.undecodable += 1,
+        };
+        let t = data.first().copied().unwrap_or(0) as usize;
+        if t < wire::EV_MAX {
+            self.decoded[t] += 1;
         }
+        let ev = match decoded {
+            offcpu::Decoded::Event(ev) => {
+                if ev.event_name == causeway_proto::names::event::PROCESS_EXIT {
+                    self.stack_work.exited.push(ev.pid);
+                }
+                ev
+            }
+            offcpu::Decoded::WithStacks { event, kernel, user } => {
+                if let Some(k) = self.kept.as_mut() {
+                    k.push(event.clone());
+                }
+                self.stack_work.items.push((event, kernel, user));
+                return;
+            }
+        };
+        if let Some(k) = self.kept.as_mut() {
+            k.push(ev.clone());
+        }
+        self.events.push(ev);
     }
 }
 
@@ -308,6 +360,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     pin_cpus(&cfg.cpus)?;
     let host = host_name(cfg);
     let (tx, writer) = spawn_writer(cfg, &location, host.clone())?;
+    let (stack_tx, stack_thread) = spawn_stack_thread(tx.clone())?;
+    let mut stacks_skipped = 0u64;
 
     let settings = offcpu::Settings {
         min_off_cpu: cfg.thresholds.min_off_cpu,
@@ -324,7 +378,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
 
     let capture = Rc::new(RefCell::new(Capture {
         clock: BootToWall::sample(),
-        stacks: StackTable::new(wire::MAX_STACK),
+        stack_work: StackWork::default(),
         events: Vec::new(),
         kept: opts.keep_events.then(Vec::new),
         decoded: [0; wire::EV_MAX],
@@ -401,10 +455,21 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             stats_window_start = now;
             last_stats = Instant::now();
         }
-        let batch = {
+        let (batch, work) = {
             let mut c = capture.borrow_mut();
-            Batch { events: std::mem::take(&mut c.events), stacks: c.stacks.take_new(), stats }
+            let work = std::mem::take(&mut c.stack_work);
+            (Batch { events: std::mem::take(&mut c.events), stacks: Vec::new(), stats }, work)
         };
+        let mut batch = batch;
+        if !work.items.is_empty() || !work.exited.is_empty() {
+            if let Err(std::sync::mpsc::TrySendError::Full(w) | std::sync::mpsc::TrySendError::Disconnected(w)) =
+                stack_tx.try_send(work)
+            {
+                // the stack thread is behind: keep the events, without stack ids, and say so
+                stacks_skipped += w.items.len() as u64;
+                batch.events.extend(w.items.into_iter().map(|(e, _, _)| e));
+            }
+        }
         if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty())
             && tx.blocking_send(batch).is_err()
         {
@@ -418,7 +483,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let final_stats = offcpu::read_stats(&skel)?;
     drop(rb);
     drop(skel);
+    drop(stack_tx);
+    let _ = stack_thread.join();
     drop(tx);
+    if stacks_skipped > 0 {
+        tracing::warn!(stacks_skipped, "events written without stack ids: the stack thread fell behind");
+    }
     let written = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
 
     let c = Rc::try_unwrap(capture).ok().expect("ring buffer callback dropped").into_inner();

@@ -26,20 +26,17 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
     let end = last.rows.first().and_then(|r| r["t"].as_i64()).unwrap_or(0);
     let start = end - 60_000_000_000;
     let mut results = serde_json::Map::new();
-    let tools: Vec<(&str, Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), QueryError>> + '_>>>)> = vec![
-        (
-            "resolve_causal_chain",
-            Box::new(move || {
-                Box::pin(async move {
+    let names = ["resolve_causal_chain", "query_off_cpu_events", "run_sql_window_waker_p99"];
+    for (k, name) in names.iter().enumerate() {
+        let mut ms = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            match k {
+                0 => {
                     let a = causal_chain::ChainArgs { target_pid: pid, latency_window_s: 60, include_stacks: Some(false) };
-                    causal_chain::run(engine, &a).await.map(|_| ())
-                })
-            }),
-        ),
-        (
-            "query_off_cpu_events",
-            Box::new(move || {
-                Box::pin(async move {
+                    causal_chain::run(engine, &a).await?;
+                }
+                1 => {
                     let a = off_cpu::OffCpuArgs {
                         pid,
                         tid: Some(pid + 1),
@@ -48,14 +45,9 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
                         min_duration_ms: None,
                         limit: Some(50),
                     };
-                    off_cpu::run(engine, &a).await.map(|_| ())
-                })
-            }),
-        ),
-        (
-            "run_sql_window_waker_p99",
-            Box::new(move || {
-                Box::pin(async move {
+                    off_cpu::run(engine, &a).await?;
+                }
+                _ => {
                     engine
                         .query(&format!(
                             "SELECT waker_tid, count(*) AS n, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) AS p99 \
@@ -63,17 +55,9 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
                              AND event_name = 'sched.off_cpu' GROUP BY waker_tid",
                             pid + 1
                         ))
-                        .await
-                        .map(|_| ())
-                })
-            }),
-        ),
-    ];
-    for (name, f) in &tools {
-        let mut ms = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let t = Instant::now();
-            f().await?;
+                        .await?;
+                }
+            }
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);

@@ -217,7 +217,8 @@ def inspector(args, timeout=300):
 
 
 def test_inspector_cli_lists_and_calls_tools(recording):
-    server = [QUERY, "serve", "--stdio", "--store", recording["store"], "--config", recording["config"]]
+    # (the inspector takes --config for itself, so the server runs with its defaults here)
+    server = [QUERY, "serve", "--stdio", "--store", recording["store"]]
     listed = inspector([*server, "--method", "tools/list"])
     assert {"resolve_causal_chain", "query_off_cpu_events", "run_sql", "list_tables",
             "analyze_gpu_launch_latency"} <= {t["name"] for t in listed["tools"]}

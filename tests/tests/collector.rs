@@ -130,7 +130,7 @@ fn kill_9_during_flushes_leaves_only_complete_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    for (round, ms) in [(0, 700u64), (1, 1100), (2, 1500)] {
+    for (round, ms) in [(0, 0u64), (1, 150), (2, 400)] {
         let load = std::process::Command::new(causeway_tests::bin("causeway-collector"))
             .args(["workload", "pingpong", "--time", "3s"])
             .stdout(std::process::Stdio::null())
@@ -143,12 +143,19 @@ fn kill_9_during_flushes_leaves_only_complete_files() {
                 "--flush-rows", "2000", "--max-events-per-second", "0",
             ],
         );
+        // flushes run every drain from the first one on: wait for one more file than before,
+        // then kill at a different point of the write cycle each round
+        let before = parquet_files(&store).len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while parquet_files(&store).len() <= before {
+            assert!(std::time::Instant::now() < deadline, "round {round}: no flush within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         std::thread::sleep(std::time::Duration::from_millis(ms));
         c.kill9();
         let mut load = load;
         let _ = load.wait();
         let files = parquet_files(&store);
-        assert!(!files.is_empty(), "round {round}: nothing was flushed before the kill");
         for f in &files {
             let b = std::fs::read(f).unwrap();
             assert!(

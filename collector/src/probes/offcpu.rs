@@ -21,7 +21,6 @@ use super::cgroup::CgroupTarget;
 use super::cstr;
 use super::read_record;
 use crate::clock::BootToWall;
-use crate::stacks::StackTable;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
 mod skel {
@@ -207,18 +206,36 @@ fn frames(n: i32, ips: &[u64]) -> &[u64] {
     &ips[..n]
 }
 
+/// A decoded record: most are complete events; long off-CPU intervals carry raw stacks that the
+/// stack thread turns into ids (symbolization must never stall the drain).
+#[derive(Debug)]
+pub enum Decoded {
+    /// A complete event.
+    Event(KernelEvent),
+    /// An event whose stack ids are still to be resolved from these raw addresses.
+    WithStacks {
+        /// The event, stack ids unset.
+        event: KernelEvent,
+        /// Kernel instruction pointers, innermost first.
+        kernel: Vec<u64>,
+        /// User instruction pointers, innermost first.
+        user: Vec<u64>,
+    },
+}
+
 /// Decodes one ring-buffer record. Unknown or short records give `None` (and are counted by
 /// the caller).
-pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Option<KernelEvent> {
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let hdr: types::cw_header = read_record(data)?;
-    match hdr.r#type {
-        wire::EV_OFF_CPU => Some(off_cpu_event(&read_record(data)?, clock)),
+    let event = match hdr.r#type {
+        wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;
-            let mut ev = off_cpu_event(&s.ev, clock);
-            ev.kernel_stack_id = stacks.kernel(frames(s.n_kernel, &s.kernel), ev.time_unix_nano);
-            ev.user_stack_id = stacks.user(ev.pid, frames(s.n_user, &s.user), ev.time_unix_nano);
-            Some(ev)
+            return Some(Decoded::WithStacks {
+                event: off_cpu_event(&s.ev, clock),
+                kernel: frames(s.n_kernel, &s.kernel).to_vec(),
+                user: frames(s.n_user, &s.user).to_vec(),
+            });
         }
         wire::EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
@@ -230,12 +247,12 @@ pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Optio
                 comm: &e.comm,
                 process_name: &e.process_name,
             };
-            Some(KernelEvent {
+            KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
                 prev_comm: Some(cstr(&e.prev_comm)),
                 ..common.event(names::event::RUNQ, clock)
-            })
+            }
         }
         wire::EV_PROC => {
             let e: types::cw_proc_event = read_record(data)?;
@@ -247,9 +264,6 @@ pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Optio
                 5 => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
                 _ => return None,
             };
-            if name == names::event::PROCESS_EXIT {
-                stacks.forget_process(e.hdr.pid as i32);
-            }
             let common = Common {
                 hdr: &e.hdr,
                 boot_ns: e.ts_ns,
@@ -258,10 +272,11 @@ pub fn decode(data: &[u8], clock: &BootToWall, stacks: &mut StackTable) -> Optio
                 comm: &e.comm,
                 process_name: &e.process_name,
             };
-            Some(KernelEvent { ppid, exit_code, path, ..common.event(name, clock) })
+            KernelEvent { ppid, exit_code, path, ..common.event(name, clock) }
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Decoded::Event(event))
 }
 
 /// True for records that load shedding must never drop (process lifecycle).
@@ -310,13 +325,12 @@ mod tests {
             std::slice::from_raw_parts(&e as *const _ as *const u8, size_of::<types::cw_off_cpu_event>())
         };
         let clock = BootToWall::sample();
-        let mut stacks = StackTable::new(wire::MAX_STACK);
-        let ev = decode(bytes, &clock, &mut stacks).unwrap();
+        let Some(Decoded::Event(ev)) = decode(bytes, &clock) else { panic!("not an event") };
         assert_eq!(ev.event_name, "sched.off_cpu");
         assert_eq!((ev.pid, ev.tid, ev.waker_tid), (10, 11, Some(12)));
         assert_eq!(ev.state, Some("sleep"));
         assert_eq!(ev.waker_comm.as_deref(), Some("holder"));
         assert_eq!(ev.duration_ns, 200_000_000);
-        assert!(decode(&bytes[..20], &clock, &mut stacks).is_none(), "short record");
+        assert!(decode(&bytes[..20], &clock).is_none(), "short record");
     }
 }
