@@ -16,6 +16,7 @@ use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::col;
 use datafusion::prelude::lit;
@@ -89,6 +90,9 @@ fn tables() -> Vec<(&'static str, Option<SchemaRef>)> {
     ]
 }
 
+/// How long a directory listing is reused before new files are looked for.
+pub const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Rows of a capped query.
 #[derive(Debug, Clone)]
 pub struct Rows {
@@ -119,7 +123,12 @@ impl Engine {
             .open_for_url()
             .map_err(|e| QueryError::Runtime(format!("opening store {location}: {e:#}")))?;
         let config = SessionConfig::new().with_information_schema(true);
+        // DataFusion caches directory listings with no expiry by default: a long-running server
+        // would never see the collector's new files. One second keeps S3 listings cheap under
+        // bursts of tool calls and new data visible.
+        let caches = CacheManagerConfig::default().with_list_files_cache_ttl(Some(LISTING_TTL));
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_limit(security.memory_limit_mib * 1024 * 1024, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);

@@ -247,3 +247,27 @@ def test_pid_deny_list_applies_to_tools_and_sql(recording):
                 r = await call(session, "run_sql", {"query": f"SELECT count(*) AS n FROM kernel_events WHERE pid = {recording['pid']}"})
                 assert not r.is_error and r.structured_content["rows"][0]["n"] == 0, r
     anyio.run(main)
+
+
+def test_new_files_are_seen_without_a_restart(recording):
+    import glob
+    tmp = tempfile.mkdtemp(prefix="causeway-live-")
+    store = os.path.join(tmp, "store")
+    shutil.copytree(recording["store"], store)
+
+    async def main():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                q = {"query": "SELECT count(*) AS n FROM kernel_events"}
+                before = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
+                src = sorted(glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True))[0]
+                shutil.copy(src, src.replace(".parquet", "-copy.parquet"))
+                await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
+                after = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
+                assert after > before, (before, after)
+    try:
+        anyio.run(main)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
