@@ -106,8 +106,10 @@ pub fn run(w: Workload) -> Result<()> {
                 let _g = lock.lock().expect("holder does not panic");
                 (gettid(), t0.elapsed())
             })?;
-            let holder_tid = holder.join().expect("holder thread");
+            // join the waiter first: the main thread then waits on the waiter, not on the holder,
+            // so the holder's only victim in the recording is cw-waiter
             let (waiter_tid, waited) = waiter.join().expect("waiter thread");
+            let holder_tid = holder.join().expect("holder thread");
             println!(
                 "{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid},\"hold_ns\":{},\"waited_ns\":{}}}",
                 std::process::id(),

@@ -78,6 +78,9 @@ async def exercise(session, rec):
     assert chain["contention_source"]["tid"] == rec["holder"], chain
     assert chain["contention_source"]["comm"] == "cw-holder", chain
     assert chain["severity"] in ("medium", "high", "critical"), chain
+    links = chain["chain"]
+    assert links[-1]["role"] == "root" and links[-1]["tid"] == rec["holder"], links
+    assert "nanosleep" in links[-1]["detail"], links  # the holder slept while holding the lock
     assert "cw-holder" in chain["recommended_action"], chain
     assert chain["evidence"] and all("SELECT" in e["sql"] for e in chain["evidence"])
     assert r.content[0].text.startswith("severity"), r.content

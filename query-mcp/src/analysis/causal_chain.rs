@@ -82,6 +82,9 @@ pub struct ChainReport {
     pub notice: String,
 }
 
+/// How far the chain is followed.
+const MAX_HOPS: i64 = 6;
+
 fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
     let by_share = match worst_share {
         s if s >= 0.5 => 4,
@@ -243,79 +246,102 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     match mechanism {
         "lock_contention" => {
             let wk = &wakers[0];
-            let (wpid, wtid) = (i(wk, "waker_pid"), i(wk, "waker_tid"));
-            contention_source = serde_json::json!({
-                "pid": wpid, "tid": wtid, "comm": super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
-            });
-            chain.push(Link {
-                hop: 1,
-                role: "waker".into(),
-                pid: wpid,
-                tid: wtid,
-                comm: super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
-                ms: ms(i(wk, "total_ns")),
-                detail: format!(
-                    "ended {} of the target's sleeps ({:.1} ms, longest {:.1} ms): it held what the target waited for",
-                    i(wk, "n"),
-                    ms(i(wk, "total_ns")),
-                    ms(i(wk, "longest_ns"))
-                ),
-            });
-            // the longest wait it ended, and what the waker did during it
+            let (first_pid, first_tid) = (i(wk, "waker_pid"), i(wk, "waker_tid"));
+            // the target's longest wait ended by the top waker: the wait the chain explains
             let longest_sql = q(
-                "The target's longest wait ended by that thread",
+                "The target's longest wait ended by its top waker",
                 format!(
-                    "SELECT tid, time_unix_nano, duration_ns, kernel_stack_id, user_stack_id FROM kernel_events \
-                     WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {wtid} ORDER BY duration_ns DESC LIMIT 1"
+                    "SELECT tid, comm, time_unix_nano, duration_ns, kernel_stack_id, user_stack_id FROM kernel_events \
+                     WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {first_tid} ORDER BY duration_ns DESC LIMIT 1"
                 ),
             );
             let longest = engine.query(&longest_sql).await?.rows;
-            let mut activity = String::from("was on CPU (running while the target waited)");
-            if let Some(l) = longest.first() {
-                let (ws, we) = (i(l, "time_unix_nano"), i(l, "time_unix_nano") + i(l, "duration_ns"));
+            let Some(l) = longest.first() else {
+                return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
+            };
+            chain.clear();
+            chain.push(Link {
+                hop: 0,
+                role: "target".into(),
+                pid,
+                tid: i(l, "tid"),
+                comm: super::data_text(l["comm"].as_str().unwrap_or("")),
+                ms: ms(i(l, "duration_ns")),
+                detail: format!(
+                    "waited {:.1} ms (its longest wait in the window); {:.1} ms in all were ended by the next hop",
+                    ms(i(l, "duration_ns")),
+                    ms(i(wk, "total_ns"))
+                ),
+            });
+            if a.include_stacks.unwrap_or(false) {
+                stack_trace.extend(stack_frames(engine, i(l, "kernel_stack_id")).await?);
+                stack_trace.extend(stack_frames(engine, i(l, "user_stack_id")).await?);
+            }
+            // walk the wait-for chain: while the thread that ended a wait was itself waiting
+            // (off CPU for most of it) and was woken by yet another thread, follow that thread
+            let (mut cur_pid, mut cur_tid, mut cur_comm) =
+                (first_pid, first_tid, super::data_text(wk["waker_comm"].as_str().unwrap_or("")));
+            let (mut ws, mut we) = (i(l, "time_unix_nano"), i(l, "time_unix_nano") + i(l, "duration_ns"));
+            let mut activity = String::new();
+            for hop in 1..=MAX_HOPS {
                 let act_sql = q(
-                    "What the waker did while the target waited (its own off-CPU time in that interval)",
+                    &format!("Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"),
                     format!(
-                        "SELECT state, count(*) AS n, sum(duration_ns) AS total_ns, max(kernel_stack_id) AS kstack, \
-                         max(waker_comm) AS its_waker FROM kernel_events WHERE pid = {wpid} AND tid = {wtid} \
-                         AND event_name = 'sched.off_cpu' AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
-                         GROUP BY state ORDER BY total_ns DESC"
+                        "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
+                         least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
+                         FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
+                         AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} ORDER BY overlap_ns DESC LIMIT 1"
                     ),
                 );
-                let acts = engine.query(&act_sql).await?.rows;
-                if let Some(act) = acts.first() {
-                    let off = i(act, "total_ns");
-                    if off as f64 >= 0.5 * (we - ws) as f64 {
-                        let frames = stack_frames(engine, i(act, "kstack")).await?;
-                        let top: Vec<&String> = frames.iter().take(3).collect();
-                        activity = format!(
-                            "was itself off CPU ({}) for {:.1} ms of that {:.1} ms wait{}",
-                            act["state"].as_str().unwrap_or("?"),
-                            ms(off),
-                            ms(we - ws),
-                            if top.is_empty() { String::new() } else { format!(", in {}", top.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ← ")) }
-                        );
-                    }
+                let act = engine.query(&act_sql).await?.rows;
+                let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= 0.5 * (we - ws) as f64);
+                let Some(r) = waited else {
+                    activity = "was running on CPU while the previous hop waited on it".into();
+                    chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone() });
+                    break;
+                };
+                let frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
+                let place = if frames.is_empty() {
+                    String::new()
+                } else {
+                    format!(", in {}", frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← "))
+                };
+                let (next_pid, next_tid) = (i(r, "waker_pid"), i(r, "waker_tid"));
+                let state = r["state"].as_str().unwrap_or("?").to_string();
+                let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
+                if follows {
                     chain.push(Link {
-                        hop: 2,
-                        role: "waker_activity".into(),
-                        pid: wpid,
-                        tid: wtid,
-                        comm: super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
-                        ms: ms(off),
-                        detail: activity.clone(),
+                        hop,
+                        role: "waiter".into(),
+                        pid: cur_pid,
+                        tid: cur_tid,
+                        comm: cur_comm.clone(),
+                        ms: ms(i(r, "duration_ns")),
+                        detail: format!(
+                            "was itself waiting ({state}) {:.1} ms{place}, until thread {next_tid} woke it",
+                            ms(i(r, "duration_ns"))
+                        ),
                     });
+                    (cur_pid, cur_tid, cur_comm) =
+                        (next_pid, next_tid, super::data_text(r["waker_comm"].as_str().unwrap_or("")));
+                    (ws, we) = (i(r, "time_unix_nano"), i(r, "time_unix_nano") + i(r, "duration_ns"));
+                    continue;
                 }
-                if a.include_stacks.unwrap_or(false) {
-                    stack_trace.extend(stack_frames(engine, i(l, "kernel_stack_id")).await?);
-                    stack_trace.extend(stack_frames(engine, i(l, "user_stack_id")).await?);
-                }
+                activity = format!(
+                    "was itself off CPU ({state}) for {:.1} ms of the {:.1} ms the previous hop waited{place}, not woken by another thread",
+                    ms(i(r, "overlap_ns")),
+                    ms(we - ws)
+                );
+                chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone() });
+                break;
             }
+            contention_source = serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
+            let hops = chain.len().saturating_sub(1);
             action = format!(
-                "{} (pid {wpid}, tid {wtid}) kept pid {pid} waiting {:.1} ms in the window (longest {:.1} ms) and {activity}: it holds a lock (or owns the condition) the target needs across a slow step — shorten that critical section: do not sleep, block or do I/O while holding it",
-                quoted(&wk["waker_comm"]),
+                "{} (pid {cur_pid}, tid {cur_tid}) is the root of a {hops}-hop wait chain that kept pid {pid} waiting {:.1} ms in the window (longest {:.1} ms): it {activity}. It holds a lock (or owns the condition) the chain needs across a slow step — shorten that critical section: do not sleep, block or do I/O while holding it",
+                quoted(&Value::from(cur_comm.clone())),
                 ms(i(wk, "total_ns")),
-                ms(i(wk, "longest_ns")),
+                ms(i(l, "duration_ns")),
             );
         }
         "cpu_contention" => {
