@@ -72,6 +72,86 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* key: 0; value: per-CPU depth of interrupt-context work (hard IRQ handlers, softirqs, hrtimer
+ * callbacks) the CPU is running. While it is > 0, `current` is whatever task the interrupt landed
+ * on, not a waker: wakeups then come from a timer, a device or the network. (preempt_count would
+ * say it directly, but its per-CPU address is not in kallsyms on kernels without KALLSYMS_ALL.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} irq_depth SEC(".maps");
+
+static __always_inline void irq_enter(void)
+{
+	__u32 zero = 0;
+	__s64 *d = bpf_map_lookup_elem(&irq_depth, &zero);
+
+	if (d)
+		*d += 1;
+}
+
+static __always_inline void irq_leave(void)
+{
+	__u32 zero = 0;
+	__s64 *d = bpf_map_lookup_elem(&irq_depth, &zero);
+
+	/* an exit whose entry happened before we attached must not go negative */
+	if (d && *d > 0)
+		*d -= 1;
+}
+
+static __always_inline bool in_interrupt(void)
+{
+	__u32 zero = 0;
+	__s64 *d = bpf_map_lookup_elem(&irq_depth, &zero);
+
+	return d && *d > 0;
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(handle__irq_handler_entry)
+{
+	irq_enter();
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(handle__irq_handler_exit)
+{
+	irq_leave();
+	return 0;
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(handle__softirq_entry)
+{
+	irq_enter();
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(handle__softirq_exit)
+{
+	irq_leave();
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(handle__hrtimer_expire_entry)
+{
+	irq_enter();
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_expire_exit")
+int BPF_PROG(handle__hrtimer_expire_exit)
+{
+	irq_leave();
+	return 0;
+}
+
 static __always_inline void count(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &slot);
@@ -268,7 +348,12 @@ int BPF_PROG(handle__sched_waking, struct task_struct *p)
 	if (!s)
 		return 0;
 	s->runq_ts = bpf_ktime_get_boot_ns();
-	/* an interrupt (softirq, timer) waking p runs on whatever task was current: pid 0 is idle */
+	if (in_interrupt()) {
+		/* woken by a timer, a device or the network: no task is the waker */
+		s->waker_pid = 0;
+		s->waker_tid = 0;
+		return 0;
+	}
 	s->waker_pid = BPF_CORE_READ(waker, tgid);
 	s->waker_tid = BPF_CORE_READ(waker, pid);
 	BPF_CORE_READ_STR_INTO(&s->waker_comm, waker, comm);

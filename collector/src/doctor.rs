@@ -35,7 +35,7 @@ pub fn run() -> Result<()> {
             ..Default::default()
         };
         let status = match offcpu::load(&mut obj, &settings).and_then(|mut s| offcpu::attach(&mut s)) {
-            Ok(()) => Status::Ok("offcpu.bpf.c loaded and attached (sched_switch, sched_waking, sched_wakeup_new, sched_process_exec/fork/exit)".into()),
+            Ok(()) => Status::Ok("offcpu.bpf.c loaded and attached (sched_switch, sched_waking, sched_wakeup_new, sched_process_exec/fork/exit, irq/softirq/hrtimer entry+exit)".into()),
             Err(e) => Status::Fail(format!("{e:#}")),
         };
         checks.push(preflight::Check { name: "probes", status });
