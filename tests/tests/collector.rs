@@ -184,3 +184,54 @@ fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A timer that wakes a sleeper fires in interrupt context, on whatever task is running: that
+/// task is not a waker. With every CPU busy, the holder's nanosleep must still end with no
+/// waker recorded (and the waiter's wait must still name the holder).
+#[test]
+fn timer_wakeups_under_cpu_load_have_no_waker_task() {
+    if !can_trace("timer_wakeups_under_cpu_load_have_no_waker_task") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let hogs: Vec<_> = (0..2)
+        .map(|cpu| {
+            std::process::Command::new(causeway_tests::bin("causeway-collector"))
+                .args(["workload", "spin", "--threads", "1", "--cpu", &cpu.to_string(), "--time", "4s"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let w = Workload::spawn(&["mutex", "--hold", "200ms"]);
+    let pid = w.pid;
+    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    let result = w.run();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.stop();
+    for mut h in hogs {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let holder = int(&result, "holder_tid");
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT duration_ns, waker_tid FROM kernel_events WHERE pid = {pid} AND tid = {holder} \
+             AND event_name = 'sched.off_cpu' ORDER BY duration_ns DESC LIMIT 1"
+        ),
+    );
+    assert_eq!(rows.len(), 1, "the holder's sleep was captured");
+    assert!(int(&rows[0], "duration_ns") >= 190_000_000, "{rows:?}");
+    assert!(rows[0]["waker_tid"].is_null(), "a timer woke the holder, not a task: {rows:?}");
+    let waiter = sql(
+        &store,
+        &format!(
+            "SELECT waker_tid FROM kernel_events WHERE pid = {pid} AND tid = {} AND event_name = 'sched.off_cpu' \
+             ORDER BY duration_ns DESC LIMIT 1",
+            int(&result, "waiter_tid")
+        ),
+    );
+    assert_eq!(int(&waiter[0], "waker_tid"), holder, "{waiter:?}");
+}
