@@ -166,8 +166,8 @@ def http_server(recording):
     p.wait(timeout=10)
 
 
-def post(url, headers):
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+def post(url, headers, body=None):
+    body = body or json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
     h = {"content-type": "application/json", "accept": "application/json, text/event-stream", **headers}
     try:
@@ -196,6 +196,8 @@ def test_http_auth_origin_and_rate_limit(recording, http_server):
     assert post(http_server, {"Authorization": f"Bearer {TOKEN}", "Origin": "http://evil.example"}) == 403
     time.sleep(1.1)
     assert post(http_server, {"Authorization": f"Bearer {TOKEN}"}) == 200
+    huge = b'{"jsonrpc": "2.0", "id": 2, "method": "ping", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    assert post(http_server, {"Authorization": f"Bearer {TOKEN}"}, huge) == 413
     # a flood of 1,000 requests in about a second: most are refused with 429, none crash the server
     codes = {}
     start = time.time()
