@@ -13,12 +13,15 @@ end = con.execute(f"SELECT max(time_unix_nano) FROM kernel_events WHERE pid = {p
 start = end - 60_000_000_000
 w = f"pid = {pid} AND time_unix_nano >= {start} AND time_unix_nano < {end}"
 tid = pid + 1
+newest = con.execute("SELECT max(time_unix_nano) FROM kernel_events").fetchone()[0]
 chain = [
-    f"SELECT max(time_unix_nano + duration_ns) FROM kernel_events WHERE pid = {pid}",
+    "SELECT max(time_unix_nano) FROM kernel_events",
+    f"SELECT max(time_unix_nano + duration_ns) FROM kernel_events WHERE pid = {pid} AND time_unix_nano >= {newest - 300_000_000_000}",
     f"SELECT tid, comm, event_name, coalesce(state, 'runq') AS state, count(*), sum(duration_ns), max(duration_ns) FROM kernel_events WHERE {w} AND event_name IN ('sched.off_cpu', 'sched.runq') GROUP BY ALL",
     f"SELECT waker_pid, waker_tid, waker_comm, count(*), sum(duration_ns) AS total, max(duration_ns) FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid GROUP BY ALL ORDER BY total DESC LIMIT 5",
     f"SELECT prev_pid, prev_tid, prev_comm, count(*), sum(duration_ns) AS total, max(duration_ns) FROM kernel_events WHERE {w} AND event_name = 'sched.runq' AND prev_pid <> {pid} GROUP BY ALL ORDER BY total DESC LIMIT 5",
     f"SELECT tid, time_unix_nano, duration_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {pid + 2} ORDER BY duration_ns DESC LIMIT 1",
+    f"SELECT state, duration_ns, waker_tid, least(time_unix_nano + duration_ns, {end}) - greatest(time_unix_nano, {end - 2_000_000}) AS o FROM kernel_events WHERE pid = {pid} AND tid = {pid + 2} AND event_name = 'sched.off_cpu' AND time_unix_nano < {end} AND time_unix_nano + duration_ns > {end - 2_000_000} AND time_unix_nano >= {start} ORDER BY o DESC LIMIT 1",
 ]
 off = f"pid = {pid} AND tid = {tid} AND event_name = 'sched.off_cpu' AND time_unix_nano >= {start} AND time_unix_nano < {end}"
 off_cpu = [

@@ -115,10 +115,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             a.latency_window_s
         )));
     }
-    let last = engine
-        .query(&format!("SELECT max(time_unix_nano + duration_ns) AS t FROM kernel_events WHERE pid = {pid}"))
-        .await?;
-    let end = last.rows.first().map(|r| i(r, "t")).unwrap_or(0);
+    let end = last_event_end(engine, pid).await?;
     let notice = super::DATA_NOTICE.to_string();
     if end == 0 {
         return Ok(ChainReport {
@@ -290,7 +287,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
                          least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
                          FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
-                         AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} ORDER BY overlap_ns DESC LIMIT 1"
+                         AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+                         AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
+                        lookback = ws - window_ns,
+                        dates = date_predicate(ws - window_ns, we)
                     ),
                 );
                 let act = engine.query(&act_sql).await?.rows;
@@ -393,6 +393,33 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         window_end_ns: end,
         notice,
     })
+}
+
+/// End of the process's last recorded event, 0 when it has none.
+///
+/// A bare `max(...) WHERE pid = P` reads the pid column of every file. The store's newest time
+/// comes from file statistics alone, and files are pruned by their time range, so the search
+/// looks back from there in growing steps (5 min, 1 h, 1 day) before scanning everything.
+async fn last_event_end(engine: &Engine, pid: i64) -> Result<i64, QueryError> {
+    let newest = engine.query("SELECT max(time_unix_nano) AS t FROM kernel_events").await?;
+    let newest = newest.rows.first().map(|r| i(r, "t")).unwrap_or(0);
+    if newest == 0 {
+        return Ok(0);
+    }
+    for back_s in [300i64, 3_600, 86_400, i64::MAX / 2_000_000_000] {
+        let from = newest.saturating_sub(back_s.saturating_mul(1_000_000_000));
+        let r = engine
+            .query(&format!(
+                "SELECT max(time_unix_nano + duration_ns) AS t FROM kernel_events \
+                 WHERE pid = {pid} AND time_unix_nano >= {from}"
+            ))
+            .await?;
+        let t = r.rows.first().map(|r| i(r, "t")).unwrap_or(0);
+        if t > 0 {
+            return Ok(t);
+        }
+    }
+    Ok(0)
 }
 
 /// Frames of a stack id, innermost first (empty when unknown).
