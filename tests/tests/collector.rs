@@ -3,6 +3,7 @@
 
 use causeway_tests::can_trace;
 use causeway_tests::int;
+use causeway_tests::record;
 use causeway_tests::sql;
 use causeway_tests::Collector;
 use causeway_tests::Workload;
@@ -16,12 +17,7 @@ fn mutex_waiter_is_woken_by_the_holder() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let w = Workload::spawn(&["mutex", "--hold", "200ms"]);
-    let pid = w.pid;
-    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
-    let result = w.run();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    c.stop();
+    let (pid, result) = record(&store, &["mutex", "--hold", "200ms"], &[]);
     let holder = int(&result, "holder_tid");
     let waiter = int(&result, "waiter_tid");
 
@@ -204,12 +200,7 @@ fn timer_wakeups_under_cpu_load_have_no_waker_task() {
                 .unwrap()
         })
         .collect();
-    let w = Workload::spawn(&["mutex", "--hold", "200ms"]);
-    let pid = w.pid;
-    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
-    let result = w.run();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    c.stop();
+    let (pid, result) = record(&store, &["mutex", "--hold", "200ms"], &[]);
     for mut h in hogs {
         let _ = h.kill();
         let _ = h.wait();
