@@ -165,6 +165,10 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
     cfg.validate().map_err(|e| anyhow::anyhow!(UsageError(e)))?;
     causeway_store::StoreLocation::parse(&cfg.store)
         .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid `store`: {e:#}"))))?;
+    if let Some(cg) = &cfg.cgroup {
+        probes::cgroup::resolve(cg)
+            .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid `cgroup`: {e:#}"))))?;
+    }
     if let Some(ep) = &cfg.otlp_endpoint {
         return Err(anyhow::anyhow!(UsageError(format!(
             "`otlp_endpoint` {ep}: OTLP export is not in this build yet (tracked in issue 5); \

@@ -226,3 +226,52 @@ fn timer_wakeups_under_cpu_load_have_no_waker_task() {
     );
     assert_eq!(int(&waiter[0], "waker_tid"), holder, "{waiter:?}");
 }
+
+/// The cgroup filter: only tasks in the given cgroup v2 directory (and below) are traced.
+#[test]
+fn cgroup_filter_keeps_only_that_cgroup() {
+    if !can_trace("cgroup_filter_keeps_only_that_cgroup") {
+        return;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).unwrap().to_string())
+        })
+        .next()
+        .expect("a cgroup v2 mount (CI kernels have one)");
+    let cg = std::path::PathBuf::from(&root).join(format!("causeway-test-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(cg.clone());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let inside = Workload::spawn(&["mutex", "--hold", "50ms"]);
+    let outside = Workload::spawn(&["mutex", "--hold", "50ms"]);
+    let (ip, op) = (inside.pid, outside.pid);
+    std::fs::write(cg.join("cgroup.procs"), ip.to_string()).unwrap();
+    let c = Collector::start(&store, &["--cgroup", cg.to_str().unwrap(), "--flush-interval", "1s"]);
+    let t = std::thread::spawn(move || inside.run());
+    outside.run();
+    t.join().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.stop();
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT count(*) FILTER (WHERE pid = {ip}) AS inside, count(*) FILTER (WHERE pid <> {ip}) AS others, \
+             count(*) FILTER (WHERE pid = {op}) AS outside FROM kernel_events"
+        ),
+    );
+    assert!(int(&rows[0], "inside") > 0, "{rows:?}");
+    assert_eq!(int(&rows[0], "others"), 0, "{rows:?}");
+    assert_eq!(int(&rows[0], "outside"), 0, "{rows:?}");
+}

@@ -54,6 +54,8 @@ fn bad_flags_are_named() {
         (vec!["run", "--store", "gs://bucket"], "store"),
         (vec!["run", "--min-off-cpu", "5"], "--min-off-cpu"),
         (vec!["run", "--no-such-flag"], "--no-such-flag"),
+        (vec!["run", "--cgroup", "/nonexistent/cgroup"], "cgroup"),
+        (vec!["run", "--cgroup", "/tmp"], "cgroup v2"),
     ] {
         let (code, err) = collector(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
