@@ -249,8 +249,9 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 		e->n_user = s->n_user;
 		if (s->n_user > 0)
 			__builtin_memcpy(e->user, s->user, sizeof(e->user));
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		/* counted before submit: user space never sees a record the counters miss */
 		count(CW_STAT_EMITTED + CW_EV_OFF_CPU_STACK);
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		return;
 	}
 
@@ -260,8 +261,9 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 		return;
 	}
 	fill_off_cpu(e, CW_EV_OFF_CPU, t, s, now);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_OFF_CPU);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void emit_runq(struct task_struct *t, struct task_struct *prev,
@@ -281,8 +283,9 @@ static __always_inline void emit_runq(struct task_struct *t, struct task_struct 
 	e->prev_tid = BPF_CORE_READ(prev, pid);
 	fill_names(e->comm, e->process_name, t);
 	BPF_CORE_READ_STR_INTO(&e->prev_comm, prev, comm);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_RUNQ);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* tp_btf/sched_switch: void (bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -394,8 +397,9 @@ static __always_inline void emit_proc(struct task_struct *t, __u32 kind, __u32 p
 	e->path[0] = 0;
 	if (path)
 		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_PROC);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* tp_btf/sched_process_exec: void (struct task_struct *p, pid_t old_pid, struct linux_binprm *) */

@@ -411,7 +411,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     }
 
     let started = Instant::now();
-    let mut prev_stats = offcpu::read_stats(&skel)?;
+    // counters start at zero when the programs load: the first window counts from there
+    let mut prev_stats: Vec<Vec<u64>> = Vec::new();
     let mut stats_window_start = realtime_ns();
     let mut last_stats = Instant::now();
     let (mut shed_reported, mut undecodable_reported) = (0u64, 0u64);
@@ -427,6 +428,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             std::thread::sleep(Duration::from_millis(10).min(cfg.ring_buffer.drain_interval));
         }
         let stopping = stop_requested(&opts);
+        if stopping {
+            // detach first, so the last drain below takes every record the counters count
+            skel.links = Default::default();
+        }
         capture.borrow_mut().clock = BootToWall::sample();
         rb.consume().context("draining the ring buffer")?;
         let mut stats = Vec::new();

@@ -9,14 +9,12 @@ use arrow::array::Int64Array;
 use arrow::array::ListBuilder;
 use arrow::array::StringArray;
 use arrow::array::Int64Builder;
-use arrow::datatypes::DataType;
-use arrow::datatypes::Field;
-use arrow::datatypes::Schema;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use causeway_proto::table;
 
 /// Table name and store prefix.
-pub const TABLE: &str = "collector_stats";
+pub const TABLE: &str = table::COLLECTOR_STATS;
 
 /// One row: counters of one record type over one window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,7 +39,7 @@ pub struct StatsRecord {
     pub undecodable: i64,
 }
 
-/// Encodes stats rows.
+/// Encodes stats rows (schema: [`table::collector_stats_schema`]).
 pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
     let i64s = |f: &dyn Fn(&StatsRecord) -> i64| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<Int64Array>())
@@ -51,23 +49,8 @@ pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
         per_cpu.values().append_slice(&r.dropped_per_cpu);
         per_cpu.append(true);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("time_unix_nano", DataType::Int64, false),
-        Field::new("interval_ns", DataType::Int64, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("emitted", DataType::Int64, false),
-        Field::new("dropped", DataType::Int64, false),
-        Field::new(
-            "dropped_per_cpu",
-            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
-            false,
-        ),
-        Field::new("below_threshold", DataType::Int64, false),
-        Field::new("shed", DataType::Int64, false),
-        Field::new("undecodable", DataType::Int64, false),
-    ]));
     RecordBatch::try_new(
-        schema,
+        table::collector_stats_schema(),
         vec![
             i64s(&|r| r.time_unix_nano),
             i64s(&|r| r.interval_ns),

@@ -27,6 +27,8 @@ use crate::StackRecord;
 pub const KERNEL_EVENTS: &str = "kernel_events";
 /// Name of the stack table (and its prefix in the store).
 pub const STACKS: &str = "stacks";
+/// Name of the collector's own loss and rate counters (and its prefix in the store).
+pub const COLLECTOR_STATS: &str = "collector_stats";
 
 fn nullable(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, true)
@@ -83,6 +85,24 @@ pub fn stacks_schema() -> SchemaRef {
         list("build_ids", Utf8),
         list("offsets", UInt64),
         required("truncated", Boolean),
+    ]))
+}
+
+/// Schema of `collector_stats` files: per window and record type, what the kernel emitted,
+/// dropped (ring buffer full, also per CPU) and filtered, and what user space shed or could not
+/// decode.
+pub fn collector_stats_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        required("time_unix_nano", Int64),
+        required("interval_ns", Int64),
+        required("kind", Utf8),
+        required("emitted", Int64),
+        required("dropped", Int64),
+        Field::new("dropped_per_cpu", List(Arc::new(Field::new("item", Int64, true))), false),
+        required("below_threshold", Int64),
+        required("shed", Int64),
+        required("undecodable", Int64),
     ]))
 }
 

@@ -81,12 +81,12 @@ impl From<arrow::error::ArrowError> for QueryError {
     }
 }
 
-/// Tables over the store, with their file schema (None: inferred from the files).
-fn tables() -> Vec<(&'static str, Option<SchemaRef>)> {
+/// Tables over the store, with their file schemas (defined once, in causeway-proto).
+fn tables() -> Vec<(&'static str, SchemaRef)> {
     vec![
-        (table::KERNEL_EVENTS, Some(table::kernel_events_schema())),
-        (table::STACKS, Some(table::stacks_schema())),
-        ("collector_stats", None),
+        (table::KERNEL_EVENTS, table::kernel_events_schema()),
+        (table::STACKS, table::stacks_schema()),
+        (table::COLLECTOR_STATS, table::collector_stats_schema()),
     ]
 }
 
@@ -133,7 +133,6 @@ impl Engine {
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&root, store);
-        let state = ctx.state();
         for (name, schema) in tables() {
             let url = ListingTableUrl::parse(location.table_url(name))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -143,15 +142,7 @@ impl Engine {
                     ("hour".to_string(), DataType::Utf8),
                     ("host".to_string(), DataType::Utf8),
                 ]);
-            let mut cfg = ListingTableConfig::new(url).with_listing_options(options);
-            cfg = match schema {
-                Some(s) => cfg.with_schema(s),
-                None => match cfg.clone().infer_schema(&state).await {
-                    Ok(c) => c,
-                    // no files yet: the table appears once the collector has written some
-                    Err(_) => continue,
-                },
-            };
+            let cfg = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
             let table = Arc::new(ListingTable::try_new(cfg)?);
             let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
             if name == table::KERNEL_EVENTS && policy {

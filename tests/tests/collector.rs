@@ -88,6 +88,21 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
         );
         assert!(int(&rq[0], "n") > 0 && int(&rq[0], "total") > 0, "spinner {tid} run-queue: {rq:?}");
     }
+    // the collector's own counters are data too: what the kernel emitted, and nothing was lost
+    // (sched.off_cpu rows come from two record kinds: with and without stacks)
+    let stats = sql(
+        &store,
+        "SELECT kind, sum(emitted) AS emitted, sum(dropped) AS dropped FROM collector_stats \
+         WHERE kind IN ('off_cpu', 'off_cpu_stack', 'runq') GROUP BY kind ORDER BY kind",
+    );
+    assert_eq!(stats.len(), 3, "{stats:?}");
+    for s in &stats {
+        assert_eq!(int(s, "dropped"), 0, "{stats:?}");
+    }
+    assert!(stats.iter().filter(|s| s["kind"] != "off_cpu_stack").all(|s| int(s, "emitted") > 0), "{stats:?}");
+    let written = sql(&store, "SELECT count(*) AS n FROM kernel_events WHERE event_name IN ('sched.off_cpu', 'sched.runq')");
+    let emitted: i64 = stats.iter().map(|s| int(s, "emitted")).sum();
+    assert_eq!(int(&written[0], "n"), emitted, "every emitted record was written");
 }
 
 /// (c) The pid filter keeps other processes out, in the kernel.
