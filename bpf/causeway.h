@@ -25,7 +25,8 @@ enum cw_event_type {
 	CW_EV_OFF_CPU_STACK = 2, /* struct cw_off_cpu_stack_event */
 	CW_EV_RUNQ = 3,          /* struct cw_runq_event */
 	CW_EV_PROC = 4,          /* struct cw_proc_event */
-	CW_EV_MAX = 5,
+	CW_EV_FUTEX = 5,         /* struct cw_futex_event */
+	CW_EV_MAX = 6,
 };
 
 /* Off-CPU state classes, derived from sched_switch's prev_state. */
@@ -110,6 +111,20 @@ struct cw_proc_event {
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
 	char path[CW_PATH_LEN]; /* exec: the file name */
+};
+
+/* One futex wait of thread `tid` (FUTEX_WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI):
+ * the lock identity is (pid, uaddr); the holder is the waker of the matching off-CPU interval. */
+struct cw_futex_event {
+	struct cw_header hdr;
+	__u64 start_ns; /* CLOCK_BOOTTIME at syscall entry */
+	__u64 duration_ns;
+	__u64 cgroup_id;
+	__u64 uaddr; /* the futex word's user address */
+	__u32 op;    /* futex command (op without PRIVATE/CLOCK_REALTIME flags) */
+	__s32 ret;   /* syscall return: 0, or -ETIMEDOUT, -EAGAIN, -EINTR ... */
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
 };
 
 #endif /* __CAUSEWAY_H */

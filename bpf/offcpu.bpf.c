@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "causeway.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -23,12 +24,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u64 min_offcpu_ns = 1000000;
 const volatile __u64 min_runq_ns = 100000;
 const volatile __u64 stack_threshold_ns = 10000000; /* 0: no stacks */
-const volatile __u32 self_tgid = 0;                 /* the collector never traces itself */
-const volatile bool filter_tgid = false;            /* only tgids in `tgid_filter` */
-const volatile bool follow_children = true;         /* a traced process's children are traced */
-const volatile bool filter_cgroup = false;          /* only tasks under target_cgroup_id */
-const volatile __u64 target_cgroup_id = 0;
-const volatile __u32 target_cgroup_level = 0; /* depth of target in the v2 hierarchy */
 const volatile bool capture_runq = true;
 
 /* Per-thread scratch state. */
@@ -50,27 +45,6 @@ struct {
 	__type(key, int);
 	__type(value, struct task_state);
 } task_states SEC(".maps");
-
-/* key: tgid; value: unused. Consulted only when filter_tgid is set. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} tgid_filter SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 * 1024 * 1024); /* resized by the collector before load */
-} events SEC(".maps");
-
-/* key: enum cw_stat slot; value: per-CPU counter. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CW_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
 
 /* key: 0; value: per-CPU depth of interrupt-context work (hard IRQ handlers, softirqs, hrtimer
  * callbacks) the CPU is running. While it is > 0, `current` is whatever task the interrupt landed
@@ -152,45 +126,6 @@ int BPF_PROG(handle__hrtimer_expire_exit)
 	return 0;
 }
 
-static __always_inline void count(__u32 slot)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &slot);
-	if (v)
-		*v += 1;
-}
-
-static __always_inline __u64 task_cgroup_id(struct task_struct *t)
-{
-	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
-}
-
-/* True when `t` is at or below the target cgroup (cgroup v2 ancestry, one read). */
-static __always_inline bool in_target_cgroup(struct task_struct *t)
-{
-	struct cgroup *cgrp = BPF_CORE_READ(t, cgroups, dfl_cgrp);
-	struct cgroup *anc = NULL;
-	int level = BPF_CORE_READ(cgrp, level);
-	__u32 tl = target_cgroup_level;
-
-	if (level < (int)tl || tl > 255)
-		return false;
-	bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[tl]);
-	return anc && BPF_CORE_READ(anc, kn, id) == target_cgroup_id;
-}
-
-static __always_inline bool traced(struct task_struct *t)
-{
-	__u32 tgid = BPF_CORE_READ(t, tgid);
-
-	if (BPF_CORE_READ(t, pid) == 0 || tgid == self_tgid)
-		return false;
-	if (filter_tgid && !bpf_map_lookup_elem(&tgid_filter, &tgid))
-		return false;
-	if (filter_cgroup && !in_target_cgroup(t))
-		return false;
-	return true;
-}
-
 static __always_inline __u32 state_class(bool preempt, unsigned int prev_state)
 {
 	if (preempt || (prev_state & 0xff) == TASK_RUNNING)
@@ -200,20 +135,6 @@ static __always_inline __u32 state_class(bool preempt, unsigned int prev_state)
 	if (prev_state & TASK_UNINTERRUPTIBLE)
 		return (prev_state & TASK_NOLOAD) ? CW_STATE_SLEEP : CW_STATE_DISK;
 	return CW_STATE_OTHER;
-}
-
-static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
-{
-	h->type = type;
-	h->cpu = bpf_get_smp_processor_id();
-	h->pid = BPF_CORE_READ(t, tgid);
-	h->tid = BPF_CORE_READ(t, pid);
-}
-
-static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)
-{
-	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])comm, t, comm);
-	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])process_name, t, group_leader, comm);
 }
 
 static __always_inline void fill_off_cpu(struct cw_off_cpu_event *e, __u32 type,

@@ -27,6 +27,7 @@ use crate::clock::BootToWall;
 use crate::clock::realtime_ns;
 use crate::config::Config;
 use crate::probes::cgroup;
+use crate::probes::futex;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
 use crate::sink::parquet::ParquetSink;
@@ -375,6 +376,21 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut open_object = MaybeUninit::uninit();
     let mut skel = offcpu::load(&mut open_object, &settings)?;
     offcpu::attach(&mut skel)?;
+    // futex waits are an addition: without tracefs (or on an odd kernel) capture goes on without
+    let mut futex_object = MaybeUninit::uninit();
+    let mut futex_skel = match futex::load(&mut futex_object, &settings, &skel) {
+        Ok(mut f) => match futex::attach(&mut f) {
+            Ok(()) => Some(f),
+            Err(e) => {
+                tracing::warn!("futex waits are not captured: {e:#}");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("futex waits are not captured: {e:#}");
+            None
+        }
+    };
 
     let capture = Rc::new(RefCell::new(Capture {
         clock: BootToWall::sample(),
@@ -431,6 +447,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         if stopping {
             // detach first, so the last drain below takes every record the counters count
             skel.links = Default::default();
+            if let Some(f) = futex_skel.as_mut() {
+                f.links = Default::default();
+            }
         }
         capture.borrow_mut().clock = BootToWall::sample();
         rb.consume().context("draining the ring buffer")?;
@@ -487,6 +506,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let elapsed = started.elapsed();
     let final_stats = offcpu::read_stats(&skel)?;
     drop(rb);
+    drop(futex_skel);
     drop(skel);
     drop(stack_tx);
     let _ = stack_thread.join();

@@ -56,6 +56,10 @@ pub struct KernelEvent {
     pub path: Option<String>,
     /// How the trace context was obtained.
     pub correlation_method: Option<&'static str>,
+    /// Futex word address (futex events).
+    pub futex_uaddr: Option<i64>,
+    /// Futex command (futex events).
+    pub futex_op: Option<&'static str>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

@@ -19,6 +19,8 @@ pub mod event {
     pub const THREAD_START: &str = "thread.start";
     /// A thread that is not the process leader exited.
     pub const THREAD_EXIT: &str = "thread.exit";
+    /// A futex wait (lock, condition variable, join): `futex_uaddr` names the lock.
+    pub const FUTEX_WAIT: &str = "futex.wait";
 }
 
 /// Off-CPU state classes (`state` column), from sched_switch's `prev_state`.
@@ -77,6 +79,10 @@ pub mod attr {
     pub const USER_STACK_ID: &str = "causeway.stack.user_id";
     /// Stack id (row of the `stacks` table) of the blocked thread's kernel stack.
     pub const KERNEL_STACK_ID: &str = "causeway.stack.kernel_id";
+    /// User address of the futex word a thread waited on (the lock's identity within its pid).
+    pub const FUTEX_UADDR: &str = "causeway.futex.uaddr";
+    /// Futex command: wait | wait_bitset | lock_pi | lock_pi2 | wait_requeue_pi.
+    pub const FUTEX_OP: &str = "causeway.futex.op";
     /// How trace context was obtained: tls | uprobe | obi_map | time_window.
     pub const CORRELATION_METHOD: &str = "causeway.correlation.method";
     /// The collector's version (resource attribute).

@@ -67,6 +67,8 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("exit_code", Int32),
         nullable("path", Utf8),
         nullable("correlation_method", Utf8),
+        nullable("futex_uaddr", Int64),
+        nullable("futex_op", Utf8),
     ]))
 }
 
@@ -156,6 +158,8 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_i32s(events, |e| e.exit_code),
         opt_strs(events, |e| e.path.as_deref()),
         opt_strs(events, |e| e.correlation_method),
+        opt_i64s(events, |e| e.futex_uaddr),
+        opt_strs(events, |e| e.futex_op),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

@@ -81,6 +81,7 @@ async def exercise(session, rec):
     links = chain["chain"]
     assert links[-1]["role"] == "root" and links[-1]["tid"] == rec["holder"], links
     assert "nanosleep" in links[-1]["detail"], links  # the holder slept while holding the lock
+    assert any("on futex 0x" in l["detail"] for l in links), links  # the lock, named by the futex probe
     assert "cw-holder" in chain["recommended_action"], chain
     assert chain["evidence"] and all("SELECT" in e["sql"] for e in chain["evidence"])
     assert r.content[0].text.startswith("severity"), r.content

@@ -39,6 +39,19 @@ fn mutex_waiter_is_woken_by_the_holder() {
     assert_eq!(r["waker_comm"], "cw-holder", "{r}");
     assert_eq!(r["comm"], "cw-waiter", "{r}");
 
+    // the same wait, seen from the futex syscall: the lock's identity is its address
+    let fx = sql(
+        &store,
+        &format!(
+            "SELECT duration_ns, futex_op, futex_uaddr FROM kernel_events WHERE pid = {pid} AND tid = {waiter} \
+             AND event_name = 'futex.wait' ORDER BY duration_ns DESC LIMIT 1"
+        ),
+    );
+    assert_eq!(fx.len(), 1, "no futex.wait row for the waiter");
+    let fms = int(&fx[0], "duration_ns") as f64 / 1e6;
+    assert!((180.0..=220.0).contains(&fms), "futex wait {fms} ms: {fx:?}");
+    assert!(int(&fx[0], "futex_uaddr") > 0, "{fx:?}");
+
     let kstack = int(r, "kernel_stack_id");
     let frames = sql(&store, &format!("SELECT frames FROM stacks WHERE stack_id = {kstack} AND kind = 'kernel'"));
     assert!(!frames.is_empty(), "kernel stack {kstack} missing from the stacks table");

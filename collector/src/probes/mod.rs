@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod empty;
+pub mod futex;
 pub mod offcpu;
 
 /// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.

@@ -42,8 +42,10 @@ pub mod wire {
     pub const EV_RUNQ: u32 = 3;
     /// `CW_EV_PROC`
     pub const EV_PROC: u32 = 4;
+    /// `CW_EV_FUTEX`
+    pub const EV_FUTEX: u32 = 5;
     /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 5;
+    pub const EV_MAX: usize = 6;
     /// `CW_STAT_EMITTED`
     pub const STAT_EMITTED: u32 = 0;
     /// `CW_STAT_DROPPED`
@@ -65,6 +67,7 @@ pub fn type_name(t: usize) -> &'static str {
         wire::EV_OFF_CPU_STACK => "off_cpu_stack",
         wire::EV_RUNQ => "runq",
         wire::EV_PROC => "proc",
+        wire::EV_FUTEX => "futex",
         _ => "unknown",
     }
 }
@@ -156,17 +159,17 @@ fn state_name(s: u32) -> &'static str {
 }
 
 /// The fields every record kind has: who, where, when.
-struct Common<'a, C> {
-    hdr: &'a types::cw_header,
-    boot_ns: u64,
-    duration_ns: u64,
-    cgroup_id: u64,
-    comm: &'a [C],
-    process_name: &'a [C],
+pub(crate) struct Common<'a, C> {
+    pub hdr: &'a types::cw_header,
+    pub boot_ns: u64,
+    pub duration_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: &'a [C],
+    pub process_name: &'a [C],
 }
 
 impl<C: Copy> Common<'_, C> {
-    fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
+    pub fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
         KernelEvent {
             time_unix_nano: clock.wall(self.boot_ns),
             duration_ns: self.duration_ns as i64,
@@ -223,11 +226,12 @@ pub enum Decoded {
     },
 }
 
-/// Decodes one ring-buffer record. Unknown or short records give `None` (and are counted by
-/// the caller).
+/// Decodes one ring-buffer record of any probe set. Unknown or short records give `None`
+/// (and are counted by the caller).
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let hdr: types::cw_header = read_record(data)?;
     let event = match hdr.r#type {
+        wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;

@@ -310,6 +310,22 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let state = r["state"].as_str().unwrap_or("?").to_string();
                 let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
                 if follows {
+                    // the lock's identity, when the futex probe saw this wait
+                    let fx = engine
+                        .query(&format!(
+                            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} \
+                             AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
+                             AND time_unix_nano >= {lookback} LIMIT 1",
+                            t0 = i(r, "time_unix_nano") + 1_000_000,
+                            t1 = i(r, "time_unix_nano") + i(r, "duration_ns") - 1_000_000,
+                            lookback = i(r, "time_unix_nano") - 1_000_000_000,
+                        ))
+                        .await?;
+                    let lock = fx
+                        .rows
+                        .first()
+                        .map(|f| format!(" on futex 0x{:x} ({})", i(f, "futex_uaddr"), f["futex_op"].as_str().unwrap_or("wait")))
+                        .unwrap_or_default();
                     chain.push(Link {
                         hop,
                         role: "waiter".into(),
@@ -318,7 +334,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         comm: cur_comm.clone(),
                         ms: ms(i(r, "duration_ns")),
                         detail: format!(
-                            "was itself waiting ({state}) {:.1} ms{place}, until thread {next_tid} woke it",
+                            "was itself waiting ({state}) {:.1} ms{lock}{place}, until thread {next_tid} woke it",
                             ms(i(r, "duration_ns"))
                         ),
                     });

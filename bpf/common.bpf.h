@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What every causeway probe set shares: the filter tunables and `traced()`, the pid filter map,
+ * the ring buffer and the loss counters, and the record header helpers.
+ *
+ * Each .bpf.c that includes this declares these maps; the collector loads offcpu.bpf.c first
+ * and makes the others reuse its maps (libbpf reuse_fd), so there is one filter, one ring buffer
+ * and one set of counters. Filter tunables are rodata: the collector writes the same values into
+ * every object.
+ */
+#ifndef __CAUSEWAY_COMMON_BPF_H
+#define __CAUSEWAY_COMMON_BPF_H
+
+const volatile __u32 self_tgid = 0;                 /* the collector never traces itself */
+const volatile bool filter_tgid = false;            /* only tgids in `tgid_filter` */
+const volatile bool follow_children = true;         /* a traced process's children are traced */
+const volatile bool filter_cgroup = false;          /* only tasks under target_cgroup_id */
+const volatile __u64 target_cgroup_id = 0;
+const volatile __u32 target_cgroup_level = 0; /* depth of target in the v2 hierarchy */
+
+/* key: tgid; value: unused. Consulted only when filter_tgid is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} tgid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by the collector before load */
+} events SEC(".maps");
+
+/* key: enum cw_stat slot; value: per-CPU counter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &slot);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+/* True when `t` is at or below the target cgroup (cgroup v2 ancestry, one read). */
+static __always_inline bool in_target_cgroup(struct task_struct *t)
+{
+	struct cgroup *cgrp = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	struct cgroup *anc = NULL;
+	int level = BPF_CORE_READ(cgrp, level);
+	__u32 tl = target_cgroup_level;
+
+	if (level < (int)tl || tl > 255)
+		return false;
+	bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[tl]);
+	return anc && BPF_CORE_READ(anc, kn, id) == target_cgroup_id;
+}
+
+static __always_inline bool traced(struct task_struct *t)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+
+	if (BPF_CORE_READ(t, pid) == 0 || tgid == self_tgid)
+		return false;
+	if (filter_tgid && !bpf_map_lookup_elem(&tgid_filter, &tgid))
+		return false;
+	if (filter_cgroup && !in_target_cgroup(t))
+		return false;
+	return true;
+}
+
+static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
+{
+	h->type = type;
+	h->cpu = bpf_get_smp_processor_id();
+	h->pid = BPF_CORE_READ(t, tgid);
+	h->tid = BPF_CORE_READ(t, pid);
+}
+
+static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)
+{
+	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])comm, t, comm);
+	BPF_CORE_READ_STR_INTO((char(*)[CW_COMM_LEN])process_name, t, group_leader, comm);
+}
+
+#endif /* __CAUSEWAY_COMMON_BPF_H */

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Futex waits with lock identity (uaddr): syscalls:sys_enter_futex → sys_exit_futex.
+ *
+ * Only wait-type commands are timed; a wait shorter than min_futex_ns is dropped in the kernel.
+ * The filter, ring buffer and counters are offcpu.bpf.c's (maps reused by the collector).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "causeway.h"
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define FUTEX_WAIT 0
+#define FUTEX_LOCK_PI 6
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_WAIT_REQUEUE_PI 11
+#define FUTEX_LOCK_PI2 13
+#define FUTEX_CMD_MASK (~(128 | 256)) /* ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) */
+
+const volatile __u64 min_futex_ns = 1000000;
+
+struct futex_start {
+	__u64 ts;
+	__u64 uaddr;
+	__u32 op;
+	__u32 _pad0;
+};
+
+/* key: tid; value: the wait in progress. LRU: a thread killed inside a wait leaves no leak. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct futex_start);
+} futex_starts SEC(".maps");
+
+/* syscalls:sys_enter_futex (uaddr, op, val, utime, uaddr2, val3) */
+SEC("tracepoint/syscalls/sys_enter_futex")
+int handle__sys_enter_futex(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	__u32 op = (__u32)ctx->args[1] & FUTEX_CMD_MASK;
+	struct futex_start st = {};
+	__u32 tid;
+
+	if (op != FUTEX_WAIT && op != FUTEX_WAIT_BITSET && op != FUTEX_LOCK_PI &&
+	    op != FUTEX_LOCK_PI2 && op != FUTEX_WAIT_REQUEUE_PI)
+		return 0;
+	if (!traced(t))
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	st.ts = bpf_ktime_get_boot_ns();
+	st.uaddr = ctx->args[0];
+	st.op = op;
+	bpf_map_update_elem(&futex_starts, &tid, &st, BPF_ANY);
+	return 0;
+}
+
+/* syscalls:sys_exit_futex (ret) */
+SEC("tracepoint/syscalls/sys_exit_futex")
+int handle__sys_exit_futex(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct futex_start *st = bpf_map_lookup_elem(&futex_starts, &tid);
+	struct cw_futex_event *e;
+	__u64 now;
+
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	if (now - st->ts < min_futex_ns) {
+		bpf_map_delete_elem(&futex_starts, &tid);
+		return 0;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CW_STAT_DROPPED + CW_EV_FUTEX);
+		bpf_map_delete_elem(&futex_starts, &tid);
+		return 0;
+	}
+	fill_header(&e->hdr, CW_EV_FUTEX, t);
+	e->start_ns = st->ts;
+	e->duration_ns = now - st->ts;
+	e->cgroup_id = task_cgroup_id(t);
+	e->uaddr = st->uaddr;
+	e->op = st->op;
+	e->ret = (__s32)ctx->ret;
+	fill_names(e->comm, e->process_name, t);
+	bpf_map_delete_elem(&futex_starts, &tid);
+	count(CW_STAT_EMITTED + CW_EV_FUTEX);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* Dummy instance so the skeleton generator emits the Rust definition of the wire struct. */
+struct cw_futex_event _cw_futex_event = {};

@@ -1,0 +1,115 @@
+//! bpf/futex.bpf.c: futex waits with the lock's identity (pid, uaddr).
+//!
+//! Shares offcpu.bpf.c's pid filter, ring buffer and counters: its maps are reused before load,
+//! so one drain and one set of loss counters cover both.
+
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::names;
+use causeway_proto::KernelEvent;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::OpenObject;
+
+use super::offcpu;
+use super::offcpu::Common;
+use super::read_record;
+use crate::clock::BootToWall;
+
+#[allow(missing_docs, clippy::all, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/futex.skel.rs"));
+}
+
+use skel::types;
+pub use skel::FutexSkel;
+use skel::FutexSkelBuilder;
+
+/// Loads the futex programs with the same filter as the off-CPU set, sharing its maps.
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    s: &offcpu::Settings,
+    offcpu: &offcpu::OffcpuSkel<'_>,
+) -> Result<FutexSkel<'obj>> {
+    let mut open = FutexSkelBuilder::default().open(open_object).context("opening the futex BPF object")?;
+    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    ro.min_futex_ns = s.min_off_cpu.as_nanos() as u64;
+    ro.self_tgid = std::process::id();
+    ro.filter_tgid = !s.pids.is_empty();
+    ro.follow_children = s.follow_children;
+    if let Some(cg) = s.cgroup {
+        ro.filter_cgroup = true;
+        ro.target_cgroup_id = cg.id;
+        ro.target_cgroup_level = cg.level;
+    }
+    open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
+    open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
+    open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
+    open.load().context("loading the futex BPF programs (verifier)")
+}
+
+/// Attaches sys_enter_futex / sys_exit_futex (syscall tracepoints: these need tracefs).
+pub fn attach(skel: &mut FutexSkel<'_>) -> Result<()> {
+    skel.attach().context("attaching to syscalls:sys_enter_futex/sys_exit_futex (needs tracefs)")
+}
+
+fn op_name(op: u32) -> &'static str {
+    match op {
+        0 => "wait",
+        6 => "lock_pi",
+        9 => "wait_bitset",
+        11 => "wait_requeue_pi",
+        13 => "lock_pi2",
+        _ => "other",
+    }
+}
+
+/// Decodes a `cw_futex_event` record.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+    let e: types::cw_futex_event = read_record(data)?;
+    let hdr: offcpu::types::cw_header = read_record(data)?;
+    let common = Common {
+        hdr: &hdr,
+        boot_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+        comm: &e.comm,
+        process_name: &e.process_name,
+    };
+    Some(KernelEvent {
+        futex_uaddr: Some(e.uaddr as i64),
+        futex_op: Some(op_name(e.op)),
+        exit_code: (e.ret != 0).then_some(e.ret),
+        ..common.event(names::event::FUTEX_WAIT, clock)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn futex_record_layout_and_decoding() {
+        assert_eq!(std::mem::size_of::<types::cw_futex_event>(), 16 + 32 + 8 + 32);
+        let mut e = types::cw_futex_event::default();
+        e.hdr.r#type = offcpu::wire::EV_FUTEX;
+        e.hdr.pid = 7;
+        e.hdr.tid = 8;
+        e.uaddr = 0x7f00_dead_beef;
+        e.op = 9;
+        e.duration_ns = 5_000_000;
+        // SAFETY: reading the bytes of a plain C struct we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_futex_event>())
+        };
+        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
+            panic!("a futex record decodes to an event")
+        };
+        assert_eq!(ev.event_name, "futex.wait");
+        assert_eq!((ev.pid, ev.tid, ev.futex_uaddr, ev.futex_op), (7, 8, Some(0x7f00_dead_beef), Some("wait_bitset")));
+    }
+}
