@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::preflight;
 use crate::preflight::Status;
+use crate::probes::futex;
 use crate::probes::offcpu;
 
 /// Prints the report; fails when capture cannot work here.
@@ -34,11 +35,22 @@ pub fn run() -> Result<()> {
             ring_buffer_bytes: 1 << 20,
             ..Default::default()
         };
-        let status = match offcpu::load(&mut obj, &settings).and_then(|mut s| offcpu::attach(&mut s)) {
-            Ok(()) => Status::Ok("offcpu.bpf.c loaded and attached (sched_switch, sched_waking, sched_wakeup_new, sched_process_exec/fork/exit, irq/softirq/hrtimer entry+exit)".into()),
-            Err(e) => Status::Fail(format!("{e:#}")),
+        let loaded = offcpu::load(&mut obj, &settings).and_then(|mut s| offcpu::attach(&mut s).map(|()| s));
+        match loaded {
+            Ok(skel) => {
+                checks.push(preflight::Check {
+                    name: "probes",
+                    status: Status::Ok("offcpu.bpf.c loaded and attached (sched_switch, sched_waking, sched_wakeup_new, sched_process_exec/fork/exit, irq/softirq/hrtimer entry+exit)".into()),
+                });
+                let mut fobj = MaybeUninit::uninit();
+                let status = match futex::load(&mut fobj, &settings, &skel).and_then(|mut f| futex::attach(&mut f)) {
+                    Ok(()) => Status::Ok("futex.bpf.c loaded and attached (syscalls:sys_enter/exit_futex)".into()),
+                    Err(e) => Status::Warn(format!("futex waits will not be captured: {e:#}")),
+                };
+                checks.push(preflight::Check { name: "futex", status });
+            }
+            Err(e) => checks.push(preflight::Check { name: "probes", status: Status::Fail(format!("{e:#}")) }),
         };
-        checks.push(preflight::Check { name: "probes", status });
     }
     let mut failed = false;
     for c in &checks {
