@@ -189,15 +189,7 @@ impl Workload {
 
 /// Runs `causeway-query sql` and returns its rows as JSON objects.
 pub fn sql(store: &Path, query: &str) -> Vec<Value> {
-    let out = query_cmd(store, query);
-    assert!(
-        out.status.success(),
-        "query failed ({}): {query}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
-    v.as_array().cloned().unwrap_or_default()
+    sql_env(store.to_str().expect("utf-8 store path"), &[], query)
 }
 
 /// Runs `causeway-query sql --format json` and returns the raw output.

@@ -38,14 +38,7 @@ pub fn load<'obj>(
     let mut open = FutexSkelBuilder::default().open(open_object).context("opening the futex BPF object")?;
     let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
     ro.min_futex_ns = s.min_off_cpu.as_nanos() as u64;
-    ro.self_tgid = std::process::id();
-    ro.filter_tgid = !s.pids.is_empty();
-    ro.follow_children = s.follow_children;
-    if let Some(cg) = s.cgroup {
-        ro.filter_cgroup = true;
-        ro.target_cgroup_id = cg.id;
-        ro.target_cgroup_level = cg.level;
-    }
+    super::write_filter!(&mut *ro, s);
     open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
     open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
     open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;

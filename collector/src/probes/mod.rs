@@ -6,6 +6,23 @@ pub mod empty;
 pub mod futex;
 pub mod offcpu;
 
+/// Writes the filter tunables of bpf/common.bpf.h into a skeleton's rodata. Every probe set has
+/// the same fields under its own generated type, hence a macro rather than a function.
+macro_rules! write_filter {
+    ($ro:expr, $s:expr) => {{
+        let (ro, s) = ($ro, $s);
+        ro.self_tgid = std::process::id();
+        ro.filter_tgid = !s.pids.is_empty();
+        ro.follow_children = s.follow_children;
+        if let Some(cg) = s.cgroup {
+            ro.filter_cgroup = true;
+            ro.target_cgroup_id = cg.id;
+            ro.target_cgroup_level = cg.level;
+        }
+    }};
+}
+pub(crate) use write_filter;
+
 /// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
 pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
     assert_eq!(std::mem::size_of::<T>(), 1, "cstr takes char arrays");

@@ -102,14 +102,7 @@ pub fn load<'obj>(
     ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
     ro.min_runq_ns = s.min_runq.as_nanos() as u64;
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
-    ro.self_tgid = std::process::id();
-    ro.filter_tgid = !s.pids.is_empty();
-    ro.follow_children = s.follow_children;
-    if let Some(cg) = s.cgroup {
-        ro.filter_cgroup = true;
-        ro.target_cgroup_id = cg.id;
-        ro.target_cgroup_level = cg.level;
-    }
+    super::write_filter!(&mut *ro, s);
     open.maps
         .events
         .set_max_entries(s.ring_buffer_bytes)
