@@ -65,14 +65,7 @@ fn op_name(op: u32) -> &'static str {
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
     let e: types::cw_futex_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common {
-        hdr: &hdr,
-        boot_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-        comm: &e.comm,
-        process_name: &e.process_name,
-    };
+    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
     Some(KernelEvent {
         futex_uaddr: Some(e.uaddr as i64),
         futex_op: Some(op_name(e.op)),

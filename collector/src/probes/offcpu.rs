@@ -161,7 +161,19 @@ pub(crate) struct Common<'a, C> {
     pub process_name: &'a [C],
 }
 
-impl<C: Copy> Common<'_, C> {
+impl<'a, C: Copy> Common<'a, C> {
+    /// The common part of a record: header, start, length, cgroup and names.
+    pub fn interval(
+        hdr: &'a types::cw_header,
+        boot_ns: u64,
+        duration_ns: u64,
+        cgroup_id: u64,
+        comm: &'a [C],
+        process_name: &'a [C],
+    ) -> Self {
+        Common { hdr, boot_ns, duration_ns, cgroup_id, comm, process_name }
+    }
+
     pub fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
         KernelEvent {
             time_unix_nano: clock.wall(self.boot_ns),
@@ -180,14 +192,7 @@ impl<C: Copy> Common<'_, C> {
 
 fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
-    let common = Common {
-        hdr: &e.hdr,
-        boot_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-        comm: &e.comm,
-        process_name: &e.process_name,
-    };
+    let common = Common::interval(&e.hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
     KernelEvent {
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
@@ -236,14 +241,8 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         }
         wire::EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
-            let common = Common {
-                hdr: &e.hdr,
-                boot_ns: e.start_ns,
-                duration_ns: e.duration_ns,
-                cgroup_id: e.cgroup_id,
-                comm: &e.comm,
-                process_name: &e.process_name,
-            };
+            let common =
+                Common::interval(&e.hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
             KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
@@ -261,14 +260,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
                 5 => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
                 _ => return None,
             };
-            let common = Common {
-                hdr: &e.hdr,
-                boot_ns: e.ts_ns,
-                duration_ns: 0,
-                cgroup_id: e.cgroup_id,
-                comm: &e.comm,
-                process_name: &e.process_name,
-            };
+            let common = Common::interval(&e.hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
             KernelEvent { ppid, exit_code, path, ..common.event(name, clock) }
         }
         _ => return None,
