@@ -111,6 +111,10 @@ async fn serve(store: Option<String>, stdio: bool, http: Option<SocketAddr>, con
         None => Config::default(),
     };
     let store = store.unwrap_or_else(|| cfg.store.clone());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        tracing::warn!("causeway-query needs no privileges: serve it as an unprivileged user with read access to the store");
+    }
     let engine = Arc::new(Engine::open_with(&store, cfg.security.clone()).await?);
     if stdio {
         let service = mcp::Server::new(engine)
