@@ -9,7 +9,10 @@ const PROBES: &[&str] = &["offcpu", "futex", "empty"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set in build script"));
-    let bpf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bpf");
+    // read at run time: a build script binary reused from another checkout (shared target dir)
+    // must still compile this checkout's sources
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let bpf_dir = PathBuf::from(manifest).join("../bpf");
     let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => "x86",
         Ok("aarch64") => "arm64",
