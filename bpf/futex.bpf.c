@@ -66,32 +66,31 @@ int handle__sys_exit_futex(struct trace_event_raw_sys_exit *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct futex_start *st = bpf_map_lookup_elem(&futex_starts, &tid);
+	struct futex_start *p = bpf_map_lookup_elem(&futex_starts, &tid);
+	struct futex_start st;
 	struct cw_futex_event *e;
 	__u64 now;
 
-	if (!st)
+	if (!p)
 		return 0;
+	st = *p;
+	bpf_map_delete_elem(&futex_starts, &tid);
 	now = bpf_ktime_get_boot_ns();
-	if (now - st->ts < min_futex_ns) {
-		bpf_map_delete_elem(&futex_starts, &tid);
+	if (now - st.ts < min_futex_ns)
 		return 0;
-	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(CW_STAT_DROPPED + CW_EV_FUTEX);
-		bpf_map_delete_elem(&futex_starts, &tid);
 		return 0;
 	}
 	fill_header(&e->hdr, CW_EV_FUTEX, t);
-	e->start_ns = st->ts;
-	e->duration_ns = now - st->ts;
+	e->start_ns = st.ts;
+	e->duration_ns = now - st.ts;
 	e->cgroup_id = task_cgroup_id(t);
-	e->uaddr = st->uaddr;
-	e->op = st->op;
+	e->uaddr = st.uaddr;
+	e->op = st.op;
 	e->ret = (__s32)ctx->ret;
 	fill_names(e->comm, e->process_name, t);
-	bpf_map_delete_elem(&futex_starts, &tid);
 	count(CW_STAT_EMITTED + CW_EV_FUTEX);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;

@@ -220,25 +220,26 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             notice,
         });
     }
-    let target_rows: Vec<&Value> = per_thread
-        .iter()
-        .filter(|r| r["state"] == if mechanism == "lock_contention" { "sleep" } else if mechanism == "io_wait" { "disk" } else { "runq" })
-        .collect();
-    if let Some(t) = target_rows.first() {
-        chain.push(Link {
-            hop: 0,
-            role: "target".into(),
-            pid,
-            tid: i(t, "tid"),
-            comm: super::data_text(t["comm"].as_str().unwrap_or("")),
-            ms: ms(i(t, "total_ns")),
-            detail: format!(
-                "{} intervals, {:.1} ms in all, longest {:.1} ms",
-                i(t, "n"),
-                ms(i(t, "total_ns")),
-                ms(i(t, "longest_ns"))
-            ),
-        });
+    // lock contention describes its own hop 0 (the longest wait the chain explains); the other
+    // mechanisms start from the thread that lost the most time to them
+    if mechanism != "lock_contention" {
+        let state = if mechanism == "io_wait" { "disk" } else { "runq" };
+        if let Some(t) = per_thread.iter().find(|r| r["state"] == state) {
+            chain.push(Link {
+                hop: 0,
+                role: "target".into(),
+                pid,
+                tid: i(t, "tid"),
+                comm: super::data_text(t["comm"].as_str().unwrap_or("")),
+                ms: ms(i(t, "total_ns")),
+                detail: format!(
+                    "{} intervals, {:.1} ms in all, longest {:.1} ms",
+                    i(t, "n"),
+                    ms(i(t, "total_ns")),
+                    ms(i(t, "longest_ns"))
+                ),
+            });
+        }
     }
     match mechanism {
         "lock_contention" => {
@@ -256,7 +257,6 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let Some(l) = longest.first() else {
                 return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
             };
-            chain.clear();
             chain.push(Link {
                 hop: 0,
                 role: "target".into(),
@@ -396,7 +396,6 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             );
         }
     }
-    let _ = mech_longest;
     Ok(ChainReport {
         severity: severity(mech_share, ms(mech_longest)).into(),
         blocking_mechanism: mechanism.into(),
