@@ -52,7 +52,24 @@ enum cw_stat {
 	CW_STAT_DROPPED = 8,   /* + event type: ring buffer full, per type */
 	CW_STAT_SHORT = 16,    /* off-CPU intervals below min_offcpu_ns (not sent) */
 	CW_STAT_SHORT_RQ = 17, /* run-queue waits below min_runq_ns (not sent) */
-	CW_STAT_MAX = 18,
+	CW_STAT_CTX_PUBLISH = 18, /* trace-context changes seen by the uprobe */
+	CW_STAT_MAX = 19,
+};
+
+/* Where a record's trace context came from (cw_trace_ctx.source). */
+enum cw_ctx_source {
+	CW_CTX_NONE = 0,
+	CW_CTX_UPROBE = 1, /* causeway_ctx_publish uprobe (causeway-context writer) */
+	CW_CTX_OBI = 2,    /* OBI's pinned traces_ctx_v1 map */
+};
+
+/* The thread's current span when the record was taken (all zero: none). */
+struct cw_trace_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 source;      /* enum cw_ctx_source */
+	__u8 trace_flags;
+	__u8 _pad[6];
 };
 
 struct cw_header {
@@ -60,6 +77,7 @@ struct cw_header {
 	__u32 cpu;
 	__u32 pid; /* tgid */
 	__u32 tid;
+	struct cw_trace_ctx ctx; /* of thread `tid`, looked up when the record is written */
 };
 
 /* One off-CPU interval of thread `tid`, from switch-out to switch-in. */

@@ -39,6 +39,29 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* key: pid_tgid; value: the thread's current span, kept by tracectx.bpf.c's uprobe. LRU: a
+ * thread that dies without a last publish cannot leak an entry (exit also deletes it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct cw_trace_ctx);
+} thread_ctx SEC(".maps");
+
+/* OBI's trace-context map, same definition as OBI's pinned `traces_ctx_v1` (key pid_tgid, value
+ * trace_id[16] + span_id[8]). The collector replaces this empty one with the pinned map when it
+ * exists (reuse_fd); otherwise lookups simply miss. */
+struct obi_ctx_info {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u64);
+	__type(value, struct obi_ctx_info);
+} traces_ctx_v1 SEC(".maps");
+
 static __always_inline void count(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &slot);
@@ -78,12 +101,36 @@ static __always_inline bool traced(struct task_struct *t)
 	return true;
 }
 
+/* Copies thread (tgid, tid)'s current span into `c`: causeway's own map first, then OBI's.
+ * Called only for records that are sent, so the lookups cost nothing on filtered-out switches. */
+static __always_inline void fill_trace_ctx(struct cw_trace_ctx *c, __u32 tgid, __u32 tid)
+{
+	__u64 key = ((__u64)tgid << 32) | tid;
+	struct cw_trace_ctx *own = bpf_map_lookup_elem(&thread_ctx, &key);
+	struct obi_ctx_info *obi;
+
+	if (own) {
+		__builtin_memcpy(c, own, sizeof(*c));
+		return;
+	}
+	obi = bpf_map_lookup_elem(&traces_ctx_v1, &key);
+	if (obi) {
+		__builtin_memcpy(c->trace_id, obi->trace_id, sizeof(c->trace_id));
+		__builtin_memcpy(c->span_id, obi->span_id, sizeof(c->span_id));
+		c->source = CW_CTX_OBI;
+		c->trace_flags = 0;
+		return;
+	}
+	__builtin_memset(c, 0, sizeof(*c));
+}
+
 static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
 {
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
 	h->pid = BPF_CORE_READ(t, tgid);
 	h->tid = BPF_CORE_READ(t, pid);
+	fill_trace_ctx(&h->ctx, h->pid, h->tid);
 }
 
 static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)

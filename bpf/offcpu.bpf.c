@@ -357,6 +357,7 @@ int BPF_PROG(handle__sched_process_fork, struct task_struct *parent, struct task
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle__sched_process_exit, struct task_struct *p)
 {
+	__u64 key;
 	__u32 tgid;
 	bool last;
 
@@ -367,6 +368,8 @@ int BPF_PROG(handle__sched_process_exit, struct task_struct *p)
 	last = BPF_CORE_READ(p, pid) == tgid;
 	emit_proc(p, last ? CW_PROC_EXIT : CW_PROC_THREAD_EXIT, 0, BPF_CORE_READ(p, exit_code),
 		  NULL);
+	key = ((__u64)tgid << 32) | BPF_CORE_READ(p, pid);
+	bpf_map_delete_elem(&thread_ctx, &key); /* a recycled tid must not inherit the span */
 	if (last && filter_tgid && follow_children)
 		bpf_map_delete_elem(&tgid_filter, &tgid);
 	return 0;

@@ -41,8 +41,13 @@ pub struct Config {
     /// Stop after this long (e.g. `30s`); unset runs until SIGINT/SIGTERM.
     #[serde(deserialize_with = "opt_duration")]
     pub duration: Option<Duration>,
-    /// OTLP endpoint for log records (issue 5); unset exports nothing.
+    /// OTLP endpoint for log records, e.g. `http://127.0.0.1:4317` (gRPC) or
+    /// `http://127.0.0.1:4318` (HTTP/protobuf, see `otlp.protocol`); unset exports nothing.
     pub otlp_endpoint: Option<String>,
+    /// How log records are exported when `otlp_endpoint` is set.
+    pub otlp: Otlp,
+    /// Tagging events with the thread's current span.
+    pub trace_context: TraceContext,
     /// CPUs the collector itself runs on (its own cpuset), e.g. `[1]`; empty: no pinning.
     pub cpus: Vec<usize>,
     /// Capture thresholds.
@@ -51,6 +56,73 @@ pub struct Config {
     pub ring_buffer: RingBuffer,
     /// Parquet files in object storage.
     pub storage: Storage,
+}
+
+/// OTLP log export.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Otlp {
+    /// `grpc` (port 4317) or `http/protobuf` (port 4318, path `/v1/logs` added when missing).
+    pub protocol: OtlpProtocol,
+    /// Log records per export request.
+    pub batch_size: usize,
+    /// Requests waiting for the endpoint; beyond it records are dropped and counted, never
+    /// blocking capture.
+    pub queue_batches: usize,
+    /// Timeout of one export request.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Attempts per request on retryable failures (unavailable, 429, 5xx), with backoff.
+    pub max_attempts: u32,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// Trace context sources.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceContext {
+    /// Probe causeway_ctx_publish in every process that maps a causeway-context writer.
+    pub enabled: bool,
+    /// Writer copies to probe from the start (discovery finds the others).
+    pub libraries: Vec<String>,
+    /// How often /proc is scanned for new writer copies.
+    #[serde(deserialize_with = "duration")]
+    pub scan_interval: Duration,
+    /// OBI's pinned `traces_ctx_v1` map; null looks in /sys/fs/bpf and one level below.
+    pub obi_map: Option<String>,
+}
+
+impl Default for Otlp {
+    fn default() -> Self {
+        Otlp {
+            protocol: OtlpProtocol::Grpc,
+            batch_size: 512,
+            queue_batches: 64,
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Default for TraceContext {
+    fn default() -> Self {
+        TraceContext {
+            enabled: true,
+            libraries: Vec::new(),
+            scan_interval: Duration::from_secs(1),
+            obi_map: None,
+        }
+    }
 }
 
 /// What is worth a record.
@@ -109,6 +181,8 @@ impl Default for Config {
             cgroup: None,
             duration: None,
             otlp_endpoint: None,
+            otlp: Otlp::default(),
+            trace_context: TraceContext::default(),
             cpus: Vec::new(),
             thresholds: Thresholds::default(),
             ring_buffer: RingBuffer::default(),
@@ -204,6 +278,27 @@ impl Config {
             if d.is_zero() {
                 return bad("duration", "must be positive");
             }
+        }
+        if let Some(ep) = &self.otlp_endpoint {
+            match url::Url::parse(ep) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return bad("otlp_endpoint", "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:4317"),
+            }
+        }
+        if !(1..=65536).contains(&self.otlp.batch_size) {
+            return bad("otlp.batch_size", "must be within 1..=65536");
+        }
+        if !(1..=4096).contains(&self.otlp.queue_batches) {
+            return bad("otlp.queue_batches", "must be within 1..=4096");
+        }
+        if self.otlp.timeout.is_zero() {
+            return bad("otlp.timeout", "must be positive");
+        }
+        if !(1..=20).contains(&self.otlp.max_attempts) {
+            return bad("otlp.max_attempts", "must be within 1..=20");
+        }
+        if self.trace_context.scan_interval < Duration::from_millis(100) {
+            return bad("trace_context.scan_interval", "must be at least 100ms");
         }
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1024);
         if let Some(c) = self.cpus.iter().find(|c| **c >= ncpu.max(1024)) {

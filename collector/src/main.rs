@@ -50,9 +50,18 @@ struct RunArgs {
     /// Object store: file:///dir, a directory, or s3://bucket/prefix [default: file://./data].
     #[arg(long, value_name = "URL")]
     store: Option<String>,
-    /// OTLP endpoint for the log records.
+    /// OTLP endpoint for the log records, e.g. http://127.0.0.1:4317 [default: none].
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// OTLP transport: grpc or http/protobuf [default: grpc].
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
+    otlp_protocol: Option<String>,
+    /// Probe this trace-context writer (libcauseway_ctx.so or a binary) from the start; repeatable.
+    #[arg(long = "trace-context-lib", value_name = "PATH")]
+    trace_context_libs: Vec<String>,
+    /// OBI's pinned traces_ctx_v1 map [default: looked up under /sys/fs/bpf].
+    #[arg(long, value_name = "PATH")]
+    obi_map: Option<String>,
     /// Host partition name [default: this machine's host name].
     #[arg(long)]
     host: Option<String>,
@@ -162,18 +171,21 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
     if args.otlp_endpoint.is_some() {
         cfg.otlp_endpoint = args.otlp_endpoint.clone();
     }
+    match args.otlp_protocol.as_deref() {
+        Some("grpc") => cfg.otlp.protocol = config::OtlpProtocol::Grpc,
+        Some("http/protobuf") => cfg.otlp.protocol = config::OtlpProtocol::HttpProtobuf,
+        _ => {}
+    }
+    cfg.trace_context.libraries.extend(args.trace_context_libs.iter().cloned());
+    if args.obi_map.is_some() {
+        cfg.trace_context.obi_map = args.obi_map.clone();
+    }
     cfg.validate().map_err(|e| anyhow::anyhow!(UsageError(e)))?;
     causeway_store::StoreLocation::parse(&cfg.store)
         .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid `store`: {e:#}"))))?;
     if let Some(cg) = &cfg.cgroup {
         probes::cgroup::resolve(cg)
             .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid `cgroup`: {e:#}"))))?;
-    }
-    if let Some(ep) = &cfg.otlp_endpoint {
-        return Err(anyhow::anyhow!(UsageError(format!(
-            "`otlp_endpoint` {ep}: OTLP export is not in this build yet (tracked in issue 5); \
-             records go to the store only"
-        ))));
     }
     Ok(cfg)
 }

@@ -30,6 +30,9 @@ use crate::probes::cgroup;
 use crate::probes::futex;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
+use crate::probes::tracectx;
+use crate::sink::otlp::OtlpCounters;
+use crate::sink::otlp::OtlpExporter;
 use crate::sink::parquet::ParquetSink;
 use crate::sink::parquet::SinkSettings;
 use crate::sink::parquet::SinkTotals;
@@ -84,6 +87,10 @@ pub struct RunSummary {
     pub events: Vec<KernelEvent>,
     /// Where the data went.
     pub store: String,
+    /// Log records the OTLP endpoint accepted, and those dropped (queue full or failed).
+    pub otlp: Option<(u64, u64)>,
+    /// Files whose trace-context writer was probed.
+    pub trace_context_probes: Vec<String>,
 }
 
 /// A batch from the capture thread to the writer.
@@ -271,6 +278,13 @@ fn stats_rows(
     rows.push(StatsRecord {
         time_unix_nano: window_start,
         interval_ns: now - window_start,
+        kind: "trace_context".into(),
+        emitted: delta(wire::STAT_CTX_PUBLISH),
+        ..Default::default()
+    });
+    rows.push(StatsRecord {
+        time_unix_nano: window_start,
+        interval_ns: now - window_start,
         kind: "user_space".into(),
         shed: shed as i64,
         undecodable: undecodable as i64,
@@ -280,11 +294,29 @@ fn stats_rows(
 }
 
 /// Runs the writer: batches in, Parquet out, retention every five minutes.
+type WriterResult = Result<(SinkTotals, Option<Arc<OtlpCounters>>)>;
+
+/// The `otlp` row of `collector_stats`: what was exported and lost since the last row.
+fn otlp_row(c: &OtlpCounters, last: &mut (u64, u64), window: &StatsRecord) -> StatsRecord {
+    let exported = c.exported.load(Ordering::Relaxed);
+    let lost = c.dropped_queue_full.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
+    let row = StatsRecord {
+        time_unix_nano: window.time_unix_nano,
+        interval_ns: window.interval_ns,
+        kind: "otlp".into(),
+        emitted: (exported - last.0) as i64,
+        dropped: (lost - last.1) as i64,
+        ..Default::default()
+    };
+    *last = (exported, lost);
+    row
+}
+
 fn spawn_writer(
     cfg: &Config,
     location: &StoreLocation,
     host: String,
-) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<Result<SinkTotals>>)> {
+) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<WriterResult>)> {
     let store = location.open(true).with_context(|| format!("opening store {location}"))?;
     let stale = location.remove_stale_staging(Duration::from_secs(60));
     if stale > 0 {
@@ -297,6 +329,13 @@ fn spawn_writer(
         zstd_level: cfg.storage.zstd_level,
     };
     let (retention_hours, retention_bytes) = (cfg.storage.retention_hours, cfg.storage.retention_bytes);
+    let mut otlp = match &cfg.otlp_endpoint {
+        Some(ep) => {
+            tracing::info!(endpoint = %ep, protocol = ?cfg.otlp.protocol, "exporting log records over OTLP");
+            Some(OtlpExporter::start(ep, &cfg.otlp, &settings.host)?)
+        }
+        None => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Batch>(64);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // fail fast on an unreachable or misconfigured store, before attaching anything
@@ -312,10 +351,19 @@ fn spawn_writer(
         rt.block_on(async move {
             let mut sink = ParquetSink::new(store.clone(), settings);
             let mut retention_tick = tokio::time::interval(Duration::from_secs(300));
+            let mut otlp_last = (0u64, 0u64);
             loop {
                 tokio::select! {
                     batch = rx.recv() => match batch {
-                        Some(b) => {
+                        Some(mut b) => {
+                            if let Some(x) = otlp.as_mut() {
+                                x.offer(&b.events);
+                                x.flush();
+                                if let Some(w) = b.stats.first() {
+                                    let row = otlp_row(&x.counters, &mut otlp_last, w);
+                                    b.stats.push(row);
+                                }
+                            }
                             if let Err(e) = sink.push(b.events, b.stacks, b.stats).await {
                                 tracing::error!("write failed, rows kept for the next flush: {e:#}");
                             }
@@ -329,6 +377,16 @@ fn spawn_writer(
                             Err(e) => tracing::warn!("retention pass failed: {e:#}"),
                         }
                     }
+                }
+            }
+            // the exporter drains (bounded), then its last counters join the final flush
+            let counters = otlp.map(|x| x.shutdown(Duration::from_secs(5)));
+            if let Some(c) = &counters {
+                let now = realtime_ns();
+                let window = StatsRecord { time_unix_nano: now, ..Default::default() };
+                let row = otlp_row(c, &mut otlp_last, &window);
+                if let Err(e) = sink.push(Vec::new(), Vec::new(), vec![row]).await {
+                    tracing::warn!("recording the final OTLP counters failed: {e:#}");
                 }
             }
             // final flush, retried a few times so a brief store outage loses nothing
@@ -347,7 +405,7 @@ fn spawn_writer(
                     }
                 }
             }
-            Ok(sink.totals())
+            Ok((sink.totals(), counters))
         })
     })?;
     Ok((tx, handle))
@@ -372,6 +430,11 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         follow_children: cfg.follow_children,
         cgroup,
         ring_buffer_bytes: (cfg.ring_buffer.size_mib.next_power_of_two()) * 1024 * 1024,
+        obi_map: if cfg.trace_context.enabled {
+            cfg.trace_context.obi_map.as_ref().map(PathBuf::from).or_else(tracectx::find_obi_map)
+        } else {
+            None
+        },
     };
     let mut open_object = MaybeUninit::uninit();
     let mut skel = offcpu::load(&mut open_object, &settings)?;
@@ -391,6 +454,30 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             None
         }
     };
+
+    // trace context: a uprobe on every writer copy, found now and by periodic scans
+    let mut ctx_object = MaybeUninit::uninit();
+    let ctx_skel = if cfg.trace_context.enabled {
+        match tracectx::load(&mut ctx_object, &settings, &skel) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("events are not tagged with trace context: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut discovery = tracectx::Discovery::default();
+    if let Some(cs) = &ctx_skel {
+        for lib in &cfg.trace_context.libraries {
+            if let Err(e) = discovery.attach_path(cs, std::path::Path::new(lib)) {
+                tracing::warn!("trace_context.libraries: {e:#}");
+            }
+        }
+        discovery.scan(cs);
+    }
+    let mut last_scan = Instant::now();
 
     let capture = Rc::new(RefCell::new(Capture {
         clock: BootToWall::sample(),
@@ -444,6 +531,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             std::thread::sleep(Duration::from_millis(10).min(cfg.ring_buffer.drain_interval));
         }
         let stopping = stop_requested(&opts);
+        if let Some(cs) = ctx_skel.as_ref().filter(|_| !stopping) {
+            if last_scan.elapsed() >= cfg.trace_context.scan_interval {
+                discovery.scan(cs);
+                last_scan = Instant::now();
+            }
+        }
         if stopping {
             // detach first, so the last drain below takes every record the counters count
             skel.links = Default::default();
@@ -506,6 +599,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let elapsed = started.elapsed();
     let final_stats = offcpu::read_stats(&skel)?;
     drop(rb);
+    let trace_context_probes = std::mem::take(&mut discovery.probed);
+    drop(discovery);
+    drop(ctx_skel);
     drop(futex_skel);
     drop(skel);
     drop(stack_tx);
@@ -514,7 +610,13 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     if stacks_skipped > 0 {
         tracing::warn!(stacks_skipped, "events written without stack ids: the stack thread fell behind");
     }
-    let written = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let (written, otlp) = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let otlp = otlp.map(|c| {
+        (
+            c.exported.load(Ordering::Relaxed),
+            c.dropped_queue_full.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed),
+        )
+    });
 
     let c = Rc::try_unwrap(capture).ok().expect("ring buffer callback dropped").into_inner();
     let mut dropped = [0u64; wire::EV_MAX];
@@ -530,6 +632,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         elapsed,
         events: c.kept.unwrap_or_default(),
         store: location.to_string(),
+        otlp,
+        trace_context_probes,
     })
 }
 
@@ -554,6 +658,12 @@ impl RunSummary {
             "  shed by rate limit: {}, undecodable: {}\n",
             self.shed, self.undecodable
         ));
+        if let Some((exported, dropped)) = self.otlp {
+            out.push_str(&format!("  OTLP: {exported} log records exported, {dropped} dropped\n"));
+        }
+        if !self.trace_context_probes.is_empty() {
+            out.push_str(&format!("  trace context probed in: {}\n", self.trace_context_probes.join(", ")));
+        }
         out
     }
 }

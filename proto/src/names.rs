@@ -88,3 +88,14 @@ pub mod attr {
     /// The collector's version (resource attribute).
     pub const COLLECTOR_VERSION: &str = "causeway.collector.version";
 }
+
+/// Values of `correlation_method` / `causeway.correlation.method`: how an event's trace context
+/// was obtained.
+pub mod correlation {
+    /// Read from the causeway_ctx_publish uprobe's per-thread map, in the kernel, at capture.
+    pub const UPROBE: &str = "uprobe";
+    /// Read from OBI's pinned `traces_ctx_v1` map, in the kernel, at capture.
+    pub const OBI_MAP: &str = "obi_map";
+    /// Not tagged at capture: joined at query time by (pid, tid) and the span's time window.
+    pub const TIME_WINDOW: &str = "time_window";
+}

@@ -33,7 +33,7 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
             let t = Instant::now();
             match k {
                 0 => {
-                    let a = causal_chain::ChainArgs { target_pid: pid, latency_window_s: 60, include_stacks: Some(false) };
+                    let a = causal_chain::ChainArgs { target_pid: Some(pid), latency_window_s: Some(60), include_stacks: Some(false), trace_id: None, span_id: None };
                     causal_chain::run(engine, &a).await?;
                 }
                 1 => {

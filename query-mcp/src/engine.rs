@@ -160,6 +160,26 @@ impl Engine {
                 ctx.register_table(name, table)?;
             }
         }
+        // application traces, read in place where the OTel Collector writes them
+        let spans = Arc::new(crate::spans::AppSpans::new(
+            location.open(false).map_err(|e| QueryError::Runtime(format!("opening store {location}: {e:#}")))?,
+            crate::spans::TRACES_PREFIX,
+        ));
+        let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
+        if policy {
+            let mut df = ctx.read_table(spans)?;
+            if !security.allow_pids.is_empty() {
+                let allowed = security.allow_pids.iter().map(|p| lit(*p)).collect();
+                df = df.filter(col("pid").in_list(allowed, false))?;
+            }
+            if !security.deny_pids.is_empty() {
+                let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
+                df = df.filter(col("pid").is_null().or(col("pid").in_list(denied, true)))?;
+            }
+            ctx.register_table(crate::spans::TABLE, df.into_view())?;
+        } else {
+            ctx.register_table(crate::spans::TABLE, spans)?;
+        }
         Ok(Engine { ctx, security })
     }
 

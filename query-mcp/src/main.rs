@@ -7,6 +7,7 @@ mod bench;
 mod config;
 mod engine;
 mod mcp;
+mod spans;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one read-only SQL statement (SELECT/WITH) over kernel_events, stacks, collector_stats.
+    /// Run one read-only SQL statement (SELECT/WITH) over kernel_events, stacks, collector_stats, app_spans.
     Sql {
         /// The query.
         query: String,
@@ -94,6 +95,18 @@ enum Command {
         /// Include stacks of the longest wait.
         #[arg(long)]
         stacks: bool,
+    },
+    /// What the kernel did during a trace: per span, time on CPU, run queue, locks, I/O … (explain_trace).
+    ExplainTrace {
+        /// Trace id, 32 hex digits.
+        #[arg(long, value_name = "HEX")]
+        trace_id: String,
+        /// Object store (app traces are read from its `traces/` prefix).
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+        /// Print the full JSON answer.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -162,7 +175,13 @@ fn main() -> ExitCode {
             }
             Command::Diagnose { pid, window, store, json, stacks } => {
                 let engine = Engine::open(&store).await?;
-                let args = analysis::causal_chain::ChainArgs { target_pid: pid, latency_window_s: window, include_stacks: Some(stacks) };
+                let args = analysis::causal_chain::ChainArgs {
+                    target_pid: Some(pid),
+                    latency_window_s: Some(window),
+                    include_stacks: Some(stacks),
+                    trace_id: None,
+                    span_id: None,
+                };
                 let r = analysis::causal_chain::run(&engine, &args).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -173,6 +192,27 @@ fn main() -> ExitCode {
                     }
                     for s in &r.stack_trace {
                         println!("    {s}");
+                    }
+                }
+                Ok(())
+            }
+            Command::ExplainTrace { trace_id, store, json } => {
+                let engine = Engine::open(&store).await?;
+                let r = analysis::trace::run(&engine, &analysis::trace::TraceArgs { trace_id }).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    print!("{}", r.text());
+                    for h in r.spans.iter().flat_map(|s| s.holders.iter().map(move |h| (s, h))) {
+                        println!(
+                            "  lock holder for span {}: ⟦{}⟧ pid {} tid {} ({} ms{})",
+                            h.0.span_id,
+                            analysis::data_text(&h.1.comm),
+                            h.1.pid,
+                            h.1.tid,
+                            h.1.wait_ms,
+                            h.1.futex_uaddr.as_deref().map(|u| format!(", futex {u}")).unwrap_or_default()
+                        );
                     }
                 }
                 Ok(())

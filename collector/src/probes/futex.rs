@@ -42,6 +42,11 @@ pub fn load<'obj>(
     open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
     open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
     open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
+    open.maps.thread_ctx.reuse_fd(offcpu.maps.thread_ctx.as_fd()).context("sharing the trace contexts")?;
+    open.maps
+        .traces_ctx_v1
+        .reuse_fd(offcpu.maps.traces_ctx_v1.as_fd())
+        .context("sharing the OBI map")?;
     open.load().context("loading the futex BPF programs (verifier)")
 }
 
@@ -80,7 +85,7 @@ mod tests {
 
     #[test]
     fn futex_record_layout_and_decoding() {
-        assert_eq!(std::mem::size_of::<types::cw_futex_event>(), 16 + 32 + 8 + 32);
+        assert_eq!(std::mem::size_of::<types::cw_futex_event>(), 48 + 32 + 8 + 32);
         let mut e = types::cw_futex_event::default();
         e.hdr.r#type = offcpu::wire::EV_FUTEX;
         e.hdr.pid = 7;

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod empty;
 pub mod futex;
 pub mod offcpu;
+pub mod tracectx;
 
 /// Writes the filter tunables of bpf/common.bpf.h into a skeleton's rodata. Every probe set has
 /// the same fields under its own generated type, hence a macro rather than a function.

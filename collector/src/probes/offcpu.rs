@@ -14,6 +14,7 @@ use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::MapCore;
+use std::os::fd::AsFd;
 use libbpf_rs::MapFlags;
 use libbpf_rs::OpenObject;
 
@@ -54,8 +55,10 @@ pub mod wire {
     pub const STAT_SHORT: u32 = 16;
     /// `CW_STAT_SHORT_RQ`
     pub const STAT_SHORT_RQ: u32 = 17;
+    /// `CW_STAT_CTX_PUBLISH`
+    pub const STAT_CTX_PUBLISH: u32 = 18;
     /// `CW_STAT_MAX`
-    pub const STAT_MAX: u32 = 18;
+    pub const STAT_MAX: u32 = 19;
     /// `CW_MAX_USTACK` / `CW_MAX_KSTACK`
     pub const MAX_STACK: usize = 32;
 }
@@ -89,6 +92,8 @@ pub struct Settings {
     pub cgroup: Option<CgroupTarget>,
     /// Ring buffer size in bytes (power of two).
     pub ring_buffer_bytes: u32,
+    /// OBI's pinned `traces_ctx_v1` map, when found: read as a second trace-context source.
+    pub obi_map: Option<std::path::PathBuf>,
 }
 
 /// Opens, configures and loads the skeleton. `open_object` must outlive the skeleton.
@@ -107,6 +112,11 @@ pub fn load<'obj>(
         .events
         .set_max_entries(s.ring_buffer_bytes)
         .context("sizing the ring buffer")?;
+    // kept alive until load: reuse_fd duplicates the descriptor
+    let obi = s.obi_map.as_deref().and_then(open_obi_map);
+    if let Some(m) = &obi {
+        open.maps.traces_ctx_v1.reuse_fd(m.as_fd()).context("sharing OBI's traces_ctx_v1 map")?;
+    }
     let skel = open.load().context("loading the off-CPU BPF programs (verifier)")?;
     for pid in &s.pids {
         skel.maps
@@ -115,6 +125,33 @@ pub fn load<'obj>(
             .with_context(|| format!("adding pid {pid} to the filter"))?;
     }
     Ok(skel)
+}
+
+/// Opens OBI's pinned map if it has the layout OBI documents (key pid_tgid, value trace_id[16] +
+/// span_id[8]); anything else is reported and skipped, never fatal.
+fn open_obi_map(path: &std::path::Path) -> Option<libbpf_rs::MapHandle> {
+    let m = match libbpf_rs::MapHandle::from_pinned_path(path) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("OBI trace-context map {} not usable: {e}", path.display());
+            return None;
+        }
+    };
+    let ok_type = matches!(m.map_type(), libbpf_rs::MapType::LruHash | libbpf_rs::MapType::Hash);
+    // the skeleton finds maps by name, and a reused map takes the pinned map's name
+    if m.name() != "traces_ctx_v1" || !ok_type || m.key_size() != 8 || m.value_size() < 24 {
+        tracing::warn!(
+            "{} is not an OBI traces_ctx_v1 map (name {:?}, type {:?}, key {} B, value {} B): ignored",
+            path.display(),
+            m.name(),
+            m.map_type(),
+            m.key_size(),
+            m.value_size()
+        );
+        return None;
+    }
+    tracing::info!("reading trace context from OBI's map {}", path.display());
+    Some(m)
 }
 
 /// Attaches every program of the skeleton.
@@ -175,7 +212,19 @@ impl<'a, C: Copy> Common<'a, C> {
     }
 
     pub fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
+        let ctx = &self.hdr.ctx;
+        let (trace_id, span_id, correlation_method) = match ctx.source {
+            1 | 2 if ctx.trace_id.iter().any(|b| *b != 0) => (
+                Some(hex(&ctx.trace_id)),
+                Some(hex(&ctx.span_id)),
+                Some(if ctx.source == 1 { names::correlation::UPROBE } else { names::correlation::OBI_MAP }),
+            ),
+            _ => (None, None, None),
+        };
         KernelEvent {
+            trace_id,
+            span_id,
+            correlation_method,
             time_unix_nano: clock.wall(self.boot_ns),
             duration_ns: self.duration_ns as i64,
             pid: self.hdr.pid as i32,
@@ -188,6 +237,14 @@ impl<'a, C: Copy> Common<'a, C> {
             ..Default::default()
         }
     }
+}
+
+fn hex<T: Copy + Into<u8>>(bytes: &[T]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{:02x}", (*b).into());
+        s
+    })
 }
 
 fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
@@ -282,14 +339,15 @@ mod tests {
     fn wire_structs_have_the_c_layout() {
         // sizes from bpf/causeway.h, computed by hand: a mismatch means the header changed
         // without the decoder.
-        assert_eq!(size_of::<types::cw_header>(), 16);
-        assert_eq!(size_of::<types::cw_off_cpu_event>(), 16 + 24 + 16 + 48);
+        assert_eq!(size_of::<types::cw_trace_ctx>(), 32);
+        assert_eq!(size_of::<types::cw_header>(), 16 + 32);
+        assert_eq!(size_of::<types::cw_off_cpu_event>(), 48 + 24 + 16 + 48);
         assert_eq!(
             size_of::<types::cw_off_cpu_stack_event>(),
             size_of::<types::cw_off_cpu_event>() + 8 + 8 * 2 * wire::MAX_STACK
         );
-        assert_eq!(size_of::<types::cw_runq_event>(), 16 + 24 + 8 + 48);
-        assert_eq!(size_of::<types::cw_proc_event>(), 16 + 16 + 16 + 32 + 128);
+        assert_eq!(size_of::<types::cw_runq_event>(), 48 + 24 + 8 + 48);
+        assert_eq!(size_of::<types::cw_proc_event>(), 48 + 16 + 16 + 32 + 128);
         let s = types::cw_off_cpu_stack_event::default();
         assert_eq!(s.kernel.len(), wire::MAX_STACK);
         assert_eq!(s.user.len(), wire::MAX_STACK);
@@ -320,6 +378,24 @@ mod tests {
         assert_eq!(ev.state, Some("sleep"));
         assert_eq!(ev.waker_comm.as_deref(), Some("holder"));
         assert_eq!(ev.duration_ns, 200_000_000);
+        assert_eq!((ev.trace_id.as_deref(), ev.correlation_method), (None, None));
         assert!(decode(&bytes[..20], &clock).is_none(), "short record");
+    }
+
+    #[test]
+    fn decodes_the_trace_context_of_a_record() {
+        let mut e = types::cw_off_cpu_event::default();
+        e.hdr.r#type = wire::EV_OFF_CPU;
+        e.hdr.ctx.source = 1;
+        e.hdr.ctx.trace_id = [0xab; 16];
+        e.hdr.ctx.span_id = [1, 2, 3, 4, 5, 6, 7, 8];
+        // SAFETY: reading the bytes of a plain C struct we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, size_of::<types::cw_off_cpu_event>())
+        };
+        let Some(Decoded::Event(ev)) = decode(bytes, &BootToWall::sample()) else { panic!("not an event") };
+        assert_eq!(ev.trace_id.as_deref(), Some("abababababababababababababababab"));
+        assert_eq!(ev.span_id.as_deref(), Some("0102030405060708"));
+        assert_eq!(ev.correlation_method, Some("uprobe"));
     }
 }

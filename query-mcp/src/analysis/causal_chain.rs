@@ -20,12 +20,52 @@ use crate::engine::QueryError;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainArgs {
-    /// Process id (tgid) that was slow, > 0.
-    pub target_pid: i64,
-    /// Window length in seconds, 1..=300, ending at the target's last recorded event.
-    pub latency_window_s: i64,
+    /// Process id (tgid) that was slow, > 0. Optional with trace_id (the span's process).
+    pub target_pid: Option<i64>,
+    /// Window length in seconds, 1..=300, ending at the target's last recorded event. Not used
+    /// with trace_id (the span is the window).
+    pub latency_window_s: Option<i64>,
     /// Include symbolized stacks of the longest wait.
     pub include_stacks: Option<bool>,
+    /// A trace (32 hex digits) whose span gives the window and the process.
+    pub trace_id: Option<String>,
+    /// The span (16 hex digits) of that trace; default: its longest span.
+    pub span_id: Option<String>,
+}
+
+/// The window of a trace's span and its process: (pid, start, end).
+async fn span_window(engine: &Engine, trace: &str, span: Option<&str>) -> Result<(i64, i64, i64), QueryError> {
+    let trace_id = super::trace::parse_trace_id(trace)?;
+    let span_filter = match span {
+        Some(s) => format!(" AND span_id = '{}'", super::trace::parse_span_id(s)?),
+        None => String::new(),
+    };
+    let q = format!(
+        "SELECT span_id, pid, start_time_unix_nano, end_time_unix_nano FROM app_spans \
+         WHERE trace_id = '{trace_id}'{span_filter} ORDER BY duration_ns DESC LIMIT 1"
+    );
+    let Some(row) = engine.query(&q).await?.rows.into_iter().next() else {
+        return Err(QueryError::Usage(format!("span not found in app_spans for trace {trace_id}{span_filter}")));
+    };
+    let (start, end) = (i(&row, "start_time_unix_nano"), i(&row, "end_time_unix_nano"));
+    let pid = match row["pid"].as_i64() {
+        Some(p) => p,
+        None => {
+            // no process.pid on the span: the process its tagged kernel events came from
+            let sid = row["span_id"].as_str().unwrap_or("");
+            let q = format!(
+                "SELECT pid FROM kernel_events WHERE span_id = '{}' AND trace_id = '{trace_id}' AND {} LIMIT 1",
+                super::trace::parse_span_id(sid)?,
+                date_predicate(start - 300_000_000_000, end)
+            );
+            engine.query(&q).await?.rows.first().map(|r| i(r, "pid")).ok_or_else(|| {
+                QueryError::Usage(format!(
+                    "the span {sid} carries no process.pid and no kernel event is tagged with it: pass target_pid"
+                ))
+            })?
+        }
+    };
+    Ok((pid, start, end))
 }
 
 /// One link of the chain.
@@ -104,18 +144,34 @@ fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
 
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
-    let pid = a.target_pid;
+    let span = match &a.trace_id {
+        Some(t) => Some(span_window(engine, t, a.span_id.as_deref()).await?),
+        None if a.span_id.is_some() => {
+            return Err(QueryError::Usage("span_id needs trace_id".into()));
+        }
+        None => None,
+    };
+    let pid = match (a.target_pid, span) {
+        (Some(p), _) => p,
+        (None, Some((p, _, _))) => p,
+        (None, None) => return Err(QueryError::Usage("target_pid is required (or give trace_id)".into())),
+    };
     if pid <= 0 || pid > i32::MAX as i64 {
         return Err(QueryError::Usage(format!("target_pid must be a positive process id, got {pid}")));
     }
     engine.check_pid(pid)?;
-    if !(1..=300).contains(&a.latency_window_s) {
-        return Err(QueryError::Usage(format!(
-            "latency_window_s must be within 1..=300, got {}",
-            a.latency_window_s
-        )));
+    let latency_window_s = match (a.latency_window_s, span) {
+        (_, Some(_)) => 1,
+        (Some(w), None) => w,
+        (None, None) => return Err(QueryError::Usage("latency_window_s is required (1..=300) unless trace_id is given".into())),
+    };
+    if !(1..=300).contains(&latency_window_s) {
+        return Err(QueryError::Usage(format!("latency_window_s must be within 1..=300, got {latency_window_s}")));
     }
-    let end = last_event_end(engine, pid).await?;
+    let end = match span {
+        Some((_, _, e)) => e,
+        None => last_event_end(engine, pid).await?,
+    };
     let notice = super::DATA_NOTICE.to_string();
     if end == 0 {
         return Ok(ChainReport {
@@ -133,8 +189,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             notice,
         });
     }
-    let window_ns = a.latency_window_s * 1_000_000_000;
-    let start = end - window_ns;
+    let (start, window_ns) = match span {
+        Some((_, s, e)) => (s, (e - s).max(1)),
+        None => (end - latency_window_s * 1_000_000_000, latency_window_s * 1_000_000_000),
+    };
     let w = format!(
         "pid = {pid} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {}",
         date_predicate(start, end)

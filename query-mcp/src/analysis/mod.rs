@@ -5,6 +5,7 @@
 pub mod causal_chain;
 pub mod gpu;
 pub mod off_cpu;
+pub mod trace;
 
 use causeway_proto::layout;
 use serde_json::Value;

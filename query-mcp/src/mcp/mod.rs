@@ -32,6 +32,7 @@ use serde_json::Value;
 use crate::analysis::causal_chain;
 use crate::analysis::gpu;
 use crate::analysis::off_cpu;
+use crate::analysis::trace;
 use crate::engine::Engine;
 use crate::engine::QueryError;
 
@@ -39,7 +40,7 @@ use crate::engine::QueryError;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlArgs {
-    /// One SELECT or WITH statement over kernel_events, stacks, collector_stats.
+    /// One SELECT or WITH statement over kernel_events, stacks, collector_stats, app_spans.
     pub query: String,
 }
 
@@ -113,7 +114,7 @@ impl Server {
 
     /// The causal chain behind a process's latency in a window.
     #[tool(
-        description = "Why was this process slow: over a window ending at its last recorded event, the blocking mechanism (lock_contention, cpu_contention, io_wait, …), the contention source (pid/tid/comm), the chain target → waker → what the waker was doing, severity, a specific recommended action and the SQL evidence.",
+        description = "Why was this process slow: over a window ending at its last recorded event (or the window of a trace's span: pass trace_id and optionally span_id instead of target_pid/latency_window_s), the blocking mechanism (lock_contention, cpu_contention, io_wait, …), the contention source (pid/tid/comm), the chain target → waker → what the waker was doing, severity, a specific recommended action and the SQL evidence.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<causal_chain::ChainReport>()
     )]
@@ -140,9 +141,22 @@ impl Server {
         }
     }
 
+    /// An application trace explained by the kernel.
+    #[tool(
+        description = "What did the kernel do during this trace: joins the trace's spans (app_spans, from the OTLP files in object storage) with the kernel events tagged with their span ids (and untagged events of the same threads inside the span windows); per span, wall time split into on-CPU, run-queue wait, lock wait, I/O, network, GPU sync and unexplained, with the lock holders by name, the slowest span and the SQL evidence.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<trace::TraceReport>()
+    )]
+    async fn explain_trace(&self, Parameters(a): Parameters<trace::TraceArgs>) -> CallToolResult {
+        match trace::run(&self.engine, &a).await {
+            Ok(r) => ok(&r, r.text()),
+            Err(e) => err(e),
+        }
+    }
+
     /// One read-only SQL statement.
     #[tool(
-        description = "Run one read-only SQL statement (SELECT or WITH; DataFusion dialect) over kernel_events, stacks and collector_stats. Results are capped in rows, bytes and time; truncated says when rows were cut. Filter on date/hour/host partitions to keep it fast.",
+        description = "Run one read-only SQL statement (SELECT or WITH; DataFusion dialect) over kernel_events, stacks, collector_stats and app_spans. Results are capped in rows, bytes and time; truncated says when rows were cut. Filter on date/hour/host partitions to keep it fast.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<SqlReport>()
     )]
@@ -158,7 +172,7 @@ impl Server {
 
     /// Tables and their columns.
     #[tool(
-        description = "List the tables (kernel_events, stacks, collector_stats) and their columns with types.",
+        description = "List the tables (kernel_events, stacks, collector_stats, app_spans) and their columns with types.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<TablesReport>()
     )]
@@ -193,6 +207,13 @@ impl Server {
     )]
     async fn investigate(&self, Parameters(a): Parameters<InvestigateArgs>) -> Vec<PromptMessage> {
         let window = a.window_s.as_deref().and_then(|w| w.parse::<i64>().ok()).unwrap_or(60).clamp(1, 300);
+        let trace_step = match &a.trace_id {
+            Some(t) => format!(
+                "0. explain_trace with trace_id={}: which span lost time, to what (lock, run queue, I/O …), and who held the lock. Then resolve_causal_chain with the same trace_id and that span_id.\n",
+                t.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>()
+            ),
+            None => String::new(),
+        };
         let subject = match (&a.pid, &a.trace_id) {
             (Some(p), _) => format!("process {}", p.chars().filter(|c| c.is_ascii_digit()).collect::<String>()),
             (None, Some(t)) => format!("trace {}", t.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>()),
@@ -200,7 +221,7 @@ impl Server {
         };
         let text = format!(
             "Investigate why {subject} was slow over the last {window} s, using causeway's read-only tools:\n\
-             1. resolve_causal_chain with target_pid and latency_window_s={window}: read severity, blocking_mechanism, contention_source and the chain.\n\
+             {trace_step}1. resolve_causal_chain with target_pid and latency_window_s={window}: read severity, blocking_mechanism, contention_source and the chain.\n\
              2. query_off_cpu_events for the same pid (and the tid from the chain): confirm the totals by state and by waker, and look at the tail.\n\
              3. For lock_contention, query_off_cpu_events on the contention source's pid: what was the holder waiting on? Repeat while the chain continues.\n\
              4. Use run_sql with the evidence queries to show the rows behind each claim; use list_tables for columns.\n\
@@ -220,7 +241,7 @@ impl ServerHandler for Server {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().build())
             .with_server_info(info)
             .with_instructions(
-                "causeway: kernel-level answers to 'why was this slow'. Start with resolve_causal_chain {target_pid, latency_window_s}; every tool is read-only.",
+                "causeway: kernel-level answers to 'why was this slow'. Start with resolve_causal_chain {target_pid, latency_window_s}, or explain_trace {trace_id} for a slow trace; every tool is read-only.",
             )
     }
 }
