@@ -9,4 +9,6 @@ cargo build --release --workspace --bins
 # end-to-end tests share the CPUs and the kernel's tracepoints: one at a time
 cargo test --release --workspace -- --test-threads=1
 # MCP server driven by real clients (Python MCP SDK) on data recorded by the real collector
-CAUSEWAY_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q tests/mcp
+# trace context end to end: an OpenTelemetry SDK app with the causeway_otel hook, OTLP receivers;
+# the OTel Collector configs in otel-config/
+CAUSEWAY_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q tests/mcp tests/trace tests/otelconfig

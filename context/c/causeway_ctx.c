@@ -89,6 +89,22 @@ EXPORT void causeway_ctx_set(const uint8_t trace_id[16], const uint8_t span_id[8
 	publish();
 }
 
+static void store_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+EXPORT void causeway_ctx_set_ids(uint64_t trace_hi, uint64_t trace_lo, uint64_t span, uint8_t trace_flags)
+{
+	uint8_t t[16], s[8];
+
+	store_be64(t, trace_hi);
+	store_be64(t + 8, trace_lo);
+	store_be64(s, span);
+	causeway_ctx_set(t, s, trace_flags);
+}
+
 EXPORT void causeway_ctx_clear(void)
 {
 	depth = 0;

@@ -46,6 +46,10 @@ void causeway_ctx_detach(uint32_t token);
  * as the OpenTelemetry Python context). */
 void causeway_ctx_set(const uint8_t trace_id[16], const uint8_t span_id[8], uint8_t trace_flags);
 
+/* causeway_ctx_set with the ids as integers: trace id as big-endian halves, span id. For
+ * language bindings where building byte strings costs more than the call (Python ctypes). */
+void causeway_ctx_set_ids(uint64_t trace_hi, uint64_t trace_lo, uint64_t span, uint8_t trace_flags);
+
 /* The thread has no current span. */
 void causeway_ctx_clear(void);
 

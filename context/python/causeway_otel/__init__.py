@@ -59,11 +59,15 @@ def _load():
         lib = ctypes.CDLL(path)
     except OSError as e:
         raise CausewayContextError(f"cannot load {path}: {e}") from e
-    lib.causeway_ctx_set.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint8]
-    lib.causeway_ctx_set.restype = None
+    u64 = ctypes.c_uint64
+    lib.causeway_ctx_set_ids.argtypes = [u64, u64, u64, ctypes.c_uint8]
+    lib.causeway_ctx_set_ids.restype = None
     lib.causeway_ctx_clear.argtypes = []
     lib.causeway_ctx_clear.restype = None
     return lib
+
+
+_MASK64 = (1 << 64) - 1
 
 
 class _Publisher:
@@ -71,19 +75,21 @@ class _Publisher:
 
     def __init__(self, lib):
         self._lib = lib
+        self._set = lib.causeway_ctx_set_ids
+        self._clear = lib.causeway_ctx_clear
         self._last = threading.local()
 
     def publish(self, span_context) -> None:
-        key = None
-        if span_context is not None and span_context.is_valid:
-            key = (span_context.trace_id, span_context.span_id, int(span_context.trace_flags))
-        if getattr(self._last, "key", None) == key:
-            return
-        self._last.key = key
-        if key is None:
-            self._lib.causeway_ctx_clear()
+        sid = span_context.span_id if span_context is not None and span_context.is_valid else 0
+        last = self._last
+        if getattr(last, "sid", 0) == sid:
+            return  # span ids are unique: same id, same context
+        last.sid = sid
+        if sid == 0:
+            self._clear()
         else:
-            self._lib.causeway_ctx_set(key[0].to_bytes(16, "big"), key[1].to_bytes(8, "big"), key[2])
+            tid = span_context.trace_id
+            self._set(tid >> 64, tid & _MASK64, sid, span_context.trace_flags)
 
 
 def _wrapper_class():
