@@ -76,6 +76,18 @@ static __always_inline void irq_leave(void)
 		*d -= 1;
 }
 
+/* A context switch never happens inside an interrupt: whatever depth a CPU shows then is left over
+ * (an entry seen while its exit was not yet attached) and is cleared, so one bad count cannot
+ * hide wakers for long. */
+static __always_inline void irq_reset(void)
+{
+	__u32 zero = 0;
+	__s64 *d = bpf_map_lookup_elem(&irq_depth, &zero);
+
+	if (d && *d)
+		*d = 0;
+}
+
 static __always_inline bool in_interrupt(void)
 {
 	__u32 zero = 0;
@@ -84,24 +96,12 @@ static __always_inline bool in_interrupt(void)
 	return d && *d > 0;
 }
 
-SEC("tp_btf/irq_handler_entry")
-int BPF_PROG(handle__irq_handler_entry)
-{
-	irq_enter();
-	return 0;
-}
-
+/* Exit handlers come first: the skeleton attaches in this order, so no entry is ever counted
+ * without its exit (an exit without an entry is clamped at zero). */
 SEC("tp_btf/irq_handler_exit")
 int BPF_PROG(handle__irq_handler_exit)
 {
 	irq_leave();
-	return 0;
-}
-
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(handle__softirq_entry)
-{
-	irq_enter();
 	return 0;
 }
 
@@ -112,17 +112,31 @@ int BPF_PROG(handle__softirq_exit)
 	return 0;
 }
 
-SEC("tp_btf/hrtimer_expire_entry")
-int BPF_PROG(handle__hrtimer_expire_entry)
+SEC("tp_btf/hrtimer_expire_exit")
+int BPF_PROG(handle__hrtimer_expire_exit)
+{
+	irq_leave();
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(handle__irq_handler_entry)
 {
 	irq_enter();
 	return 0;
 }
 
-SEC("tp_btf/hrtimer_expire_exit")
-int BPF_PROG(handle__hrtimer_expire_exit)
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(handle__softirq_entry)
 {
-	irq_leave();
+	irq_enter();
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(handle__hrtimer_expire_entry)
+{
+	irq_enter();
 	return 0;
 }
 
@@ -218,6 +232,7 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct task_state *s;
 
+	irq_reset();
 	if (traced(prev)) {
 		s = bpf_task_storage_get(&task_states, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (s) {

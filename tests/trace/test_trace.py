@@ -135,9 +135,12 @@ def traced_run(ctx_lib):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def innermost(spans, tid, start, end, margin=20_000):
+def innermost(spans, tid, start, end, margin=200_000):
     """The innermost span of thread `tid` that contains [start, end] with a margin, or None
-    when the interval is near a span boundary (clock conversion tolerance)."""
+    when the interval is near a span boundary. The margin covers the gap between a span's
+    timestamps and its context publication: the SDK stamps start_time before it attaches the
+    context and detaches before it stamps end_time (microseconds, more if the thread is
+    preempted in between); events there carry the parent's id, correctly."""
     best = None
     for s in spans:
         if s["tid"] != tid:
@@ -163,7 +166,7 @@ def test_kernel_events_carry_the_current_span(traced_run):
     events = sql(store, f"SELECT tid, time_unix_nano, duration_ns, event_name, span_id, trace_id, correlation_method "
                         f"FROM kernel_events WHERE pid = {app['pid']} AND tid IN ({','.join(map(str, tids))}) "
                         f"AND event_name IN ('sched.off_cpu', 'sched.runq', 'futex.wait')")
-    judged, right = 0, 0
+    judged, right, wrong = 0, 0, []
     for e in events:
         s = innermost(spans, e["tid"], e["time_unix_nano"], e["time_unix_nano"] + e["duration_ns"])
         if s is None:
@@ -171,8 +174,10 @@ def test_kernel_events_carry_the_current_span(traced_run):
         judged += 1
         if e.get("span_id") == s["span_id"] and e.get("trace_id") == s["trace_id"] and e.get("correlation_method") == "uprobe":
             right += 1
+        else:
+            wrong.append((e, s["name"], s["span_id"], s["start_time_unix_nano"], s["end_time_unix_nano"]))
     assert judged >= 3 * len(app["requests"]), f"too few events inside spans to judge: {judged} of {len(events)}"
-    assert right / judged >= 0.99, f"{right}/{judged} events carry the right span"
+    assert right / judged >= 0.99, f"{right}/{judged} events carry the right span; wrong: {wrong}"
     # outside any span the thread has no context: nothing may be tagged with a stale span
     outside = [e for e in events if not any(
         sp["tid"] == e["tid"] and sp["start_time_unix_nano"] - 20_000 < e["time_unix_nano"] + e["duration_ns"]
@@ -330,3 +335,41 @@ def test_obi_pinned_map_is_a_second_source(tmp_path):
                    and r.get("correlation_method") == "obi_map" for r in rows), rows[:3]
     finally:
         shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def test_mcp_explain_trace_and_chain_over_a_span(traced_run):
+    """The same answers through MCP (Python SDK over stdio), as an agent would get them."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    store, app = traced_run["store"], traced_run["app"]
+    req = app["requests"][0]
+
+    async def go():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
+        async with stdio_client(params) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                names = {t.name for t in (await s.list_tools()).tools}
+                assert "explain_trace" in names, names
+                res = await s.call_tool("explain_trace", {"trace_id": req["trace_id"]})
+                assert not res.is_error, res.content
+                rep = res.structured_content
+                assert rep["slowest_span_id"] == req["lock_section"], rep["summary"]
+                assert "cw-holder" in res.content[0].text
+                bad = await s.call_tool("explain_trace", {"trace_id": "nope"})
+                assert bad.is_error and "32 hex digits" in bad.content[0].text
+                ch = await s.call_tool("resolve_causal_chain", {"trace_id": req["trace_id"],
+                                                                 "span_id": req["lock_section"]})
+                assert not ch.is_error, ch.content
+                chain = ch.structured_content
+                assert chain["blocking_mechanism"] == "lock_contention", chain
+                assert chain["contention_source"]["tid"] == app["holder_tid"], chain
+                span_len = chain["window_end_ns"] - chain["window_start_ns"]
+                assert 250e6 < span_len < 400e6, "the window is the lock_section span"
+                tables = await s.call_tool("list_tables", {})
+                assert "app_spans" in res.content[0].text or any(
+                    t["name"] == "app_spans" for t in tables.structured_content["tables"])
+
+    anyio.run(go)
