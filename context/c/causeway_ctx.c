@@ -25,7 +25,8 @@ static uint64_t load_be64(const uint8_t *p)
  * 4x the cost of the trap). noinline + used: it must exist and be called on every change. */
 #if defined(__x86_64__)
 EXPORT __attribute__((naked, noinline, used)) void
-causeway_ctx_publish(uint64_t trace_hi, uint64_t trace_lo, uint64_t span, uint64_t flags)
+causeway_ctx_publish(__attribute__((unused)) uint64_t trace_hi, __attribute__((unused)) uint64_t trace_lo,
+		     __attribute__((unused)) uint64_t span, __attribute__((unused)) uint64_t flags)
 {
 	__asm__ volatile("push %rbp\n\tmov %rsp, %rbp\n\tpop %rbp\n\tret\n");
 }

@@ -157,10 +157,15 @@ pub struct Workload {
 impl Workload {
     /// Starts a workload with `--wait-stdin` and reads its pid.
     pub fn spawn(args: &[&str]) -> Workload {
-        let mut child = Command::new(bin("causeway-collector"))
-            .arg("workload")
-            .args(args)
-            .arg("--wait-stdin")
+        let mut cmd = Command::new(bin("causeway-collector"));
+        cmd.arg("workload").args(args).arg("--wait-stdin");
+        Self::spawn_command(cmd)
+    }
+
+    /// Starts any program that prints `{"ready": pid}`, waits for a line on stdin, and prints
+    /// one JSON result line.
+    pub fn spawn_command(mut cmd: Command) -> Workload {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
