@@ -26,7 +26,8 @@ enum cw_event_type {
 	CW_EV_RUNQ = 3,          /* struct cw_runq_event */
 	CW_EV_PROC = 4,          /* struct cw_proc_event */
 	CW_EV_FUTEX = 5,         /* struct cw_futex_event */
-	CW_EV_MAX = 6,
+	CW_EV_BLOCK = 6,         /* struct cw_block_event */
+	CW_EV_MAX = 7,
 };
 
 /* Off-CPU state classes, derived from sched_switch's prev_state. */
@@ -141,6 +142,23 @@ struct cw_futex_event {
 	__u64 uaddr; /* the futex word's user address */
 	__u32 op;    /* futex command (op without PRIVATE/CLOCK_REALTIME flags) */
 	__s32 ret;   /* syscall return: 0, or -ETIMEDOUT, -EAGAIN, -EINTR ... */
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+};
+
+/* One block-layer request, from accounting start (in the submitting task's context) to completion,
+ * attributed to the task that submitted it (completions run in interrupt context). */
+struct cw_block_event {
+	struct cw_header hdr; /* pid/tid: the submitter */
+	__u64 start_ns;       /* block_io_start */
+	__u64 duration_ns;    /* to block_rq_complete */
+	__u64 cgroup_id;
+	__u64 queue_ns; /* start → issued to the driver (time in the I/O scheduler / plug) */
+	__u64 sector;
+	__u32 dev;   /* dev_t of the partition (or disk): major << 20 | minor */
+	__u32 bytes; /* request size at start */
+	__u32 op;    /* cmd_flags: REQ_OP_* in the low 8 bits, REQ_* flags above */
+	__s32 error; /* blk_status_t at completion, 0 = ok */
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
 };

@@ -124,13 +124,19 @@ static __always_inline void fill_trace_ctx(struct cw_trace_ctx *c, __u32 tgid, _
 	__builtin_memset(c, 0, sizeof(*c));
 }
 
-static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
+/* The header of a record about thread (tgid, tid), which need not be the current task. */
+static __always_inline void fill_header_ids(struct cw_header *h, __u32 type, __u32 tgid, __u32 tid)
 {
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
-	h->pid = BPF_CORE_READ(t, tgid);
-	h->tid = BPF_CORE_READ(t, pid);
-	fill_trace_ctx(&h->ctx, h->pid, h->tid);
+	h->pid = tgid;
+	h->tid = tid;
+	fill_trace_ctx(&h->ctx, tgid, tid);
+}
+
+static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
+{
+	fill_header_ids(h, type, BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, pid));
 }
 
 static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)

@@ -135,6 +135,9 @@ pub struct Thresholds {
     /// Run-queue waits shorter than this are counted in the kernel, not sent.
     #[serde(deserialize_with = "duration")]
     pub min_runq: Duration,
+    /// Block I/O requests shorter than this are not sent.
+    #[serde(deserialize_with = "duration")]
+    pub min_block_io: Duration,
     /// Off-CPU intervals at least this long carry user and kernel stacks; `0s` disables stacks.
     #[serde(deserialize_with = "duration")]
     pub stack: Duration,
@@ -196,6 +199,7 @@ impl Default for Thresholds {
         Thresholds {
             min_off_cpu: Duration::from_millis(1),
             min_runq: Duration::from_micros(100),
+            min_block_io: Duration::from_micros(100),
             stack: Duration::from_millis(10),
             max_events_per_second: 50_000,
         }

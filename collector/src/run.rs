@@ -27,6 +27,7 @@ use crate::clock::BootToWall;
 use crate::clock::realtime_ns;
 use crate::config::Config;
 use crate::probes::cgroup;
+use crate::probes::blockio;
 use crate::probes::futex;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
@@ -430,6 +431,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         follow_children: cfg.follow_children,
         cgroup,
         ring_buffer_bytes: (cfg.ring_buffer.size_mib.next_power_of_two()) * 1024 * 1024,
+        min_block: cfg.thresholds.min_block_io,
         obi_map: if cfg.trace_context.enabled {
             cfg.trace_context.obi_map.as_ref().map(PathBuf::from).or_else(tracectx::find_obi_map)
         } else {
@@ -451,6 +453,22 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         },
         Err(e) => {
             tracing::warn!("futex waits are not captured: {e:#}");
+            None
+        }
+    };
+
+    // block I/O is an addition too: a kernel without these tracepoints still captures the rest
+    let mut block_object = MaybeUninit::uninit();
+    let mut block_skel = match blockio::load(&mut block_object, &settings, &skel) {
+        Ok(mut b) => match blockio::attach(&mut b) {
+            Ok(()) => Some(b),
+            Err(e) => {
+                tracing::warn!("block I/O is not captured: {e:#}");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("block I/O is not captured: {e:#}");
             None
         }
     };
@@ -543,6 +561,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(f) = futex_skel.as_mut() {
                 f.links = Default::default();
             }
+            if let Some(b) = block_skel.as_mut() {
+                b.links = Default::default();
+            }
         }
         capture.borrow_mut().clock = BootToWall::sample();
         rb.consume().context("draining the ring buffer")?;
@@ -602,6 +623,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let trace_context_probes = std::mem::take(&mut discovery.probed);
     drop(discovery);
     drop(ctx_skel);
+    drop(block_skel);
     drop(futex_skel);
     drop(skel);
     drop(stack_tx);

@@ -29,6 +29,55 @@ pub enum Workload {
         #[arg(long)]
         wait_stdin: bool,
     },
+    /// Thread cw-holder takes a mutex and, holding it, writes and fsyncs a file; thread cw-waiter
+    /// blocks on the mutex: a two-hop chain (lock → I/O).
+    Lockio {
+        /// File to write (on the file system under test).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Bytes written before each fsync.
+        #[arg(long, default_value_t = 64 << 20)]
+        bytes: usize,
+        /// Rounds (each: lock, write, fsync, unlock).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Open with O_DIRECT (every write waits for the device).
+        #[arg(long)]
+        direct: bool,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
+    /// Thread cw-fsync writes and fsyncs a file, round after round (an I/O-bound thread).
+    Fsync {
+        /// File to write.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Bytes per round.
+        #[arg(long, default_value_t = 16 << 20)]
+        bytes: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Open with O_DIRECT (bypass the page cache; bytes rounded to 4 KiB).
+        #[arg(long)]
+        direct: bool,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
+    /// Thread cw-sleeper only sleeps (nanosleep): the negative control, no contention.
+    Sleep {
+        /// Each sleep.
+        #[arg(long, default_value = "50ms", value_parser = crate::cli::duration)]
+        each: Duration,
+        /// Sleeps.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
     /// Busy threads pinned to one CPU, so they preempt each other.
     Spin {
         /// Number of threads.
@@ -85,6 +134,42 @@ fn wait_for_go(wait: bool) -> Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` (fresh data, so nothing is deduplicated) to `path` and fsyncs it.
+fn write_and_sync(path: &std::path::Path, bytes: usize, direct: bool) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).write(true).truncate(true);
+    if direct {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    let mut f = opts.open(path).with_context(|| format!("opening {}", path.display()))?;
+    // O_DIRECT needs an aligned buffer and length; large writes make each wait visible (ms)
+    let chunk = 8 << 20;
+    let layout = std::alloc::Layout::from_size_align(chunk, 4096).expect("valid layout");
+    // SAFETY: layout has a non-zero size; the buffer is freed below and only used as bytes.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    anyhow::ensure!(!ptr.is_null(), "out of memory");
+    // SAFETY: ptr points to `chunk` bytes we own.
+    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, chunk) };
+    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    for w in buf.chunks_exact_mut(8) {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        w.copy_from_slice(&seed.to_ne_bytes());
+    }
+    let mut left = bytes.div_ceil(4096) * 4096;
+    let result = (|| -> Result<()> {
+        while left > 0 {
+            let n = left.min(chunk);
+            f.write_all(&buf[..n]).with_context(|| format!("writing {}", path.display()))?;
+            left -= n;
+        }
+        f.sync_all().with_context(|| format!("fsync {}", path.display()))
+    })();
+    // SAFETY: allocated above with the same layout.
+    unsafe { std::alloc::dealloc(ptr, layout) };
+    result
+}
+
 /// Runs a workload to completion.
 pub fn run(w: Workload) -> Result<()> {
     match w {
@@ -116,6 +201,60 @@ pub fn run(w: Workload) -> Result<()> {
                 hold.as_nanos(),
                 waited.as_nanos()
             );
+        }
+        Workload::Lockio { file, bytes, rounds, direct, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let lock = Arc::new(Mutex::new(()));
+            let (l, f) = (lock.clone(), file.clone());
+            let started = Arc::new(Barrier::new(2));
+            let s2 = started.clone();
+            let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(move || -> Result<i32> {
+                for r in 0..rounds {
+                    let g = l.lock().expect("fresh mutex");
+                    if r == 0 {
+                        s2.wait();
+                    }
+                    write_and_sync(&f, bytes, direct)?;
+                    drop(g);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(gettid())
+            })?;
+            let waiter = std::thread::Builder::new().name("cw-waiter".into()).spawn(move || {
+                started.wait();
+                for _ in 0..rounds {
+                    drop(lock.lock().expect("holder does not panic"));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                gettid()
+            })?;
+            let waiter_tid = waiter.join().expect("waiter thread");
+            let holder_tid = holder.join().expect("holder thread")?;
+            let _ = std::fs::remove_file(&file);
+            println!("{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid}}}", std::process::id());
+        }
+        Workload::Fsync { file, bytes, rounds, direct, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let t = std::thread::Builder::new().name("cw-fsync".into()).spawn(move || -> Result<i32> {
+                for _ in 0..rounds {
+                    write_and_sync(&file, bytes, direct)?;
+                }
+                let _ = std::fs::remove_file(&file);
+                Ok(gettid())
+            })?;
+            let tid = t.join().expect("fsync thread")?;
+            println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
+        }
+        Workload::Sleep { each, count, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let t = std::thread::Builder::new().name("cw-sleeper".into()).spawn(move || {
+                for _ in 0..count {
+                    std::thread::sleep(each);
+                }
+                gettid()
+            })?;
+            let tid = t.join().expect("sleeper thread");
+            println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
         }
         Workload::Spin { threads, cpu, time, wait_stdin } => {
             wait_for_go(wait_stdin)?;

@@ -60,6 +60,14 @@ pub struct KernelEvent {
     pub futex_uaddr: Option<i64>,
     /// Futex command (futex events).
     pub futex_op: Option<&'static str>,
+    /// Block device, e.g. `vda` or `7:0` (block I/O events).
+    pub device: Option<String>,
+    /// Bytes of the request (block I/O events).
+    pub bytes: Option<i64>,
+    /// Request type: read, write, flush, discard, other, with `+sync`, `+fua`, `+preflush` (block I/O).
+    pub io_op: Option<String>,
+    /// Time from accounting start to the driver taking the request (block I/O events).
+    pub io_queue_ns: Option<i64>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

@@ -19,6 +19,8 @@ pub mod event {
     pub const THREAD_START: &str = "thread.start";
     /// A thread that is not the process leader exited.
     pub const THREAD_EXIT: &str = "thread.exit";
+    /// One block-layer request, submitter → completion: `device`, `bytes`, `io_op`.
+    pub const BLOCK_IO: &str = "block.io";
     /// A futex wait (lock, condition variable, join): `futex_uaddr` names the lock.
     pub const FUTEX_WAIT: &str = "futex.wait";
 }
@@ -83,6 +85,14 @@ pub mod attr {
     pub const FUTEX_UADDR: &str = "causeway.futex.uaddr";
     /// Futex command: wait | wait_bitset | lock_pi | lock_pi2 | wait_requeue_pi.
     pub const FUTEX_OP: &str = "causeway.futex.op";
+    /// Block device name (block I/O events).
+    pub const BLOCK_DEVICE: &str = "causeway.block.device";
+    /// Request size in bytes (block I/O events).
+    pub const BLOCK_BYTES: &str = "causeway.block.bytes";
+    /// Request type (block I/O events).
+    pub const BLOCK_OP: &str = "causeway.block.op";
+    /// Time before the driver took the request (block I/O events).
+    pub const BLOCK_QUEUE_NS: &str = "causeway.block.queue_ns";
     /// How trace context was obtained: tls | uprobe | obi_map | time_window.
     pub const CORRELATION_METHOD: &str = "causeway.correlation.method";
     /// The collector's version (resource attribute).

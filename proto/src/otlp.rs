@@ -64,6 +64,8 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_int(attr::PROCESS_PARENT_PID, e.ppid.map(i64::from));
     opt_int(attr::PROCESS_EXIT_CODE, e.exit_code.map(i64::from));
     opt_int(attr::FUTEX_UADDR, e.futex_uaddr);
+    opt_int(attr::BLOCK_BYTES, e.bytes);
+    opt_int(attr::BLOCK_QUEUE_NS, e.io_queue_ns);
     let mut opt_str = |k: &str, v: Option<&str>| {
         if let Some(v) = v {
             a.push(kv(k, Value::StringValue(v.to_string())));
@@ -76,6 +78,8 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::PROCESS_EXECUTABLE_PATH, e.path.as_deref());
     opt_str(attr::CORRELATION_METHOD, e.correlation_method);
     opt_str(attr::FUTEX_OP, e.futex_op);
+    opt_str(attr::BLOCK_DEVICE, e.device.as_deref());
+    opt_str(attr::BLOCK_OP, e.io_op.as_deref());
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

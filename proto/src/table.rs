@@ -69,6 +69,10 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("correlation_method", Utf8),
         nullable("futex_uaddr", Int64),
         nullable("futex_op", Utf8),
+        nullable("device", Utf8),
+        nullable("bytes", Int64),
+        nullable("io_op", Utf8),
+        nullable("io_queue_ns", Int64),
     ]))
 }
 
@@ -160,6 +164,10 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_strs(events, |e| e.correlation_method),
         opt_i64s(events, |e| e.futex_uaddr),
         opt_strs(events, |e| e.futex_op),
+        opt_strs(events, |e| e.device.as_deref()),
+        opt_i64s(events, |e| e.bytes),
+        opt_strs(events, |e| e.io_op.as_deref()),
+        opt_i64s(events, |e| e.io_queue_ns),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

@@ -1,6 +1,7 @@
 //! Probe sets: one module per `bpf/<name>.bpf.c`, each loading its skeleton and decoding its
 //! records.
 
+pub mod blockio;
 pub mod cgroup;
 pub mod empty;
 pub mod futex;

@@ -45,8 +45,10 @@ pub mod wire {
     pub const EV_PROC: u32 = 4;
     /// `CW_EV_FUTEX`
     pub const EV_FUTEX: u32 = 5;
+    /// `CW_EV_BLOCK`
+    pub const EV_BLOCK: u32 = 6;
     /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 6;
+    pub const EV_MAX: usize = 7;
     /// `CW_STAT_EMITTED`
     pub const STAT_EMITTED: u32 = 0;
     /// `CW_STAT_DROPPED`
@@ -71,6 +73,7 @@ pub fn type_name(t: usize) -> &'static str {
         wire::EV_RUNQ => "runq",
         wire::EV_PROC => "proc",
         wire::EV_FUTEX => "futex",
+        wire::EV_BLOCK => "block",
         _ => "unknown",
     }
 }
@@ -92,6 +95,8 @@ pub struct Settings {
     pub cgroup: Option<CgroupTarget>,
     /// Ring buffer size in bytes (power of two).
     pub ring_buffer_bytes: u32,
+    /// Block requests shorter than this are not sent.
+    pub min_block: Duration,
     /// OBI's pinned `traces_ctx_v1` map, when found: read as a second trace-context source.
     pub obi_map: Option<std::path::PathBuf>,
 }
@@ -287,6 +292,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let hdr: types::cw_header = read_record(data)?;
     let event = match hdr.r#type {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
+        wire::EV_BLOCK => super::blockio::decode(data, clock)?,
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;

@@ -130,6 +130,9 @@ pub struct ChainReport {
 /// How far the chain is followed.
 const MAX_HOPS: i64 = 6;
 
+/// A wait that ends this close to its waker's exit is a join.
+const JOIN_SLACK_NS: i64 = 5_000_000;
+
 fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
     let by_share = match worst_share {
         s if s >= 0.5 => 4,
@@ -145,6 +148,30 @@ fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
         _ => 0,
     };
     ["none", "low", "medium", "high", "critical"][by_share.max(by_tail)]
+}
+
+/// The cgroup v2 directory whose id (kernfs inode) is `id`, when this host has it: the query
+/// service often runs where the collector does. Bounded walk; None elsewhere.
+fn cgroup_by_id(id: i64) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if id <= 0 {
+        return None;
+    }
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        seen += 1;
+        if seen > 20_000 {
+            return None;
+        }
+        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() as i64 == id) {
+            return Some(dir);
+        }
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+    }
+    None
 }
 
 /// Runs the analysis.
@@ -219,12 +246,56 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         ),
     );
     let per_thread = engine.query(&per_thread_sql).await?.rows;
+    // a wait that ends when its waker exits is a join (pthread_join, waitpid): waiting for work to
+    // finish, not contention — leave those out of the wait-for graph
+    let exits_sql = q(
+        "Threads of the target that exited in the window (their joiners' waits are not contention)",
+        format!(
+            "SELECT tid, time_unix_nano FROM kernel_events WHERE {w} AND event_name IN ('thread.exit', 'process.exit') \
+             ORDER BY time_unix_nano LIMIT 256"
+        ),
+    );
+    // … unless the exiting thread was itself blocked during the wait (a lock holder that exits
+    // right after releasing): then the wait was on what it held
+    let mut not_joins = String::new();
+    for x in engine.query(&exits_sql).await?.rows.iter().take(32) {
+        let (t, at) = (i(x, "tid"), i(x, "time_unix_nano"));
+        let ended = format!(
+            "waker_tid = {t} AND time_unix_nano + duration_ns BETWEEN {} AND {}",
+            at - JOIN_SLACK_NS,
+            at + JOIN_SLACK_NS
+        );
+        let waits = engine
+            .query(&format!(
+                "SELECT time_unix_nano AS s, time_unix_nano + duration_ns AS e FROM kernel_events WHERE {w} \
+                 AND event_name = 'sched.off_cpu' AND {ended} ORDER BY duration_ns DESC LIMIT 1"
+            ))
+            .await?
+            .rows;
+        let Some(wt) = waits.first() else { continue };
+        let (s, e) = (i(wt, "s"), i(wt, "e"));
+        let blocked = engine
+            .query(&format!(
+                "SELECT sum(least(time_unix_nano + duration_ns, {e}) - greatest(time_unix_nano, {s})) AS ns \
+                 FROM kernel_events WHERE tid = {t} AND event_name = 'sched.off_cpu' AND state IN ('sleep', 'disk') \
+                 AND time_unix_nano < {e} AND time_unix_nano + duration_ns > {s} AND {}",
+                date_predicate(s, e)
+            ))
+            .await?
+            .rows
+            .first()
+            .map(|r| i(r, "ns"))
+            .unwrap_or(0);
+        if (blocked as f64) < 0.5 * (e - s) as f64 {
+            not_joins.push_str(&format!(" AND NOT ({ended})"));
+        }
+    }
     let wakers_sql = q(
         "Threads that ended the target's sleeps (lock holders, producers), by time they ended",
         format!(
             "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
              max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
-             AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid \
+             AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid{not_joins} \
              GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 5"
         ),
     );
@@ -254,10 +325,14 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let (sleep_total, _, sleep_share) = sum_state("sleep");
     let lock_share = if sleep_total > 0 { sleep_share * lock_total as f64 / sleep_total as f64 } else { 0.0 };
 
+    // run-queue waits while the CPU ran its idle task (pid 0): the scheduler had the CPU free but
+    // would not run the target — its cgroup was throttled (cpu.max), not out-competed
+    let idle_total: i64 = cpu_holders.iter().filter(|h| i(h, "prev_pid") == 0).map(|h| i(h, "total_ns")).sum();
+    let throttled = runq_total > 0 && idle_total * 2 >= runq_total;
     let mut candidates = [
         ("lock_contention", lock_total, lock_longest, lock_share),
         ("io_wait", disk_total, disk_longest, disk_share),
-        ("cpu_contention", runq_total, runq_longest, runq_share),
+        (if throttled { "cpu_throttling" } else { "cpu_contention" }, runq_total, runq_longest, runq_share),
     ];
     candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
     let (mechanism, mech_total, mech_longest, mech_share) = candidates[0];
@@ -267,7 +342,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let action;
     let ms = |ns: i64| ns as f64 / 1e6;
 
-    if mech_total == 0 {
+    // below a noise floor (under 1% of the window, no wait of 5 ms) nothing is contended: an
+    // expert would not blame a few microsecond-scale run-queue waits
+    if mech_total == 0 || (mech_share < 0.01 && mech_longest < 5_000_000) {
         return Ok(ChainReport {
             severity: "none".into(),
             blocking_mechanism: "unknown".into(),
@@ -275,7 +352,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             chain,
             stack_trace,
             recommended_action: format!(
-                "Nothing in the window explains a latency: pid {pid} shows no waits ended by another thread, no D-state and no run-queue delay above the collector's thresholds. Look at on-CPU work (a CPU profile) or widen the window."
+                "Nothing in the window explains a latency: pid {pid} shows no waits ended by another thread, no D-state and no run-queue delay worth naming (largest: {} {:.2} ms, {:.2}% of the window). Look at on-CPU work (a CPU profile), sleeps the program chose, or widen the window.",
+                mechanism,
+                mech_total as f64 / 1e6,
+                mech_share * 100.0
             ),
             evidence,
             window_start_ns: start,
@@ -313,7 +393,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 "The target's longest wait ended by its top waker",
                 format!(
                     "SELECT tid, comm, time_unix_nano, duration_ns, kernel_stack_id, user_stack_id FROM kernel_events \
-                     WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {first_tid} ORDER BY duration_ns DESC LIMIT 1"
+                     WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {first_tid}{not_joins} ORDER BY duration_ns DESC LIMIT 1"
                 ),
             );
             let longest = engine.query(&longest_sql).await?.rows;
@@ -343,6 +423,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 (first_pid, first_tid, super::data_text(wk["waker_comm"].as_str().unwrap_or("")));
             let (mut ws, mut we) = (i(l, "time_unix_nano"), i(l, "time_unix_nano") + i(l, "duration_ns"));
             let mut activity = String::new();
+            let mut root_device: Option<String> = None;
             for hop in 1..=MAX_HOPS {
                 let act_sql = q(
                     &format!("Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"),
@@ -356,8 +437,26 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         dates = date_predicate(ws - window_ns, we)
                     ),
                 );
-                let act = engine.query(&act_sql).await?.rows;
-                let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= 0.5 * (we - ws) as f64);
+                let mut act = engine.query(&act_sql).await?.rows;
+                let half = 0.5 * (we - ws) as f64;
+                if act.first().is_some_and(|r| (i(r, "overlap_ns") as f64) < half) {
+                    // no single wait covers it; many short D-state waits can (O_DIRECT, fsync)
+                    let agg_sql = q(
+                        &format!("Hop {hop}: off-CPU time of thread {cur_tid} by state while the previous hop waited"),
+                        format!(
+                            "SELECT state, min(time_unix_nano) AS time_unix_nano, sum(duration_ns) AS duration_ns, \
+                             max(kernel_stack_id) AS kernel_stack_id, \
+                             sum(least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws})) AS overlap_ns \
+                             FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
+                             AND state = 'disk' AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+                             AND time_unix_nano >= {lookback} AND {dates} GROUP BY state",
+                            lookback = ws - window_ns,
+                            dates = date_predicate(ws - window_ns, we)
+                        ),
+                    );
+                    act = engine.query(&agg_sql).await?.rows;
+                }
+                let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= half);
                 let Some(r) = waited else {
                     activity = "was running on CPU while the previous hop waited on it".into();
                     chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone() });
@@ -406,8 +505,31 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     (ws, we) = (i(r, "time_unix_nano"), i(r, "time_unix_nano") + i(r, "duration_ns"));
                     continue;
                 }
+                let mut io = String::new();
+                if state == "disk" {
+                    let io_sql = q(
+                        &format!("Hop {hop}: block I/O of thread {cur_tid} while the previous hop waited on it"),
+                        format!(
+                            "SELECT device, count(*) AS n, sum(bytes) AS bytes, max(duration_ns) AS longest_ns FROM kernel_events \
+                             WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'block.io' \
+                             AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} AND {dates} \
+                             GROUP BY device ORDER BY n DESC LIMIT 1",
+                            dates = date_predicate(ws - window_ns, we)
+                        ),
+                    );
+                    if let Some(d) = engine.query(&io_sql).await?.rows.first() {
+                        let dev = super::data_text(d["device"].as_str().unwrap_or("?"));
+                        io = format!(
+                            ", doing I/O on {dev} ({} requests, {:.1} MiB, longest {:.1} ms)",
+                            i(d, "n"),
+                            i(d, "bytes") as f64 / 1048576.0,
+                            ms(i(d, "longest_ns"))
+                        );
+                        root_device = Some(dev);
+                    }
+                }
                 activity = format!(
-                    "was itself off CPU ({state}) for {:.1} ms of the {:.1} ms the previous hop waited{place}, not woken by another thread",
+                    "was itself off CPU ({state}) for {:.1} ms of the {:.1} ms the previous hop waited{place}{io}, not woken by another thread",
                     ms(i(r, "overlap_ns")),
                     ms(we - ws)
                 );
@@ -415,12 +537,48 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 break;
             }
             contention_source = serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
+            if let Some(dev) = &root_device {
+                contention_source["device"] = Value::from(dev.clone());
+            }
             let hops = chain.len().saturating_sub(1);
             action = format!(
                 "{} (pid {cur_pid}, tid {cur_tid}) is the root of a {hops}-hop wait chain that kept pid {pid} waiting {:.1} ms in the window (longest {:.1} ms): it {activity}. It holds a lock (or owns the condition) the chain needs across a slow step — shorten that critical section: do not sleep, block or do I/O while holding it",
                 quoted(&Value::from(cur_comm.clone())),
                 ms(i(wk, "total_ns")),
                 ms(i(l, "duration_ns")),
+            );
+        }
+        "cpu_throttling" => {
+            let cg_sql = q(
+                "The target's cgroup in the window",
+                format!("SELECT cgroup_id, count(*) AS n FROM kernel_events WHERE {w} GROUP BY cgroup_id ORDER BY n DESC LIMIT 1"),
+            );
+            let cg = engine.query(&cg_sql).await?.rows.first().map(|r| i(r, "cgroup_id")).unwrap_or(0);
+            let local = cgroup_by_id(cg);
+            let limit = local
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p.join("cpu.max")).ok())
+                .map(|s| s.trim().to_string());
+            let path = local.as_ref().map(|p| p.display().to_string());
+            contention_source = serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
+            chain.push(Link {
+                hop: 1,
+                role: "cgroup".into(),
+                pid: 0,
+                tid: 0,
+                comm: path.clone().unwrap_or_else(|| format!("cgroup {cg}")),
+                ms: ms(idle_total),
+                detail: format!(
+                    "the CPU was idle for {:.1} ms while the target was runnable: the cgroup's CPU quota was used up{}",
+                    ms(idle_total),
+                    limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default()
+                ),
+            });
+            action = format!(
+                "pid {pid} was runnable but not running for {:.1} ms while its CPU sat idle: its cgroup{} is throttled by its CPU quota{}. Raise cpu.max (quota/period) or the pod's CPU limit, or reduce the threads that burn the quota; throttling stalls every thread of the cgroup for the rest of each period",
+                ms(idle_total),
+                path.as_deref().map(|p| format!(" {p}")).unwrap_or_else(|| format!(" (id {cg})")),
+                limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default()
             );
         }
         "cpu_contention" => {
@@ -452,11 +610,55 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             }
         }
         _ => {
-            action = format!(
-                "pid {pid} spent {:.1} ms in uninterruptible (D-state) waits, longest {:.1} ms: it is waiting on I/O — check the device's latency and queue depth; block-I/O attribution arrives with the block probes (issue 6)",
-                ms(disk_total),
-                ms(disk_longest)
+            let dev_sql = q(
+                "The target's block I/O by device and request type",
+                format!(
+                    "SELECT device, io_op, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
+                     sum(bytes) AS bytes FROM kernel_events WHERE {w} AND event_name = 'block.io' \
+                     GROUP BY device, io_op ORDER BY total_ns DESC LIMIT 5"
+                ),
             );
+            let devs = engine.query(&dev_sql).await?.rows;
+            match devs.first() {
+                Some(d) => {
+                    let dev = super::data_text(d["device"].as_str().unwrap_or("?"));
+                    let on_dev: Vec<&Value> = devs.iter().filter(|r| r["device"] == d["device"]).collect();
+                    let n: i64 = on_dev.iter().map(|r| i(r, "n")).sum();
+                    let bytes: i64 = on_dev.iter().map(|r| i(r, "bytes")).sum();
+                    let longest = on_dev.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+                    contention_source = serde_json::json!({
+                        "device": dev, "requests": n, "bytes": bytes, "longest_request_ms": ms(longest),
+                    });
+                    chain.push(Link {
+                        hop: 1,
+                        role: "device".into(),
+                        pid: 0,
+                        tid: 0,
+                        comm: dev.clone(),
+                        ms: ms(on_dev.iter().map(|r| i(r, "total_ns")).sum()),
+                        detail: format!(
+                            "served {n} of the target's requests ({:.1} MiB, mostly {}), longest {:.1} ms",
+                            bytes as f64 / 1048576.0,
+                            d["io_op"].as_str().unwrap_or("?"),
+                            ms(longest)
+                        ),
+                    });
+                    action = format!(
+                        "pid {pid} spent {:.1} ms blocked on I/O (D-state), longest {:.1} ms; its requests went to {dev}: {n} requests, {:.1} MiB, longest {:.1} ms. The device is the bottleneck: batch fsyncs (group commit), write asynchronously off the latency path, or move this data to a faster device; check {dev}'s queue depth and other writers",
+                        ms(disk_total),
+                        ms(disk_longest),
+                        bytes as f64 / 1048576.0,
+                        ms(longest)
+                    );
+                }
+                None => {
+                    action = format!(
+                        "pid {pid} spent {:.1} ms in uninterruptible (D-state) waits, longest {:.1} ms, but submitted no block requests of its own in the window: it waited on someone else's I/O (a journal commit, writeback, a network file system) or on memory reclaim — look at the kernel stacks of those waits (include_stacks)",
+                        ms(disk_total),
+                        ms(disk_longest)
+                    );
+                }
+            }
         }
     }
     Ok(ChainReport {

@@ -1,0 +1,219 @@
+//! The fault-scenario suite: real faults on the real kernel, each checked by the causal-chain
+//! engine's top-1 mechanism and contention source (`causeway-query diagnose --json`, the same
+//! analysis as the MCP tool `resolve_causal_chain`).
+//!
+//! Each scenario runs alone too, as a demo of that fault:
+//! `cargo test --release --workspace --test scenarios <name> -- --nocapture` prints the diagnosis.
+
+use std::path::Path;
+use std::process::Command;
+use std::process::Stdio;
+
+use causeway_tests::bin;
+use causeway_tests::can_trace;
+use causeway_tests::int;
+use causeway_tests::record;
+use causeway_tests::require_tool;
+use causeway_tests::Collector;
+use causeway_tests::Workload;
+use serde_json::Value;
+
+fn diagnose(store: &Path, pid: i32) -> Value {
+    let out = Command::new(bin("causeway-query"))
+        .args(["diagnose", "--pid", &pid.to_string(), "--window", "60s", "--json", "--store"])
+        .arg(store)
+        .output()
+        .expect("causeway-query runs");
+    assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("diagnose --json prints JSON");
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    v
+}
+
+fn mechanism(v: &Value) -> &str {
+    v["blocking_mechanism"].as_str().unwrap_or("")
+}
+
+/// A CPU hog pinned to the target's CPU: the target waits in the run queue behind it.
+#[test]
+fn cpu_hog_on_the_targets_cpu() {
+    if !can_trace("cpu_hog_on_the_targets_cpu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut hog = Command::new(bin("causeway-collector"))
+        .args(["workload", "spin", "--threads", "1", "--cpu", "0", "--time", "5s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (pid, _) = record(&store, &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"], &[]);
+    let hog_pid = hog.id() as i64;
+    let _ = hog.kill();
+    let _ = hog.wait();
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "cpu_contention", "{v}");
+    assert_eq!(v["contention_source"]["pid"].as_i64(), Some(hog_pid), "{v}");
+    assert!(v["recommended_action"].as_str().unwrap().contains(&hog_pid.to_string()), "{v}");
+}
+
+/// A mutex holder sleeping inside its critical section.
+#[test]
+fn mutex_holder_doing_a_slow_operation() {
+    if !can_trace("mutex_holder_doing_a_slow_operation") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (pid, result) = record(&store, &["mutex", "--hold", "300ms"], &[]);
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "lock_contention", "{v}");
+    assert_eq!(v["contention_source"]["tid"].as_i64(), Some(int(&result, "holder_tid")), "{v}");
+    assert_eq!(v["contention_source"]["comm"], "cw-holder", "{v}");
+}
+
+/// Two hops: the waiter blocks on a lock whose holder is writing (O_DIRECT) and fsyncing.
+#[test]
+fn two_hop_chain_lock_then_io() {
+    if !can_trace("two_hop_chain_lock_then_io") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap(); // a disk, not tmpfs
+    let store = dir.path().join("store");
+    let file = dir.path().join("data.bin");
+    let (pid, result) = record(
+        &store,
+        &["lockio", "--file", file.to_str().unwrap(), "--bytes", "33554432", "--rounds", "3", "--direct"],
+        &["--min-off-cpu", "200us"],
+    );
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "lock_contention", "{v}");
+    let src = &v["contention_source"];
+    assert_eq!(src["tid"].as_i64(), Some(int(&result, "holder_tid")), "{v}");
+    assert!(src["device"].is_string(), "the root's device is named: {v}");
+    let chain = v["chain"].as_array().unwrap();
+    let root = chain.last().unwrap();
+    assert_eq!(root["role"], "root", "{v}");
+    assert!(root["detail"].as_str().unwrap().contains("(disk)"), "the holder was in D-state: {v}");
+    assert!(root["detail"].as_str().unwrap().contains("doing I/O on"), "{v}");
+}
+
+/// Mounts a fresh ext4 on a loop device; unmounts and detaches on drop.
+struct LoopFs {
+    dev: String,
+    mnt: tempfile::TempDir,
+    _img: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn new() -> Option<LoopFs> {
+        let img_dir = tempfile::tempdir_in("/var/tmp").ok()?;
+        let img = img_dir.path().join("fs.img");
+        std::fs::File::create(&img).ok()?.set_len(256 << 20).ok()?;
+        let out = Command::new("losetup").args(["--find", "--show"]).arg(&img).output().ok()?;
+        if !out.status.success() {
+            eprintln!("losetup failed: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mnt = tempfile::tempdir().ok()?;
+        let ok = Command::new("mkfs.ext4").args(["-q", "-F", &dev]).status().ok()?.success()
+            && Command::new("mount").arg(&dev).arg(mnt.path()).status().ok()?.success();
+        if !ok {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+            return None;
+        }
+        Some(LoopFs { dev, mnt, _img: img_dir })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt.path()).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// fsync and O_DIRECT writes on a loop device: the thread is blocked on I/O to that device.
+#[test]
+fn io_stall_on_a_loop_device() {
+    if !can_trace("io_stall_on_a_loop_device") {
+        return;
+    }
+    let tools = ["losetup", "mkfs.ext4", "mount"].iter().all(|t| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    });
+    if !require_tool("io_stall_on_a_loop_device", tools, "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)") {
+        return;
+    }
+    let Some(fs) = LoopFs::new() else {
+        panic!("could not set up a loop device with ext4 (root, loop module)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = fs.mnt.path().join("stall.bin");
+    let (pid, _) = record(
+        &store,
+        &["fsync", "--file", file.to_str().unwrap(), "--bytes", "8388608", "--rounds", "6", "--direct"],
+        &[],
+    );
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "io_wait", "{v}");
+    let loop_name = fs.dev.trim_start_matches("/dev/");
+    assert_eq!(v["contention_source"]["device"], loop_name, "{v}");
+    assert!(v["recommended_action"].as_str().unwrap().contains(loop_name), "{v}");
+}
+
+/// A CPU quota (cgroup CFS bandwidth: cpu.max on v2, cpu.cfs_quota_us on v1): the target is
+/// runnable while its CPU idles.
+#[test]
+fn cpu_quota_throttling() {
+    if !can_trace("cpu_quota_throttling") {
+        return;
+    }
+    // v2 with the cpu controller, else the v1 cpu hierarchy
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.subtree_control");
+    let (dir, quota): (std::path::PathBuf, Box<dyn Fn(&Path)>) = if std::fs::read_to_string(v2).is_ok_and(|s| s.contains("cpu")) {
+        (Path::new("/sys/fs/cgroup").join(format!("cw-throttle-{}", std::process::id())),
+         Box::new(|d: &Path| std::fs::write(d.join("cpu.max"), "10000 100000").unwrap()))
+    } else if Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+        (Path::new("/sys/fs/cgroup/cpu").join(format!("cw-throttle-{}", std::process::id())),
+         Box::new(|d: &Path| {
+            std::fs::write(d.join("cpu.cfs_period_us"), "100000").unwrap();
+            std::fs::write(d.join("cpu.cfs_quota_us"), "10000").unwrap();
+         }))
+    } else {
+        assert!(require_tool("cpu_quota_throttling", false, "a cgroup cpu controller (v2 cpu.max or v1 cfs quota)"));
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    quota(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let w = Workload::spawn(&["spin", "--threads", "1", "--cpu", "1", "--time", "2s"]);
+    std::fs::write(dir.join("cgroup.procs"), w.pid.to_string()).unwrap();
+    let pid = w.pid;
+    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    w.run();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.stop();
+    let _ = std::fs::remove_dir(&dir);
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "cpu_throttling", "{v}");
+    assert!(v["contention_source"]["cgroup_id"].is_i64(), "{v}");
+    assert!(v["recommended_action"].as_str().unwrap().contains("quota"), "{v}");
+}
+
+/// The negative control: a thread that only sleeps is not contended.
+#[test]
+fn nanosleep_only_reports_no_contention() {
+    if !can_trace("nanosleep_only_reports_no_contention") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (pid, _) = record(&store, &["sleep", "--each", "50ms", "--count", "20"], &[]);
+    let v = diagnose(&store, pid);
+    assert_eq!(v["severity"], "none", "{v}");
+    assert_eq!(mechanism(&v), "unknown", "{v}");
+}
