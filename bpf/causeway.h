@@ -123,6 +123,7 @@ struct cw_proc_event {
 	struct cw_header hdr;
 	__u64 ts_ns;
 	__u64 cgroup_id;
+	__u64 child_tid_addr; /* exit: the task's clear_child_tid, the futex its joiners wait on */
 	__u32 kind;      /* enum cw_proc_kind */
 	__u32 ppid;      /* parent tgid (fork), or old pid (exec) */
 	__s32 exit_code; /* exit: the task's exit_code as the kernel holds it */

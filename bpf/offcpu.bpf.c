@@ -325,6 +325,7 @@ static __always_inline void emit_proc(struct task_struct *t, __u32 kind, __u32 p
 	fill_header(&e->hdr, CW_EV_PROC, t);
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = task_cgroup_id(t);
+	e->child_tid_addr = (__u64)BPF_CORE_READ(t, clear_child_tid);
 	e->kind = kind;
 	e->ppid = ppid;
 	e->exit_code = exit_code;

@@ -208,12 +208,11 @@ pub fn run(w: Workload) -> Result<()> {
             let (l, f) = (lock.clone(), file.clone());
             let started = Arc::new(Barrier::new(2));
             let s2 = started.clone();
+            // a barrier per round: the waiter asks for the lock right after the holder took it
             let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(move || -> Result<i32> {
-                for r in 0..rounds {
+                for _ in 0..rounds {
                     let g = l.lock().expect("fresh mutex");
-                    if r == 0 {
-                        s2.wait();
-                    }
+                    s2.wait();
                     write_and_sync(&f, bytes, direct)?;
                     drop(g);
                     std::thread::sleep(Duration::from_millis(5));
@@ -221,10 +220,9 @@ pub fn run(w: Workload) -> Result<()> {
                 Ok(gettid())
             })?;
             let waiter = std::thread::Builder::new().name("cw-waiter".into()).spawn(move || {
-                started.wait();
                 for _ in 0..rounds {
+                    started.wait();
                     drop(lock.lock().expect("holder does not panic"));
-                    std::thread::sleep(Duration::from_millis(1));
                 }
                 gettid()
             })?;

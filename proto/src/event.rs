@@ -56,7 +56,8 @@ pub struct KernelEvent {
     pub path: Option<String>,
     /// How the trace context was obtained.
     pub correlation_method: Option<&'static str>,
-    /// Futex word address (futex events).
+    /// Futex word address (futex events); on thread/process exits, the exiting thread's
+    /// clear_child_tid — the futex its joiners (pthread_join) wait on.
     pub futex_uaddr: Option<i64>,
     /// Futex command (futex events).
     pub futex_op: Option<&'static str>,

@@ -324,7 +324,10 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
                 _ => return None,
             };
             let common = Common::interval(&e.hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
-            KernelEvent { ppid, exit_code, path, ..common.event(name, clock) }
+            // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
+            let exiting = matches!(e.kind, 4 | 5) && e.child_tid_addr != 0;
+            let futex_uaddr = exiting.then_some(e.child_tid_addr as i64);
+            KernelEvent { ppid, exit_code, path, futex_uaddr, ..common.event(name, clock) }
         }
         _ => return None,
     };
@@ -353,7 +356,7 @@ mod tests {
             size_of::<types::cw_off_cpu_event>() + 8 + 8 * 2 * wire::MAX_STACK
         );
         assert_eq!(size_of::<types::cw_runq_event>(), 48 + 24 + 8 + 48);
-        assert_eq!(size_of::<types::cw_proc_event>(), 48 + 16 + 16 + 32 + 128);
+        assert_eq!(size_of::<types::cw_proc_event>(), 48 + 24 + 16 + 32 + 128);
         let s = types::cw_off_cpu_stack_event::default();
         assert_eq!(s.kernel.len(), wire::MAX_STACK);
         assert_eq!(s.user.len(), wire::MAX_STACK);

@@ -246,48 +246,39 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         ),
     );
     let per_thread = engine.query(&per_thread_sql).await?.rows;
-    // a wait that ends when its waker exits is a join (pthread_join, waitpid): waiting for work to
-    // finish, not contention — leave those out of the wait-for graph
+    // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
+    // exiting thread's clear_child_tid futex, which the collector records on the exit event —
+    // leave those waits out of the wait-for graph
     let exits_sql = q(
-        "Threads of the target that exited in the window (their joiners' waits are not contention)",
+        "Threads of the target that exited in the window, with the futex their joiners wait on",
         format!(
-            "SELECT tid, time_unix_nano FROM kernel_events WHERE {w} AND event_name IN ('thread.exit', 'process.exit') \
-             ORDER BY time_unix_nano LIMIT 256"
+            "SELECT tid, time_unix_nano, futex_uaddr FROM kernel_events WHERE {w} \
+             AND event_name IN ('thread.exit', 'process.exit') AND futex_uaddr IS NOT NULL \
+             ORDER BY time_unix_nano LIMIT 64"
         ),
     );
-    // … unless the exiting thread was itself blocked during the wait (a lock holder that exits
-    // right after releasing): then the wait was on what it held
     let mut not_joins = String::new();
-    for x in engine.query(&exits_sql).await?.rows.iter().take(32) {
-        let (t, at) = (i(x, "tid"), i(x, "time_unix_nano"));
-        let ended = format!(
-            "waker_tid = {t} AND time_unix_nano + duration_ns BETWEEN {} AND {}",
-            at - JOIN_SLACK_NS,
-            at + JOIN_SLACK_NS
-        );
-        let waits = engine
+    let exits = engine.query(&exits_sql).await?.rows;
+    if !exits.is_empty() {
+        let addrs: Vec<String> = exits.iter().map(|x| i(x, "futex_uaddr").to_string()).collect();
+        let joiners = engine
             .query(&format!(
-                "SELECT time_unix_nano AS s, time_unix_nano + duration_ns AS e FROM kernel_events WHERE {w} \
-                 AND event_name = 'sched.off_cpu' AND {ended} ORDER BY duration_ns DESC LIMIT 1"
+                "SELECT tid, futex_uaddr, time_unix_nano + duration_ns AS end_ns FROM kernel_events WHERE {w} \
+                 AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
+                addrs.join(",")
             ))
             .await?
             .rows;
-        let Some(wt) = waits.first() else { continue };
-        let (s, e) = (i(wt, "s"), i(wt, "e"));
-        let blocked = engine
-            .query(&format!(
-                "SELECT sum(least(time_unix_nano + duration_ns, {e}) - greatest(time_unix_nano, {s})) AS ns \
-                 FROM kernel_events WHERE tid = {t} AND event_name = 'sched.off_cpu' AND state IN ('sleep', 'disk') \
-                 AND time_unix_nano < {e} AND time_unix_nano + duration_ns > {s} AND {}",
-                date_predicate(s, e)
-            ))
-            .await?
-            .rows
-            .first()
-            .map(|r| i(r, "ns"))
-            .unwrap_or(0);
-        if (blocked as f64) < 0.5 * (e - s) as f64 {
-            not_joins.push_str(&format!(" AND NOT ({ended})"));
+        for x in &exits {
+            let (t, at, addr) = (i(x, "tid"), i(x, "time_unix_nano"), i(x, "futex_uaddr"));
+            for j in joiners.iter().filter(|j| i(j, "futex_uaddr") == addr && (i(j, "end_ns") - at).abs() <= JOIN_SLACK_NS) {
+                not_joins.push_str(&format!(
+                    " AND NOT (tid = {} AND waker_tid = {t} AND time_unix_nano + duration_ns BETWEEN {} AND {})",
+                    i(j, "tid"),
+                    at - JOIN_SLACK_NS,
+                    at + JOIN_SLACK_NS
+                ));
+            }
         }
     }
     let wakers_sql = q(
