@@ -27,7 +27,8 @@ enum cw_event_type {
 	CW_EV_PROC = 4,          /* struct cw_proc_event */
 	CW_EV_FUTEX = 5,         /* struct cw_futex_event */
 	CW_EV_BLOCK = 6,         /* struct cw_block_event */
-	CW_EV_MAX = 7,
+	CW_EV_TCP = 7,           /* struct cw_tcp_event */
+	CW_EV_MAX = 8,
 };
 
 /* Off-CPU state classes, derived from sched_switch's prev_state. */
@@ -160,6 +161,22 @@ struct cw_block_event {
 	__u32 bytes; /* request size at start */
 	__u32 op;    /* cmd_flags: REQ_OP_* in the low 8 bits, REQ_* flags above */
 	__s32 error; /* blk_status_t at completion, 0 = ok */
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+};
+
+/* A TCP retransmission, attributed to the socket's owner (it fires in softirq context, where
+ * `current` is unrelated): the task that connected the socket. */
+struct cw_tcp_event {
+	struct cw_header hdr; /* pid/tid: the socket's owner */
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes when family is AF_INET */
+	__u8 daddr[16];
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 state; /* TCP state of the socket */
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
 };

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::probes::cgroup;
 use crate::probes::blockio;
 use crate::probes::futex;
+use crate::probes::tcp;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
 use crate::probes::tracectx;
@@ -473,6 +474,21 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         }
     };
 
+    let mut tcp_object = MaybeUninit::uninit();
+    let mut tcp_skel = match tcp::load(&mut tcp_object, &settings, &skel) {
+        Ok(mut t) => match tcp::attach(&mut t) {
+            Ok(()) => Some(t),
+            Err(e) => {
+                tracing::warn!("TCP retransmits are not captured: {e:#}");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("TCP retransmits are not captured: {e:#}");
+            None
+        }
+    };
+
     // trace context: a uprobe on every writer copy, found now and by periodic scans
     let mut ctx_object = MaybeUninit::uninit();
     let ctx_skel = if cfg.trace_context.enabled {
@@ -564,6 +580,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(b) = block_skel.as_mut() {
                 b.links = Default::default();
             }
+            if let Some(t) = tcp_skel.as_mut() {
+                t.links = Default::default();
+            }
         }
         capture.borrow_mut().clock = BootToWall::sample();
         rb.consume().context("draining the ring buffer")?;
@@ -624,6 +643,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     drop(discovery);
     drop(ctx_skel);
     drop(block_skel);
+    drop(tcp_skel);
     drop(futex_skel);
     drop(skel);
     drop(stack_tx);

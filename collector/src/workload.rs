@@ -78,6 +78,21 @@ pub enum Workload {
         #[arg(long)]
         wait_stdin: bool,
     },
+    /// Thread cw-tcp sends requests to an echo server and waits for each answer.
+    Tcp {
+        /// Server address, e.g. 10.77.0.2:9000.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Requests.
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+        /// Bytes per request (echoed back).
+        #[arg(long, default_value_t = 16384)]
+        size: usize,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
     /// Busy threads pinned to one CPU, so they preempt each other.
     Spin {
         /// Number of threads.
@@ -241,6 +256,23 @@ pub fn run(w: Workload) -> Result<()> {
                 Ok(gettid())
             })?;
             let tid = t.join().expect("fsync thread")?;
+            println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
+        }
+        Workload::Tcp { addr, requests, size, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let t = std::thread::Builder::new().name("cw-tcp".into()).spawn(move || -> Result<i32> {
+                let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                    .with_context(|| format!("connecting to {addr}"))?;
+                s.set_nodelay(true)?;
+                let out = vec![7u8; size];
+                let mut back = vec![0u8; size];
+                for _ in 0..requests {
+                    s.write_all(&out)?;
+                    s.read_exact(&mut back)?;
+                }
+                Ok(gettid())
+            })?;
+            let tid = t.join().expect("tcp thread")?;
             println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
         }
         Workload::Sleep { each, count, wait_stdin } => {

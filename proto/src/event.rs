@@ -69,6 +69,10 @@ pub struct KernelEvent {
     pub io_op: Option<String>,
     /// Time from accounting start to the driver taking the request (block I/O events).
     pub io_queue_ns: Option<i64>,
+    /// Local endpoint `ip:port` (TCP events).
+    pub saddr: Option<String>,
+    /// Peer endpoint `ip:port` (TCP events).
+    pub daddr: Option<String>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

@@ -19,6 +19,8 @@ pub mod event {
     pub const THREAD_START: &str = "thread.start";
     /// A thread that is not the process leader exited.
     pub const THREAD_EXIT: &str = "thread.exit";
+    /// A TCP segment retransmitted, attributed to the socket's owner: `saddr`, `daddr`.
+    pub const TCP_RETRANSMIT: &str = "tcp.retransmit";
     /// One block-layer request, submitter → completion: `device`, `bytes`, `io_op`.
     pub const BLOCK_IO: &str = "block.io";
     /// A futex wait (lock, condition variable, join): `futex_uaddr` names the lock.
@@ -85,6 +87,10 @@ pub mod attr {
     pub const FUTEX_UADDR: &str = "causeway.futex.uaddr";
     /// Futex command: wait | wait_bitset | lock_pi | lock_pi2 | wait_requeue_pi.
     pub const FUTEX_OP: &str = "causeway.futex.op";
+    /// Local endpoint of a TCP socket (`ip:port`).
+    pub const SOURCE_ADDRESS: &str = "source.address";
+    /// Peer endpoint of a TCP socket (`ip:port`).
+    pub const DESTINATION_ADDRESS: &str = "destination.address";
     /// Block device name (block I/O events).
     pub const BLOCK_DEVICE: &str = "causeway.block.device";
     /// Request size in bytes (block I/O events).

@@ -80,6 +80,8 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::FUTEX_OP, e.futex_op);
     opt_str(attr::BLOCK_DEVICE, e.device.as_deref());
     opt_str(attr::BLOCK_OP, e.io_op.as_deref());
+    opt_str(attr::SOURCE_ADDRESS, e.saddr.as_deref());
+    opt_str(attr::DESTINATION_ADDRESS, e.daddr.as_deref());
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

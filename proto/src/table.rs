@@ -73,6 +73,8 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("bytes", Int64),
         nullable("io_op", Utf8),
         nullable("io_queue_ns", Int64),
+        nullable("saddr", Utf8),
+        nullable("daddr", Utf8),
     ]))
 }
 
@@ -168,6 +170,8 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_i64s(events, |e| e.bytes),
         opt_strs(events, |e| e.io_op.as_deref()),
         opt_i64s(events, |e| e.io_queue_ns),
+        opt_strs(events, |e| e.saddr.as_deref()),
+        opt_strs(events, |e| e.daddr.as_deref()),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

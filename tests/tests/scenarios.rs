@@ -217,3 +217,100 @@ fn nanosleep_only_reports_no_contention() {
     assert_eq!(v["severity"], "none", "{v}");
     assert_eq!(mechanism(&v), "unknown", "{v}");
 }
+
+/// A peer in its own network namespace behind a veth pair, an echo server there, and an nftables
+/// rule in the peer's input path dropping a share of the data segments it receives (there is no
+/// netem here; a drop in the sender's own output path would be a local error, not a loss the
+/// sender retransmits). Torn down on drop.
+struct LossyPeer {
+    ns: String,
+    veth: String,
+    table: String,
+    server: std::process::Child,
+    addr: String,
+}
+
+impl LossyPeer {
+    fn new(drop_percent: u32) -> LossyPeer {
+        let id = std::process::id() % 100_000;
+        let (ns, veth, peer, table) =
+            (format!("cwns{id}"), format!("cwa{id}"), format!("cwb{id}"), format!("cwtest{id}"));
+        let run = |args: &[&str]| {
+            let st = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(st.success(), "{args:?} failed");
+        };
+        let octet = 1 + (id % 200);
+        let (local, remote) = (format!("10.{octet}.77.1"), format!("10.{octet}.77.2"));
+        run(&["ip", "netns", "add", &ns]);
+        run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        run(&["ip", "link", "set", &peer, "netns", &ns]);
+        run(&["ip", "addr", "add", &format!("{local}/24"), "dev", &veth]);
+        run(&["ip", "link", "set", &veth, "up"]);
+        run(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("{remote}/24"), "dev", &peer]);
+        run(&["ip", "netns", "exec", &ns, "ip", "link", "set", &peer, "up"]);
+        run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let server = Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c"])
+            .arg(
+                "import socket,threading\n\
+                 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0', 9000)); s.listen(8)\n\
+                 def serve(c):\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        c.sendall(d)\n\
+                 while True:\n    c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n",
+            )
+            .spawn()
+            .expect("echo server");
+        run(&["ip", "netns", "exec", &ns, "nft", "add", "table", "inet", &table]);
+        run(&["ip", "netns", "exec", &ns, "nft", "add", "chain", "inet", &table, "in", "{ type filter hook input priority 0 ; }"]);
+        run(&[
+            "ip", "netns", "exec", &ns, "nft", "add", "rule", "inet", &table, "in", "tcp", "dport", "9000", "meta",
+            "length", "gt", "200", "numgen", "random", "mod", "100", "<", &drop_percent.to_string(), "drop",
+        ]);
+        // wait for the server to listen
+        let addr = format!("{remote}:9000");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), std::time::Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        LossyPeer { ns, veth, table, server, addr }
+    }
+}
+
+impl Drop for LossyPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "exec", &self.ns, "nft", "delete", "table", "inet", &self.table]).status();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// TCP retransmits: request/response to a peer behind a lossy path (nftables random drops).
+#[test]
+fn tcp_retransmits_on_a_lossy_path() {
+    if !can_trace("tcp_retransmits_on_a_lossy_path") {
+        return;
+    }
+    let tools = ["ip", "nft"].iter().all(|t| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    });
+    if !require_tool("tcp_retransmits_on_a_lossy_path", tools, "ip (iproute2) and nft (nftables)") {
+        return;
+    }
+    let peer = LossyPeer::new(25);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (pid, result) = record(&store, &["tcp", "--addr", &peer.addr, "--requests", "30", "--size", "8192"], &[]);
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "network_retransmit", "{v}");
+    assert_eq!(v["contention_source"]["peer"], peer.addr.as_str(), "{v}");
+    assert!(v["contention_source"]["retransmits"].as_i64().unwrap() >= 1, "{v}");
+    let rows = causeway_tests::sql(
+        &store,
+        &format!("SELECT count(*) AS n FROM kernel_events WHERE event_name = 'tcp.retransmit' AND tid = {}", int(&result, "tid")),
+    );
+    assert!(int(&rows[0], "n") >= 1, "retransmits are attributed to the sending thread, not softirq: {rows:?}");
+}

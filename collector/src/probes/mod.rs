@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod empty;
 pub mod futex;
 pub mod offcpu;
+pub mod tcp;
 pub mod tracectx;
 
 /// Writes the filter tunables of bpf/common.bpf.h into a skeleton's rodata. Every probe set has

@@ -47,8 +47,10 @@ pub mod wire {
     pub const EV_FUTEX: u32 = 5;
     /// `CW_EV_BLOCK`
     pub const EV_BLOCK: u32 = 6;
+    /// `CW_EV_TCP`
+    pub const EV_TCP: u32 = 7;
     /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 7;
+    pub const EV_MAX: usize = 8;
     /// `CW_STAT_EMITTED`
     pub const STAT_EMITTED: u32 = 0;
     /// `CW_STAT_DROPPED`
@@ -74,6 +76,7 @@ pub fn type_name(t: usize) -> &'static str {
         wire::EV_PROC => "proc",
         wire::EV_FUTEX => "futex",
         wire::EV_BLOCK => "block",
+        wire::EV_TCP => "tcp_retransmit",
         _ => "unknown",
     }
 }
@@ -293,6 +296,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let event = match hdr.r#type {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_BLOCK => super::blockio::decode(data, clock)?,
+        wire::EV_TCP => super::tcp::decode(data, clock)?,
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;

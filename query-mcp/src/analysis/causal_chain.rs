@@ -174,6 +174,26 @@ fn cgroup_by_id(id: i64) -> Option<std::path::PathBuf> {
     None
 }
 
+/// ` on futex 0x… (op)`: the lock a wait was on, when the futex probe saw it; empty otherwise.
+async fn lock_of(engine: &Engine, pid: i64, tid: i64, start: i64, duration: i64) -> Result<String, QueryError> {
+    let fx = engine
+        .query(&format!(
+            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {pid} AND tid = {tid} \
+             AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
+             AND time_unix_nano >= {lookback} AND {dates} LIMIT 1",
+            t0 = start + 1_000_000,
+            t1 = start + duration - 1_000_000,
+            lookback = start - 1_000_000_000,
+            dates = date_predicate(start - 1_000_000_000, start + duration)
+        ))
+        .await?;
+    Ok(fx
+        .rows
+        .first()
+        .map(|f| format!(" on futex 0x{:x} ({})", i(f, "futex_uaddr"), f["futex_op"].as_str().unwrap_or("wait")))
+        .unwrap_or_default())
+}
+
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
     let span = match &a.trace_id {
@@ -320,7 +340,44 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // would not run the target — its cgroup was throttled (cpu.max), not out-competed
     let idle_total: i64 = cpu_holders.iter().filter(|h| i(h, "prev_pid") == 0).map(|h| i(h, "total_ns")).sum();
     let throttled = runq_total > 0 && idle_total * 2 >= runq_total;
+    // network: sleeps with no waking task (the network stack woke them from softirq) during which
+    // the same thread's socket retransmitted
+    let retrans_sql = q(
+        "TCP retransmits of the target's sockets, by thread and peer",
+        format!(
+            "SELECT tid, daddr, saddr, count(*) AS n, min(time_unix_nano) AS first_ns FROM kernel_events \
+             WHERE {w} AND event_name = 'tcp.retransmit' GROUP BY tid, daddr, saddr ORDER BY n DESC LIMIT 10"
+        ),
+    );
+    let retrans = engine.query(&retrans_sql).await?.rows;
+    let (mut net_total, mut net_longest) = (0i64, 0i64);
+    if !retrans.is_empty() {
+        let tids: Vec<String> = retrans.iter().map(|r| i(r, "tid").to_string()).collect();
+        let times = engine
+            .query(&format!(
+                "SELECT tid, time_unix_nano FROM kernel_events WHERE {w} AND event_name = 'tcp.retransmit' LIMIT 2000"
+            ))
+            .await?
+            .rows;
+        let sleeps = engine
+            .query(&format!(
+                "SELECT tid, time_unix_nano, duration_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
+                 AND state = 'sleep' AND waker_tid IS NULL AND tid IN ({}) LIMIT 5000",
+                tids.join(",")
+            ))
+            .await?
+            .rows;
+        for s in &sleeps {
+            let (st, en) = (i(s, "time_unix_nano"), i(s, "time_unix_nano") + i(s, "duration_ns"));
+            if times.iter().any(|t| i(t, "tid") == i(s, "tid") && (st..=en).contains(&i(t, "time_unix_nano"))) {
+                net_total += en - st;
+                net_longest = net_longest.max(en - st);
+            }
+        }
+    }
+    let net_share = net_total as f64 / window_ns as f64;
     let mut candidates = [
+        ("network_retransmit", net_total, net_longest, net_share),
         ("lock_contention", lock_total, lock_longest, lock_share),
         ("io_wait", disk_total, disk_longest, disk_share),
         (if throttled { "cpu_throttling" } else { "cpu_contention" }, runq_total, runq_longest, runq_share),
@@ -357,7 +414,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // lock contention describes its own hop 0 (the longest wait the chain explains); the other
     // mechanisms start from the thread that lost the most time to them
     if mechanism != "lock_contention" {
-        let state = if mechanism == "io_wait" { "disk" } else { "runq" };
+        let state = match mechanism {
+            "io_wait" => "disk",
+            "network_retransmit" => "sleep",
+            _ => "runq",
+        };
         if let Some(t) = per_thread.iter().find(|r| r["state"] == state) {
             chain.push(Link {
                 hop: 0,
@@ -399,8 +460,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 comm: super::data_text(l["comm"].as_str().unwrap_or("")),
                 ms: ms(i(l, "duration_ns")),
                 detail: format!(
-                    "waited {:.1} ms (its longest wait in the window); {:.1} ms in all were ended by the next hop",
+                    "waited {:.1} ms{} (its longest wait in the window); {:.1} ms in all were ended by the next hop",
                     ms(i(l, "duration_ns")),
+                    lock_of(engine, pid, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
                     ms(i(wk, "total_ns"))
                 ),
             });
@@ -463,22 +525,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let state = r["state"].as_str().unwrap_or("?").to_string();
                 let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
                 if follows {
-                    // the lock's identity, when the futex probe saw this wait
-                    let fx = engine
-                        .query(&format!(
-                            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} \
-                             AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
-                             AND time_unix_nano >= {lookback} LIMIT 1",
-                            t0 = i(r, "time_unix_nano") + 1_000_000,
-                            t1 = i(r, "time_unix_nano") + i(r, "duration_ns") - 1_000_000,
-                            lookback = i(r, "time_unix_nano") - 1_000_000_000,
-                        ))
-                        .await?;
-                    let lock = fx
-                        .rows
-                        .first()
-                        .map(|f| format!(" on futex 0x{:x} ({})", i(f, "futex_uaddr"), f["futex_op"].as_str().unwrap_or("wait")))
-                        .unwrap_or_default();
+                    let lock = lock_of(engine, cur_pid, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
                     chain.push(Link {
                         hop,
                         role: "waiter".into(),
@@ -537,6 +584,28 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 quoted(&Value::from(cur_comm.clone())),
                 ms(i(wk, "total_ns")),
                 ms(i(l, "duration_ns")),
+            );
+        }
+        "network_retransmit" => {
+            let r = &retrans[0];
+            let n: i64 = retrans.iter().filter(|x| x["daddr"] == r["daddr"]).map(|x| i(x, "n")).sum();
+            let peer = super::data_text(r["daddr"].as_str().unwrap_or("?"));
+            contention_source = serde_json::json!({
+                "peer": peer, "local": super::data_text(r["saddr"].as_str().unwrap_or("?")), "retransmits": n,
+            });
+            chain.push(Link {
+                hop: 1,
+                role: "network".into(),
+                pid: 0,
+                tid: 0,
+                comm: peer.clone(),
+                ms: ms(net_total),
+                detail: format!("{n} segments to {peer} were retransmitted while the target waited for the network"),
+            });
+            action = format!(
+                "pid {pid} waited {:.1} ms (longest {:.1} ms) on sockets that retransmitted {n} segments to {peer}: packets to that peer are being lost, and each loss costs at least one retransmission timeout (200 ms minimum on Linux). Find the drop: firewall/netfilter rules, NIC or qdisc drops (ip -s link, tc -s qdisc), a congested or faulty link, the peer's receive queue",
+                ms(net_total),
+                ms(net_longest)
             );
         }
         "cpu_throttling" => {

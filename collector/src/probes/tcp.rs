@@ -1,0 +1,110 @@
+//! bpf/tcp.bpf.c: TCP retransmissions, attributed to the socket's owner (the task that
+//! connected it), with both endpoints.
+//!
+//! Shares offcpu.bpf.c's filter, ring buffer, counters and trace-context maps (reuse_fd).
+
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+use std::net::Ipv4Addr;
+use std::net::Ipv6Addr;
+use std::os::fd::AsFd;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::names;
+use causeway_proto::KernelEvent;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::OpenObject;
+
+use super::offcpu;
+use super::offcpu::Common;
+use super::read_record;
+use crate::clock::BootToWall;
+
+#[allow(missing_docs, clippy::all, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"));
+}
+
+use skel::types;
+pub use skel::TcpSkel;
+use skel::TcpSkelBuilder;
+
+/// Loads the TCP programs with the same filter as the off-CPU set, sharing its maps.
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    s: &offcpu::Settings,
+    offcpu: &offcpu::OffcpuSkel<'_>,
+) -> Result<TcpSkel<'obj>> {
+    let mut open = TcpSkelBuilder::default().open(open_object).context("opening the TCP BPF object")?;
+    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    super::write_filter!(&mut *ro, s);
+    open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
+    open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
+    open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
+    open.maps.thread_ctx.reuse_fd(offcpu.maps.thread_ctx.as_fd()).context("sharing the trace contexts")?;
+    open.maps
+        .traces_ctx_v1
+        .reuse_fd(offcpu.maps.traces_ctx_v1.as_fd())
+        .context("sharing the OBI map")?;
+    open.load().context("loading the TCP BPF programs (verifier)")
+}
+
+/// Attaches inet_sock_set_state / tcp_retransmit_skb (tp_btf).
+pub fn attach(skel: &mut TcpSkel<'_>) -> Result<()> {
+    skel.attach().context("attaching to inet_sock_set_state/tcp_retransmit_skb (tp_btf)")
+}
+
+fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> String {
+    let ip: IpAddr = if family == 10 {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+    }
+}
+
+/// Decodes a `cw_tcp_event` record.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+    let e: types::cw_tcp_event = read_record(data)?;
+    let hdr: offcpu::types::cw_header = read_record(data)?;
+    let common = Common::interval(&hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
+    Some(KernelEvent {
+        saddr: Some(endpoint(e.family, &e.saddr, e.sport)),
+        daddr: Some(endpoint(e.family, &e.daddr, e.dport)),
+        ..common.event(names::event::TCP_RETRANSMIT, clock)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_record_layout_and_endpoints() {
+        assert_eq!(std::mem::size_of::<types::cw_tcp_event>(), 48 + 16 + 32 + 8 + 32);
+        let mut e = types::cw_tcp_event::default();
+        e.hdr.r#type = offcpu::wire::EV_TCP;
+        e.family = 2;
+        e.saddr[..4].copy_from_slice(&[10, 77, 0, 1]);
+        e.daddr[..4].copy_from_slice(&[10, 77, 0, 2]);
+        e.sport = 40000;
+        e.dport = 9000;
+        // SAFETY: reading the bytes of a plain C struct we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_tcp_event>())
+        };
+        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
+            panic!("a TCP record decodes to an event")
+        };
+        assert_eq!(ev.event_name, "tcp.retransmit");
+        assert_eq!(ev.saddr.as_deref(), Some("10.77.0.1:40000"));
+        assert_eq!(ev.daddr.as_deref(), Some("10.77.0.2:9000"));
+        assert_eq!(endpoint(10, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 80), "[::1]:80");
+    }
+}
