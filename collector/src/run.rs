@@ -229,6 +229,12 @@ fn pin_cpus(cpus: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// A probe set that adds to the capture: when it cannot load or attach (no tracefs, an older
+/// kernel), capture goes on without it and says so.
+fn optional<T>(what: &str, load_and_attach: impl FnOnce() -> Result<T>) -> Option<T> {
+    load_and_attach().map_err(|e| tracing::warn!("{what} are not captured: {e:#}")).ok()
+}
+
 /// Sums per-CPU counters of one slot.
 fn sum(v: &[Vec<u64>], slot: u32) -> u64 {
     v.get(slot as usize).map(|c| c.iter().sum()).unwrap_or(0)
@@ -444,50 +450,26 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     offcpu::attach(&mut skel)?;
     // futex waits are an addition: without tracefs (or on an odd kernel) capture goes on without
     let mut futex_object = MaybeUninit::uninit();
-    let mut futex_skel = match futex::load(&mut futex_object, &settings, &skel) {
-        Ok(mut f) => match futex::attach(&mut f) {
-            Ok(()) => Some(f),
-            Err(e) => {
-                tracing::warn!("futex waits are not captured: {e:#}");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("futex waits are not captured: {e:#}");
-            None
-        }
-    };
+    let mut futex_skel = optional("futex waits", || {
+        let mut f = futex::load(&mut futex_object, &settings, &skel)?;
+        futex::attach(&mut f)?;
+        Ok(f)
+    });
 
     // block I/O is an addition too: a kernel without these tracepoints still captures the rest
     let mut block_object = MaybeUninit::uninit();
-    let mut block_skel = match blockio::load(&mut block_object, &settings, &skel) {
-        Ok(mut b) => match blockio::attach(&mut b) {
-            Ok(()) => Some(b),
-            Err(e) => {
-                tracing::warn!("block I/O is not captured: {e:#}");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("block I/O is not captured: {e:#}");
-            None
-        }
-    };
+    let mut block_skel = optional("block I/O", || {
+        let mut b = blockio::load(&mut block_object, &settings, &skel)?;
+        blockio::attach(&mut b)?;
+        Ok(b)
+    });
 
     let mut tcp_object = MaybeUninit::uninit();
-    let mut tcp_skel = match tcp::load(&mut tcp_object, &settings, &skel) {
-        Ok(mut t) => match tcp::attach(&mut t) {
-            Ok(()) => Some(t),
-            Err(e) => {
-                tracing::warn!("TCP retransmits are not captured: {e:#}");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("TCP retransmits are not captured: {e:#}");
-            None
-        }
-    };
+    let mut tcp_skel = optional("TCP retransmits", || {
+        let mut t = tcp::load(&mut tcp_object, &settings, &skel)?;
+        tcp::attach(&mut t)?;
+        Ok(t)
+    });
 
     // trace context: a uprobe on every writer copy, found now and by periodic scans
     let mut ctx_object = MaybeUninit::uninit();

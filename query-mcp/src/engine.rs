@@ -90,6 +90,25 @@ fn tables() -> Vec<(&'static str, SchemaRef)> {
     ]
 }
 
+/// The pid allow/deny lists as filters on a table's `pid` column. `nullable_pid`: rows without a
+/// pid (spans that do not record one) pass a deny list, never an allow list.
+fn pid_policy(
+    mut df: datafusion::dataframe::DataFrame,
+    security: &Security,
+    nullable_pid: bool,
+) -> Result<datafusion::dataframe::DataFrame, DataFusionError> {
+    if !security.allow_pids.is_empty() {
+        let allowed = security.allow_pids.iter().map(|p| lit(*p)).collect();
+        df = df.filter(col("pid").in_list(allowed, false))?;
+    }
+    if !security.deny_pids.is_empty() {
+        let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
+        let keep = col("pid").in_list(denied, true);
+        df = df.filter(if nullable_pid { col("pid").is_null().or(keep) } else { keep })?;
+    }
+    Ok(df)
+}
+
 /// How long a directory listing is reused before new files are looked for.
 pub const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -146,15 +165,7 @@ impl Engine {
             let table = Arc::new(ListingTable::try_new(cfg)?);
             let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
             if name == table::KERNEL_EVENTS && policy {
-                let mut df = ctx.read_table(table)?;
-                if !security.allow_pids.is_empty() {
-                    let allowed = security.allow_pids.iter().map(|p| lit(*p)).collect();
-                    df = df.filter(col("pid").in_list(allowed, false))?;
-                }
-                if !security.deny_pids.is_empty() {
-                    let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
-                    df = df.filter(col("pid").in_list(denied, true))?;
-                }
+                let df = pid_policy(ctx.read_table(table)?, &security, false)?;
                 ctx.register_table(name, df.into_view())?;
             } else {
                 ctx.register_table(name, table)?;
@@ -167,15 +178,7 @@ impl Engine {
         ));
         let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
         if policy {
-            let mut df = ctx.read_table(spans)?;
-            if !security.allow_pids.is_empty() {
-                let allowed = security.allow_pids.iter().map(|p| lit(*p)).collect();
-                df = df.filter(col("pid").in_list(allowed, false))?;
-            }
-            if !security.deny_pids.is_empty() {
-                let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
-                df = df.filter(col("pid").is_null().or(col("pid").in_list(denied, true)))?;
-            }
+            let df = pid_policy(ctx.read_table(spans)?, &security, true)?;
             ctx.register_table(crate::spans::TABLE, df.into_view())?;
         } else {
             ctx.register_table(crate::spans::TABLE, spans)?;

@@ -26,6 +26,23 @@ macro_rules! write_filter {
 }
 pub(crate) use write_filter;
 
+/// Makes an opened probe set reuse offcpu.bpf.c's shared maps (bpf/common.bpf.h): one pid filter,
+/// ring buffer, set of counters and trace-context maps for every probe set. A macro because each
+/// skeleton has its own generated map types.
+macro_rules! share_maps {
+    ($open:expr, $offcpu:expr) => {{
+        use anyhow::Context as _;
+        use std::os::fd::AsFd as _;
+        let (open, offcpu) = ($open, $offcpu);
+        open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
+        open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
+        open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
+        open.maps.thread_ctx.reuse_fd(offcpu.maps.thread_ctx.as_fd()).context("sharing the trace contexts")?;
+        open.maps.traces_ctx_v1.reuse_fd(offcpu.maps.traces_ctx_v1.as_fd()).context("sharing the OBI map")?;
+    }};
+}
+pub(crate) use share_maps;
+
 /// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
 pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
     assert_eq!(std::mem::size_of::<T>(), 1, "cstr takes char arrays");

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -46,14 +45,7 @@ pub fn load<'obj>(
         TracectxSkelBuilder::default().open(open_object).context("opening the trace-context BPF object")?;
     let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
     super::write_filter!(&mut *ro, s);
-    open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
-    open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
-    open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
-    open.maps.thread_ctx.reuse_fd(offcpu.maps.thread_ctx.as_fd()).context("sharing the trace contexts")?;
-    open.maps
-        .traces_ctx_v1
-        .reuse_fd(offcpu.maps.traces_ctx_v1.as_fd())
-        .context("sharing the OBI map")?;
+    super::share_maps!(&mut open, offcpu);
     open.load().context("loading the trace-context BPF program (verifier)")
 }
 
