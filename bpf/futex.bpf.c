@@ -60,9 +60,54 @@ int handle__sys_enter_futex(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+/* futex_waitv(2) waits on up to 128 futexes at once (Wine/Proton, some runtimes). The first
+ * waiter's address stands for the lock's identity; op is FUTEX_WAITV_OP. */
+#define FUTEX_WAITV_OP 64
+struct futex_waitv_user {
+	__u64 val;
+	__u64 uaddr;
+	__u32 flags;
+	__u32 __reserved;
+};
+
+/* syscalls:sys_enter_futex_waitv (waiters, nr_futexes, flags, timeout, clockid) */
+SEC("tracepoint/syscalls/sys_enter_futex_waitv")
+int handle__sys_enter_futex_waitv(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	struct futex_waitv_user first = {};
+	struct futex_start st = {};
+	__u32 tid;
+
+	if (!traced(t))
+		return 0;
+	bpf_probe_read_user(&first, sizeof(first), (void *)ctx->args[0]);
+	tid = (__u32)bpf_get_current_pid_tgid();
+	st.ts = bpf_ktime_get_boot_ns();
+	st.uaddr = first.uaddr;
+	st.op = FUTEX_WAITV_OP;
+	bpf_map_update_elem(&futex_starts, &tid, &st, BPF_ANY);
+	return 0;
+}
+
+/* futex and futex_waitv waits end the same way */
+static __always_inline int futex_exit(struct trace_event_raw_sys_exit *ctx);
+
+/* syscalls:sys_exit_futex_waitv (ret: the index of the woken futex, or an error) */
+SEC("tracepoint/syscalls/sys_exit_futex_waitv")
+int handle__sys_exit_futex_waitv(struct trace_event_raw_sys_exit *ctx)
+{
+	return futex_exit(ctx);
+}
+
 /* syscalls:sys_exit_futex (ret) */
 SEC("tracepoint/syscalls/sys_exit_futex")
 int handle__sys_exit_futex(struct trace_event_raw_sys_exit *ctx)
+{
+	return futex_exit(ctx);
+}
+
+static __always_inline int futex_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -89,7 +134,8 @@ int handle__sys_exit_futex(struct trace_event_raw_sys_exit *ctx)
 	e->cgroup_id = task_cgroup_id(t);
 	e->uaddr = st.uaddr;
 	e->op = st.op;
-	e->ret = (__s32)ctx->ret;
+	/* futex_waitv returns the index of the futex that woke it: not an error */
+	e->ret = st.op == FUTEX_WAITV_OP && ctx->ret >= 0 ? 0 : (__s32)ctx->ret;
 	fill_names(e->comm, e->process_name, t);
 	count(CW_STAT_EMITTED + CW_EV_FUTEX);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);

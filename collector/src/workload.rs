@@ -93,6 +93,16 @@ pub enum Workload {
         #[arg(long)]
         wait_stdin: bool,
     },
+    /// Thread cw-waitv waits in futex_waitv(2) on two futex words until thread cw-waker, after
+    /// sleeping, changes the first and wakes it.
+    Waitv {
+        /// How long the waker sleeps first.
+        #[arg(long, default_value = "100ms", value_parser = crate::cli::duration)]
+        after: Duration,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
     /// Busy threads pinned to one CPU, so they preempt each other.
     Spin {
         /// Number of threads.
@@ -274,6 +284,35 @@ pub fn run(w: Workload) -> Result<()> {
             })?;
             let tid = t.join().expect("tcp thread")?;
             println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
+        }
+        Workload::Waitv { after, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            let words: &'static [std::sync::atomic::AtomicU32; 2] =
+                Box::leak(Box::new([std::sync::atomic::AtomicU32::new(0), std::sync::atomic::AtomicU32::new(0)]));
+            let addr = words[0].as_ptr() as usize;
+            let waiter = std::thread::Builder::new().name("cw-waitv".into()).spawn(move || -> Result<i32> {
+                // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved } ×2, FUTEX_32
+                let w: [[u64; 3]; 2] = [[0, words[0].as_ptr() as u64, 2], [0, words[1].as_ptr() as u64, 2]];
+                while words[0].load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    // SAFETY: futex_waitv(2) (nr 449) reads the two waiters we pass; no timeout.
+                    let r = unsafe { libc::syscall(449, w.as_ptr(), 2, 0, std::ptr::null::<libc::timespec>(), 0) };
+                    if r < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EINTR) {
+                            anyhow::bail!("futex_waitv: {e}");
+                        }
+                    }
+                }
+                Ok(gettid())
+            })?;
+            std::thread::Builder::new().name("cw-waker".into()).spawn(move || {
+                std::thread::sleep(after);
+                words[0].store(1, std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: FUTEX_WAKE (1) on a valid, aligned u32 we own.
+                unsafe { libc::syscall(libc::SYS_futex, words[0].as_ptr(), libc::FUTEX_WAKE, 1) };
+            })?;
+            let tid = waiter.join().expect("waitv thread")?;
+            println!("{{\"pid\":{},\"tid\":{tid},\"uaddr\":{addr}}}", std::process::id());
         }
         Workload::Sleep { each, count, wait_stdin } => {
             wait_for_go(wait_stdin)?;

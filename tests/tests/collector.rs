@@ -303,3 +303,29 @@ fn cgroup_filter_keeps_only_that_cgroup() {
     assert_eq!(int(&rows[0], "others"), 0, "{rows:?}");
     assert_eq!(int(&rows[0], "outside"), 0, "{rows:?}");
 }
+
+/// futex_waitv(2): a wait on several futexes is recorded with the first one's address and the
+/// `waitv` op, and lasts until the waker changes the word.
+#[test]
+fn futex_waitv_waits_are_recorded() {
+    if !can_trace("futex_waitv_waits_are_recorded") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (pid, result) = record(&store, &["waitv", "--after", "150ms"], &[]);
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT duration_ns, futex_uaddr, futex_op, exit_code FROM kernel_events WHERE pid = {pid} AND tid = {} \
+             AND event_name = 'futex.wait' ORDER BY duration_ns DESC",
+            int(&result, "tid")
+        ),
+    );
+    assert!(!rows.is_empty(), "no futex_waitv wait recorded");
+    let r = &rows[0];
+    assert_eq!(r["futex_op"], "waitv", "{rows:?}");
+    assert_eq!(int(r, "futex_uaddr"), int(&result, "uaddr"), "{rows:?}");
+    assert!(int(r, "duration_ns") >= 140_000_000, "{rows:?}");
+    assert!(r["exit_code"].is_null(), "a woken waitv is not an error: {rows:?}");
+}

@@ -44,7 +44,7 @@ pub fn load<'obj>(
 
 /// Attaches sys_enter_futex / sys_exit_futex (syscall tracepoints: these need tracefs).
 pub fn attach(skel: &mut FutexSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to syscalls:sys_enter_futex/sys_exit_futex (needs tracefs)")
+    skel.attach().context("attaching to syscalls:sys_enter/exit_futex and futex_waitv (needs tracefs)")
 }
 
 fn op_name(op: u32) -> &'static str {
@@ -54,6 +54,7 @@ fn op_name(op: u32) -> &'static str {
         9 => "wait_bitset",
         11 => "wait_requeue_pi",
         13 => "lock_pi2",
+        64 => "waitv",
         _ => "other",
     }
 }
