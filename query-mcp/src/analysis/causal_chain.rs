@@ -74,7 +74,7 @@ async fn span_window(engine: &Engine, trace: &str, span: Option<&str>) -> Result
 }
 
 /// One link of the chain.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct Link {
     /// 0 for the target, 1 for what it waited on, 2 for what that one was doing.
     pub hop: i64,
@@ -88,6 +88,9 @@ pub struct Link {
     pub comm: String,
     /// Milliseconds this link accounts for.
     pub ms: f64,
+    /// That time as a share of the analysed window (0..1): how much of the latency this link explains.
+    #[serde(default)]
+    pub share_of_window: f64,
     /// What happened, in words.
     pub detail: String,
 }
@@ -420,7 +423,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             _ => "runq",
         };
         if let Some(t) = per_thread.iter().find(|r| r["state"] == state) {
-            chain.push(Link {
+            chain.push(Link { share_of_window: 0.0,
                 hop: 0,
                 role: "target".into(),
                 pid,
@@ -452,7 +455,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let Some(l) = longest.first() else {
                 return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
             };
-            chain.push(Link {
+            chain.push(Link { share_of_window: 0.0,
                 hop: 0,
                 role: "target".into(),
                 pid,
@@ -512,7 +515,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= half);
                 let Some(r) = waited else {
                     activity = "was running on CPU while the previous hop waited on it".into();
-                    chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone() });
+                    chain.push(Link { share_of_window: 0.0, hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone() });
                     break;
                 };
                 let frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
@@ -526,7 +529,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
                 if follows {
                     let lock = lock_of(engine, cur_pid, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
-                    chain.push(Link {
+                    chain.push(Link { share_of_window: 0.0,
                         hop,
                         role: "waiter".into(),
                         pid: cur_pid,
@@ -571,7 +574,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ms(i(r, "overlap_ns")),
                     ms(we - ws)
                 );
-                chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone() });
+                chain.push(Link { share_of_window: 0.0, hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone() });
                 break;
             }
             contention_source = serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
@@ -593,7 +596,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             contention_source = serde_json::json!({
                 "peer": peer, "local": super::data_text(r["saddr"].as_str().unwrap_or("?")), "retransmits": n,
             });
-            chain.push(Link {
+            chain.push(Link { share_of_window: 0.0,
                 hop: 1,
                 role: "network".into(),
                 pid: 0,
@@ -621,7 +624,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .map(|s| s.trim().to_string());
             let path = local.as_ref().map(|p| p.display().to_string());
             contention_source = serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
-            chain.push(Link {
+            chain.push(Link { share_of_window: 0.0,
                 hop: 1,
                 role: "cgroup".into(),
                 pid: 0,
@@ -646,7 +649,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 contention_source = serde_json::json!({
                     "pid": i(h, "prev_pid"), "tid": i(h, "prev_tid"), "comm": super::data_text(h["prev_comm"].as_str().unwrap_or("")),
                 });
-                chain.push(Link {
+                chain.push(Link { share_of_window: 0.0,
                     hop: 1,
                     role: "cpu_holder".into(),
                     pid: i(h, "prev_pid"),
@@ -689,7 +692,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     contention_source = serde_json::json!({
                         "device": dev, "requests": n, "bytes": bytes, "longest_request_ms": ms(longest),
                     });
-                    chain.push(Link {
+                    chain.push(Link { share_of_window: 0.0,
                         hop: 1,
                         role: "device".into(),
                         pid: 0,
@@ -720,6 +723,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 }
             }
         }
+    }
+    let window_ms = window_ns as f64 / 1e6;
+    for l in &mut chain {
+        l.share_of_window = (l.ms / window_ms).clamp(0.0, 1.0);
     }
     Ok(ChainReport {
         severity: severity(mech_share, ms(mech_longest)).into(),
