@@ -70,6 +70,8 @@ fn mutex_holder_doing_a_slow_operation() {
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
     assert_eq!(v["contention_source"]["tid"].as_i64(), Some(int(&result, "holder_tid")), "{v}");
     assert_eq!(v["contention_source"]["comm"], "cw-holder", "{v}");
+    let share = v["chain"][0]["share_of_window"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0, "each link carries its share of the window: {v}");
 }
 
 /// Two hops: the waiter blocks on a lock whose holder is writing (O_DIRECT) and fsyncing.
