@@ -11,4 +11,4 @@ cargo test --release --workspace -- --test-threads=1
 # MCP server driven by real clients (Python MCP SDK) on data recorded by the real collector
 # trace context end to end: an OpenTelemetry SDK app with the causeway_otel hook, OTLP receivers;
 # the OTel Collector configs in otel-config/
-CAUSEWAY_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q tests/mcp tests/trace tests/otelconfig
+CAUSEWAY_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q tests/mcp tests/trace tests/otelconfig tests/compose

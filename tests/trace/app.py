@@ -73,14 +73,20 @@ class ObjectStoreLayoutExporter(SpanExporter):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", required=True)
-    ap.add_argument("--requests", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=4, help="0: serve forever (compose demo)")
+    ap.add_argument("--otlp-endpoint", help="export spans over OTLP/gRPC here instead of writing files")
     ap.add_argument("--hold-ms", type=int, default=300)
     ap.add_argument("--formats", default="both", choices=["proto", "json", "both"])
     ap.add_argument("--no-hook", action="store_true")
     args = ap.parse_args()
 
     provider = TracerProvider(resource=Resource.create({"service.name": "cw-demo-shop"}))
-    provider.add_span_processor(SimpleSpanProcessor(ObjectStoreLayoutExporter(args.store, args.formats)))
+    if args.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=args.otlp_endpoint, insecure=True)))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(ObjectStoreLayoutExporter(args.store, args.formats)))
     trace.set_tracer_provider(provider)
     if not args.no_hook:
         causeway_otel.install(provider)
@@ -136,8 +142,12 @@ def main():
     h = threading.Thread(target=holder, daemon=True)
     h.start()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for i in range(args.requests):
+        i = 0
+        while args.requests == 0 or i < args.requests:
             pool.submit(handle, i).result()  # one at a time: each waits on the holder
+            i += 1
+            if args.requests == 0:
+                time.sleep(1)
     stop.set()
     provider.shutdown()
     try:
