@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod clock;
 mod config;
+mod containers;
 mod demo;
 mod doctor;
 mod preflight;

@@ -149,6 +149,7 @@ struct Capture {
     limit_per_sec: u64,
     window_start: Instant,
     window_count: u64,
+    containers: crate::containers::Containers,
 }
 
 impl Capture {
@@ -175,6 +176,13 @@ impl Capture {
         if t < wire::EV_MAX {
             self.decoded[t] += 1;
         }
+        let mut decoded = decoded;
+        let ev_mut = match &mut decoded {
+            offcpu::Decoded::Event(ev) => ev,
+            offcpu::Decoded::WithStacks { event, .. } => event,
+        };
+        let owner = self.containers.lookup(ev_mut.cgroup_id as u64);
+        (ev_mut.container_id, ev_mut.pod_uid) = (owner.container_id, owner.pod_uid);
         let ev = match decoded {
             offcpu::Decoded::Event(ev) => {
                 if ev.event_name == causeway_proto::names::event::PROCESS_EXIT {
@@ -506,6 +514,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         limit_per_sec: cfg.thresholds.max_events_per_second,
         window_start: Instant::now(),
         window_count: 0,
+        containers: crate::containers::Containers::new(),
     }));
     let mut rb = RingBufferBuilder::new();
     let cb_state = capture.clone();

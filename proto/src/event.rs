@@ -26,6 +26,8 @@ pub struct KernelEvent {
     pub cgroup_id: i64,
     /// Container id, when the cgroup path names one.
     pub container_id: Option<String>,
+    /// Kubernetes pod uid, when the cgroup path names one.
+    pub pod_uid: Option<String>,
     /// Trace id (32 hex digits) of the thread's current span.
     pub trace_id: Option<String>,
     /// Span id (16 hex digits) of the thread's current span.

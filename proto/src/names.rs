@@ -59,6 +59,8 @@ pub mod attr {
     pub const CPU: &str = "cpu.logical_number";
     /// `container.id` (semconv).
     pub const CONTAINER_ID: &str = "container.id";
+    /// Kubernetes pod uid (semantic conventions).
+    pub const K8S_POD_UID: &str = "k8s.pod.uid";
     /// `host.name` (semconv, resource attribute).
     pub const HOST_NAME: &str = "host.name";
     /// Duration of the interval in nanoseconds.

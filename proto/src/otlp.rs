@@ -75,6 +75,7 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::WAKER_NAME, e.waker_comm.as_deref());
     opt_str(attr::PREV_NAME, e.prev_comm.as_deref());
     opt_str(attr::CONTAINER_ID, e.container_id.as_deref());
+    opt_str(attr::K8S_POD_UID, e.pod_uid.as_deref());
     opt_str(attr::PROCESS_EXECUTABLE_PATH, e.path.as_deref());
     opt_str(attr::CORRELATION_METHOD, e.correlation_method);
     opt_str(attr::FUTEX_OP, e.futex_op);

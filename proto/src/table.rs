@@ -75,6 +75,7 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("io_queue_ns", Int64),
         nullable("saddr", Utf8),
         nullable("daddr", Utf8),
+        nullable("pod_uid", Utf8),
     ]))
 }
 
@@ -172,6 +173,7 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_i64s(events, |e| e.io_queue_ns),
         opt_strs(events, |e| e.saddr.as_deref()),
         opt_strs(events, |e| e.daddr.as_deref()),
+        opt_strs(events, |e| e.pod_uid.as_deref()),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

@@ -329,3 +329,56 @@ fn futex_waitv_waits_are_recorded() {
     assert!(int(r, "duration_ns") >= 140_000_000, "{rows:?}");
     assert!(r["exit_code"].is_null(), "a woken waitv is not an error: {rows:?}");
 }
+
+/// Container and pod attribution: a task in a cgroup named the way containerd under the kubelet
+/// names it gets `container_id` and `pod_uid` (and the OTLP attributes container.id, k8s.pod.uid).
+#[test]
+fn events_carry_container_and_pod_from_the_cgroup_path() {
+    if !can_trace("events_carry_container_and_pod_from_the_cgroup_path") {
+        return;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).unwrap().to_string())
+        })
+        .next()
+        .expect("a cgroup v2 mount (CI kernels have one)");
+    let uid = format!("0f1e2d3c-4b5a-6978-8796-{:012x}", std::process::id());
+    let container = format!("{:064x}", 0xc0ffee_u64 << 20 | std::process::id() as u64);
+    let pod = std::path::PathBuf::from(&root).join(format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")));
+    let scope = pod.join(format!("cri-containerd-{container}.scope"));
+    std::fs::create_dir_all(&scope).unwrap();
+    struct Cleanup(Vec<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![scope.clone(), pod.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let w = Workload::spawn(&["mutex", "--hold", "50ms"]);
+    let pid = w.pid;
+    std::fs::write(scope.join("cgroup.procs"), pid.to_string()).unwrap();
+    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    w.run();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.stop();
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT count(*) AS n, count(DISTINCT container_id) AS c, max(container_id) AS container, \
+             max(pod_uid) AS pod FROM kernel_events WHERE pid = {pid} AND event_name = 'sched.off_cpu'"
+        ),
+    );
+    let r = &rows[0];
+    assert!(int(r, "n") >= 2, "{rows:?}");
+    assert_eq!(int(r, "c"), 1, "{rows:?}");
+    assert_eq!(r["container"], container.as_str(), "{rows:?}");
+    assert_eq!(r["pod"], uid.as_str(), "{rows:?}");
+}
