@@ -96,6 +96,42 @@ enum Command {
         #[arg(long)]
         stacks: bool,
     },
+    /// Off-CPU flamegraph (SVG) of a process: stacks rooted at thread and blocking state.
+    Flamegraph {
+        /// The process.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        pid: i64,
+        /// Window in seconds ending at the process's last event (1..=3600).
+        #[arg(long, default_value = "60s", value_parser = parse_long_window)]
+        window: i64,
+        /// Where to write the SVG.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Object store.
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+        /// Write the folded stacks instead of the SVG (for other flamegraph tools).
+        #[arg(long)]
+        folded: bool,
+    },
+    /// Chrome/Perfetto trace JSON: app spans and kernel intervals on one timeline per thread.
+    Timeline {
+        /// A trace: its spans and its threads' kernel events.
+        #[arg(long, value_name = "HEX", conflicts_with = "pid", required_unless_present = "pid")]
+        trace_id: Option<String>,
+        /// Or a process: its kernel events in the window.
+        #[arg(long)]
+        pid: Option<i64>,
+        /// Window in seconds ending at the process's last event (with --pid).
+        #[arg(long, default_value = "10s", value_parser = parse_window)]
+        window: i64,
+        /// Where to write the JSON (open it in https://ui.perfetto.dev or chrome://tracing).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Object store.
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+    },
     /// What the kernel did during a trace: per span, time on CPU, run queue, locks, I/O … (explain_trace).
     ExplainTrace {
         /// Trace id, 32 hex digits.
@@ -108,6 +144,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_long_window(s: &str) -> Result<i64, String> {
+    let n: i64 = s.trim_end_matches('s').parse().map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
+    if !(1..=3600).contains(&n) {
+        return Err(format!("window must be within 1s..=3600s, got {s}"));
+    }
+    Ok(n)
+}
+
+fn write_out(path: &std::path::Path, bytes: &[u8]) -> Result<(), QueryError> {
+    std::fs::write(path, bytes).map_err(|e| QueryError::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 fn parse_window(s: &str) -> Result<i64, String> {
@@ -194,6 +242,32 @@ fn main() -> ExitCode {
                         println!("    {s}");
                     }
                 }
+                Ok(())
+            }
+            Command::Flamegraph { pid, window, out, store, folded } => {
+                let engine = Engine::open(&store).await?;
+                let a = analysis::views::FlameArgs { pid, window_s: Some(window) };
+                if folded {
+                    let lines = analysis::views::folded_off_cpu(&engine, &a).await?;
+                    write_out(&out, (lines.join("\n") + "\n").as_bytes())?;
+                    eprintln!("{} folded stacks written to {}", lines.len(), out.display());
+                } else {
+                    let (svg, n) = analysis::views::flamegraph_svg(&engine, &a).await?;
+                    write_out(&out, svg.as_bytes())?;
+                    eprintln!("flamegraph of {n} stacks written to {}", out.display());
+                }
+                Ok(())
+            }
+            Command::Timeline { trace_id, pid, window, out, store } => {
+                let engine = Engine::open(&store).await?;
+                let a = analysis::views::TimelineArgs { trace_id, pid, window_s: Some(window) };
+                let t = analysis::views::timeline(&engine, &a).await?;
+                write_out(&out, t.to_string().as_bytes())?;
+                eprintln!(
+                    "{} timeline events written to {} (open in https://ui.perfetto.dev)",
+                    t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0),
+                    out.display()
+                );
                 Ok(())
             }
             Command::ExplainTrace { trace_id, store, json } => {

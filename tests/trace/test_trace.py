@@ -373,3 +373,49 @@ def test_mcp_explain_trace_and_chain_over_a_span(traced_run):
                     t["name"] == "app_spans" for t in tables.structured_content["tables"])
 
     anyio.run(go)
+
+
+def test_views_for_humans(traced_run, tmp_path):
+    """A flamegraph (SVG) and a Perfetto timeline (Chrome trace JSON) from the same run, by CLI and MCP."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    store, app = traced_run["store"], traced_run["app"]
+    req = app["requests"][0]
+    svg = tmp_path / "fg.svg"
+    r = subprocess.run([QUERY, "flamegraph", "--pid", str(app["pid"]), "--store", store, "--out", str(svg)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "cw-worker" in text and "[sleep]" in text, text[:300]
+    tl = tmp_path / "t.json"
+    r = subprocess.run([QUERY, "timeline", "--trace-id", req["trace_id"], "--store", store, "--out", str(tl)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    t = json.loads(tl.read_text())
+    spans = [e for e in t["traceEvents"] if e.get("cat") == "span"]
+    assert {e["name"] for e in spans} == {"request", "lock_section", "fsync_write"}, spans
+    kernel = [e for e in t["traceEvents"] if e.get("cat") == "kernel" and e["tid"] == req["tid"]]
+    assert any(e["name"].startswith("off-CPU") and e["args"].get("waker_comm") == "cw-holder" for e in kernel), kernel
+    assert any(e["ph"] == "M" and e["tid"] == req["tid"] for e in t["traceEvents"]), "thread names"
+    bad = subprocess.run([QUERY, "timeline", "--store", store, "--out", str(tl)], capture_output=True, text=True)
+    assert bad.returncode == 2
+
+    async def go():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
+        async with stdio_client(params) as (rd, wr):
+            async with ClientSession(rd, wr) as s:
+                await s.initialize()
+                fg = await s.call_tool("render_off_cpu_flamegraph", {"pid": app["pid"]})
+                assert not fg.is_error, fg.content
+                res = [c for c in fg.content if c.type == "resource"]
+                assert res and res[0].resource.mime_type == "image/svg+xml" and "<svg" in res[0].resource.text
+                tlr = await s.call_tool("export_timeline", {"trace_id": req["trace_id"]})
+                assert not tlr.is_error, tlr.content
+                doc = json.loads([c for c in tlr.content if c.type == "resource"][0].resource.text)
+                assert any(e.get("cat") == "span" for e in doc["traceEvents"])
+                none = await s.call_tool("render_off_cpu_flamegraph", {"pid": 999999})
+                assert none.is_error
+
+    anyio.run(go)

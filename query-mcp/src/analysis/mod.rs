@@ -6,6 +6,7 @@ pub mod causal_chain;
 pub mod gpu;
 pub mod off_cpu;
 pub mod trace;
+pub mod views;
 
 use causeway_proto::layout;
 use serde_json::Value;

@@ -33,6 +33,7 @@ use crate::analysis::causal_chain;
 use crate::analysis::gpu;
 use crate::analysis::off_cpu;
 use crate::analysis::trace;
+use crate::analysis::views;
 use crate::engine::Engine;
 use crate::engine::QueryError;
 
@@ -150,6 +151,49 @@ impl Server {
     async fn explain_trace(&self, Parameters(a): Parameters<trace::TraceArgs>) -> CallToolResult {
         match trace::run(&self.engine, &a).await {
             Ok(r) => ok(&r, r.text()),
+            Err(e) => err(e),
+        }
+    }
+
+    /// An off-CPU flamegraph for a person.
+    #[tool(
+        description = "Render an off-CPU flamegraph (SVG) of a process over a window ending at its last event: stacks rooted at thread and blocking state (sleep, disk, preempted), widths in microseconds off CPU. Returns the SVG as an embedded resource (image/svg+xml) an agent can hand to a person.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn render_off_cpu_flamegraph(&self, Parameters(a): Parameters<views::FlameArgs>) -> CallToolResult {
+        match views::flamegraph_svg(&self.engine, &a).await {
+            Ok((svg, n)) => CallToolResult::success(vec![
+                ContentBlock::text(format!("off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)", a.pid, svg.len())),
+                ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
+                    uri: format!("causeway://flamegraph/off-cpu/{}.svg", a.pid),
+                    mime_type: Some("image/svg+xml".into()),
+                    text: svg,
+                    meta: None,
+                }),
+            ]),
+            Err(e) => err(e),
+        }
+    }
+
+    /// A Perfetto/Chrome timeline for a person.
+    #[tool(
+        description = "Export a timeline (Chrome trace JSON, opens in https://ui.perfetto.dev) with the application's spans and the kernel's intervals (off-CPU by state, run-queue waits, futex waits, block I/O, TCP retransmits) on one track per thread, for a trace_id or for a pid and window_s. Returned as an embedded resource (application/json); capped at 20000 kernel events (truncated says so).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn export_timeline(&self, Parameters(a): Parameters<views::TimelineArgs>) -> CallToolResult {
+        match views::timeline(&self.engine, &a).await {
+            Ok(t) => {
+                let n = t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0);
+                CallToolResult::success(vec![
+                    ContentBlock::text(format!("timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)")),
+                    ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
+                        uri: "causeway://timeline.json".into(),
+                        mime_type: Some("application/json".into()),
+                        text: t.to_string(),
+                        meta: None,
+                    }),
+                ])
+            }
             Err(e) => err(e),
         }
     }
