@@ -237,6 +237,19 @@ pub fn require_tool(test: &str, ok: bool, what: &str) -> bool {
     false
 }
 
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_root() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).map(str::to_string))?
+        })
+        .next()
+        .expect("a cgroup v2 mount (CI kernels have one)")
+}
+
 /// An i64 field of a JSON row.
 pub fn int(row: &Value, key: &str) -> i64 {
     row[key].as_i64().unwrap_or_else(|| panic!("{key} missing or not an integer in {row}"))

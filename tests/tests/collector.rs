@@ -261,15 +261,7 @@ fn cgroup_filter_keeps_only_that_cgroup() {
     if !can_trace("cgroup_filter_keeps_only_that_cgroup") {
         return;
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = mounts
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).unwrap().to_string())
-        })
-        .next()
-        .expect("a cgroup v2 mount (CI kernels have one)");
+    let root = causeway_tests::cgroup2_root();
     let cg = std::path::PathBuf::from(&root).join(format!("causeway-test-{}", std::process::id()));
     std::fs::create_dir_all(&cg).unwrap();
     struct Cleanup(std::path::PathBuf);
@@ -337,15 +329,7 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
     if !can_trace("events_carry_container_and_pod_from_the_cgroup_path") {
         return;
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = mounts
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).unwrap().to_string())
-        })
-        .next()
-        .expect("a cgroup v2 mount (CI kernels have one)");
+    let root = causeway_tests::cgroup2_root();
     let uid = format!("0f1e2d3c-4b5a-6978-8796-{:012x}", std::process::id());
     let container = format!("{:064x}", 0xc0ffee_u64 << 20 | std::process::id() as u64);
     let pod = std::path::PathBuf::from(&root).join(format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")));
