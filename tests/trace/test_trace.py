@@ -411,6 +411,7 @@ def test_views_for_humans(traced_run, tmp_path):
                 assert not fg.is_error, fg.content
                 res = [c for c in fg.content if c.type == "resource"]
                 assert res and res[0].resource.mime_type == "image/svg+xml" and "<svg" in res[0].resource.text
+                assert fg.structured_content["stacks"] >= 1 and fg.structured_content["uri"].endswith(".svg")
                 tlr = await s.call_tool("export_timeline", {"trace_id": req["trace_id"]})
                 assert not tlr.is_error, tlr.content
                 doc = json.loads([c for c in tlr.content if c.type == "resource"][0].resource.text)

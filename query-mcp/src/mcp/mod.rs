@@ -56,6 +56,46 @@ pub struct SqlReport {
     pub notice: String,
 }
 
+/// `render_off_cpu_flamegraph` answer (the SVG itself is the embedded resource).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FlameReport {
+    /// Process.
+    pub pid: i64,
+    /// Distinct (thread, state, stack) rows drawn.
+    pub stacks: usize,
+    /// Size of the SVG.
+    pub svg_bytes: usize,
+    /// URI of the embedded SVG resource.
+    pub uri: String,
+}
+
+/// `export_timeline` answer (the JSON document itself is the embedded resource).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TimelineReport {
+    /// Timeline events (spans, kernel intervals, thread names).
+    pub events: usize,
+    /// Kernel events were capped.
+    pub truncated: bool,
+    /// Window start, Unix ns.
+    pub window_start_ns: i64,
+    /// Window end, Unix ns.
+    pub window_end_ns: i64,
+    /// URI of the embedded JSON resource.
+    pub uri: String,
+}
+
+/// A structured answer whose document travels as an embedded text resource.
+fn with_resource<T: Serialize>(value: &T, summary: String, uri: String, mime: &str, text: String) -> CallToolResult {
+    let mut r = ok(value, summary);
+    r.content.push(ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
+        uri,
+        mime_type: Some(mime.into()),
+        text,
+        meta: None,
+    }));
+    r
+}
+
 /// `list_tables` answer.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TablesReport {
@@ -158,19 +198,17 @@ impl Server {
     /// An off-CPU flamegraph for a person.
     #[tool(
         description = "Render an off-CPU flamegraph (SVG) of a process over a window ending at its last event: stacks rooted at thread and blocking state (sleep, disk, preempted), widths in microseconds off CPU. Returns the SVG as an embedded resource (image/svg+xml) an agent can hand to a person.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<FlameReport>()
     )]
     async fn render_off_cpu_flamegraph(&self, Parameters(a): Parameters<views::FlameArgs>) -> CallToolResult {
         match views::flamegraph_svg(&self.engine, &a).await {
-            Ok((svg, n)) => CallToolResult::success(vec![
-                ContentBlock::text(format!("off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)", a.pid, svg.len())),
-                ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
-                    uri: format!("causeway://flamegraph/off-cpu/{}.svg", a.pid),
-                    mime_type: Some("image/svg+xml".into()),
-                    text: svg,
-                    meta: None,
-                }),
-            ]),
+            Ok((svg, n)) => {
+                let uri = format!("causeway://flamegraph/off-cpu/{}.svg", a.pid);
+                let rep = FlameReport { pid: a.pid, stacks: n, svg_bytes: svg.len(), uri: uri.clone() };
+                let summary = format!("off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)", a.pid, svg.len());
+                with_resource(&rep, summary, uri, "image/svg+xml", svg)
+            }
             Err(e) => err(e),
         }
     }
@@ -178,21 +216,24 @@ impl Server {
     /// A Perfetto/Chrome timeline for a person.
     #[tool(
         description = "Export a timeline (Chrome trace JSON, opens in https://ui.perfetto.dev) with the application's spans and the kernel's intervals (off-CPU by state, run-queue waits, futex waits, block I/O, TCP retransmits) on one track per thread, for a trace_id or for a pid and window_s. Returned as an embedded resource (application/json); capped at 20000 kernel events (truncated says so).",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<TimelineReport>()
     )]
     async fn export_timeline(&self, Parameters(a): Parameters<views::TimelineArgs>) -> CallToolResult {
         match views::timeline(&self.engine, &a).await {
             Ok(t) => {
                 let n = t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0);
-                CallToolResult::success(vec![
-                    ContentBlock::text(format!("timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)")),
-                    ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
-                        uri: "causeway://timeline.json".into(),
-                        mime_type: Some("application/json".into()),
-                        text: t.to_string(),
-                        meta: None,
-                    }),
-                ])
+                let other = &t["otherData"];
+                let uri = "causeway://timeline.json".to_string();
+                let rep = TimelineReport {
+                    events: n,
+                    truncated: other["truncated"].as_bool().unwrap_or(false),
+                    window_start_ns: other["window_start_unix_ns"].as_i64().unwrap_or(0),
+                    window_end_ns: other["window_end_unix_ns"].as_i64().unwrap_or(0),
+                    uri: uri.clone(),
+                };
+                let summary = format!("timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)");
+                with_resource(&rep, summary, uri, "application/json", t.to_string())
             }
             Err(e) => err(e),
         }
