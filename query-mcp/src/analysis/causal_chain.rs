@@ -423,7 +423,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             _ => "runq",
         };
         if let Some(t) = per_thread.iter().find(|r| r["state"] == state) {
-            chain.push(Link { share_of_window: 0.0,
+            chain.push(Link {
                 hop: 0,
                 role: "target".into(),
                 pid,
@@ -436,6 +436,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ms(i(t, "total_ns")),
                     ms(i(t, "longest_ns"))
                 ),
+                ..Default::default()
             });
         }
     }
@@ -455,7 +456,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let Some(l) = longest.first() else {
                 return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
             };
-            chain.push(Link { share_of_window: 0.0,
+            chain.push(Link {
                 hop: 0,
                 role: "target".into(),
                 pid,
@@ -468,6 +469,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     lock_of(engine, pid, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
                     ms(i(wk, "total_ns"))
                 ),
+                ..Default::default()
             });
             if a.include_stacks.unwrap_or(false) {
                 stack_trace.extend(stack_frames(engine, i(l, "kernel_stack_id")).await?);
@@ -515,7 +517,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= half);
                 let Some(r) = waited else {
                     activity = "was running on CPU while the previous hop waited on it".into();
-                    chain.push(Link { share_of_window: 0.0, hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone() });
+                    chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone(), ..Default::default() });
                     break;
                 };
                 let frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
@@ -529,7 +531,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
                 if follows {
                     let lock = lock_of(engine, cur_pid, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
-                    chain.push(Link { share_of_window: 0.0,
+                    chain.push(Link {
                         hop,
                         role: "waiter".into(),
                         pid: cur_pid,
@@ -540,6 +542,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                             "was itself waiting ({state}) {:.1} ms{lock}{place}, until thread {next_tid} woke it",
                             ms(i(r, "duration_ns"))
                         ),
+                        ..Default::default()
                     });
                     (cur_pid, cur_tid, cur_comm) =
                         (next_pid, next_tid, super::data_text(r["waker_comm"].as_str().unwrap_or("")));
@@ -574,7 +577,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ms(i(r, "overlap_ns")),
                     ms(we - ws)
                 );
-                chain.push(Link { share_of_window: 0.0, hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone() });
+                chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone(), ..Default::default() });
                 break;
             }
             contention_source = serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
@@ -596,7 +599,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             contention_source = serde_json::json!({
                 "peer": peer, "local": super::data_text(r["saddr"].as_str().unwrap_or("?")), "retransmits": n,
             });
-            chain.push(Link { share_of_window: 0.0,
+            chain.push(Link {
                 hop: 1,
                 role: "network".into(),
                 pid: 0,
@@ -604,6 +607,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 comm: peer.clone(),
                 ms: ms(net_total),
                 detail: format!("{n} segments to {peer} were retransmitted while the target waited for the network"),
+                ..Default::default()
             });
             action = format!(
                 "pid {pid} waited {:.1} ms (longest {:.1} ms) on sockets that retransmitted {n} segments to {peer}: packets to that peer are being lost, and each loss costs at least one retransmission timeout (200 ms minimum on Linux). Find the drop: firewall/netfilter rules, NIC or qdisc drops (ip -s link, tc -s qdisc), a congested or faulty link, the peer's receive queue",
@@ -624,7 +628,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .map(|s| s.trim().to_string());
             let path = local.as_ref().map(|p| p.display().to_string());
             contention_source = serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
-            chain.push(Link { share_of_window: 0.0,
+            chain.push(Link {
                 hop: 1,
                 role: "cgroup".into(),
                 pid: 0,
@@ -636,6 +640,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ms(idle_total),
                     limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default()
                 ),
+                ..Default::default()
             });
             action = format!(
                 "pid {pid} was runnable but not running for {:.1} ms while its CPU sat idle: its cgroup{} is throttled by its CPU quota{}. Raise cpu.max (quota/period) or the pod's CPU limit, or reduce the threads that burn the quota; throttling stalls every thread of the cgroup for the rest of each period",
@@ -649,7 +654,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 contention_source = serde_json::json!({
                     "pid": i(h, "prev_pid"), "tid": i(h, "prev_tid"), "comm": super::data_text(h["prev_comm"].as_str().unwrap_or("")),
                 });
-                chain.push(Link { share_of_window: 0.0,
+                chain.push(Link {
                     hop: 1,
                     role: "cpu_holder".into(),
                     pid: i(h, "prev_pid"),
@@ -657,6 +662,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     comm: super::data_text(h["prev_comm"].as_str().unwrap_or("")),
                     ms: ms(i(h, "total_ns")),
                     detail: format!("held the CPU before {} of the target's run-queue waits ended", i(h, "n")),
+                    ..Default::default()
                 });
                 action = format!(
                     "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, cpu.weight)",
@@ -692,7 +698,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     contention_source = serde_json::json!({
                         "device": dev, "requests": n, "bytes": bytes, "longest_request_ms": ms(longest),
                     });
-                    chain.push(Link { share_of_window: 0.0,
+                    chain.push(Link {
                         hop: 1,
                         role: "device".into(),
                         pid: 0,
@@ -705,6 +711,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                             d["io_op"].as_str().unwrap_or("?"),
                             ms(longest)
                         ),
+                        ..Default::default()
                     });
                     action = format!(
                         "pid {pid} spent {:.1} ms blocked on I/O (D-state), longest {:.1} ms; its requests went to {dev}: {n} requests, {:.1} MiB, longest {:.1} ms. The device is the bottleneck: batch fsyncs (group commit), write asynchronously off the latency path, or move this data to a faster device; check {dev}'s queue depth and other writers",
