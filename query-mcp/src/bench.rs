@@ -33,7 +33,7 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
             let t = Instant::now();
             match k {
                 0 => {
-                    let a = causal_chain::ChainArgs { target_pid: Some(pid), latency_window_s: Some(60), include_stacks: Some(false), trace_id: None, span_id: None };
+                    let a = causal_chain::ChainArgs { target_pid: Some(pid), latency_window_s: Some(60), include_stacks: Some(false), trace_id: None, span_id: None, host: None };
                     causal_chain::run(engine, &a).await?;
                 }
                 1 => {
@@ -43,6 +43,7 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
                         start_ts: Some(start),
                         end_ts: Some(end),
                         min_duration_ms: None,
+                        host: None,
                         limit: Some(50),
                     };
                     off_cpu::run(engine, &a).await?;

@@ -95,6 +95,9 @@ enum Command {
         /// Include stacks of the longest wait.
         #[arg(long)]
         stacks: bool,
+        /// Only this host partition (pids repeat across a fleet's hosts).
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Off-CPU flamegraph (SVG) of a process: stacks rooted at thread and blocking state.
     Flamegraph {
@@ -221,7 +224,7 @@ fn main() -> ExitCode {
                 let engine = Engine::open(&store).await?;
                 bench::run(&engine, pid, iterations).await
             }
-            Command::Diagnose { pid, window, store, json, stacks } => {
+            Command::Diagnose { pid, window, store, json, stacks, host } => {
                 let engine = Engine::open(&store).await?;
                 let args = analysis::causal_chain::ChainArgs {
                     target_pid: Some(pid),
@@ -229,6 +232,7 @@ fn main() -> ExitCode {
                     include_stacks: Some(stacks),
                     trace_id: None,
                     span_id: None,
+                    host,
                 };
                 let r = analysis::causal_chain::run(&engine, &args).await?;
                 if json {

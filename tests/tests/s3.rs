@@ -132,3 +132,58 @@ fn an_unreachable_store_fails_before_capture_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("s3://nobucket/x"), "the error names the store: {err}");
 }
+
+/// A fleet: two collectors write as two hosts into one bucket; queries see both, and a host
+/// filter keeps one host's pid from being read as the other's (pids repeat across hosts).
+#[test]
+fn two_hosts_share_one_store_and_answers_filter_by_host() {
+    if !can_trace("two_hosts_share_one_store_and_answers_filter_by_host")
+        || !require_tool("two_hosts_share_one_store_and_answers_filter_by_host", moto_available(), "python moto[server]")
+    {
+        return;
+    }
+    let moto = start_moto();
+    let (code, body) = http(moto.port, "PUT", "/causeway-fleet");
+    assert_eq!(code, 200, "creating the bucket: {body}");
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
+    ];
+    let store = "s3://causeway-fleet";
+    let wa = Workload::spawn(&["mutex", "--hold", "100ms"]);
+    let wb = Workload::spawn(&["sleep", "--each", "20ms", "--count", "5"]);
+    let (pa, pb) = (wa.pid, wb.pid);
+    let ca = Collector::start_with_env(store, &env, &["--pid", &pa.to_string(), "--host", "node-a"]);
+    let cb = Collector::start_with_env(store, &env, &["--pid", &pb.to_string(), "--host", "node-b"]);
+    let holder = int(&wa.run(), "holder_tid");
+    wb.run();
+    std::thread::sleep(Duration::from_millis(300));
+    ca.stop();
+    cb.stop();
+
+    let hosts = sql_env(store, &env, "SELECT host, count(DISTINCT pid) AS pids FROM kernel_events GROUP BY host ORDER BY host");
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert_eq!((hosts[0]["host"].as_str(), hosts[1]["host"].as_str()), (Some("node-a"), Some("node-b")));
+
+    let diagnose = |host: &str| {
+        let out = Command::new(causeway_tests::bin("causeway-query"))
+            .args(["diagnose", "--pid", &pa.to_string(), "--json", "--store", store, "--host", host])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, a, err) = diagnose("node-a");
+    assert_eq!(code, Some(0), "{err}");
+    let a: serde_json::Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(a["blocking_mechanism"], "lock_contention", "{a}");
+    assert_eq!(a["contention_source"]["tid"].as_i64(), Some(holder), "{a}");
+    let (code, b, err) = diagnose("node-b");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(b.contains("No kernel events are recorded"), "pid {pa} has no events on node-b: {b}");
+    let (code, _, err) = diagnose("node-a' OR 1=1 --");
+    assert_eq!(code, Some(2), "a bad host name is a usage error: {err}");
+    assert!(err.contains("host must be a host name"), "{err}");
+}

@@ -36,6 +36,8 @@ pub struct ChainArgs {
     pub trace_id: Option<String>,
     /// The span (16 hex digits) of that trace; default: its longest span.
     pub span_id: Option<String>,
+    /// Only this host (the collector's host partition): pids repeat across a fleet's hosts.
+    pub host: Option<String>,
 }
 
 /// The window of a trace's span and its process: (pid, start, end).
@@ -178,10 +180,10 @@ fn cgroup_by_id(id: i64) -> Option<std::path::PathBuf> {
 }
 
 /// ` on futex 0x… (op)`: the lock a wait was on, when the futex probe saw it; empty otherwise.
-async fn lock_of(engine: &Engine, pid: i64, tid: i64, start: i64, duration: i64) -> Result<String, QueryError> {
+async fn lock_of(engine: &Engine, pid: i64, hp: &str, tid: i64, start: i64, duration: i64) -> Result<String, QueryError> {
     let fx = engine
         .query(&format!(
-            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {pid} AND tid = {tid} \
+            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {pid}{hp} AND tid = {tid} \
              AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
              AND time_unix_nano >= {lookback} AND {dates} LIMIT 1",
             t0 = start + 1_000_000,
@@ -199,6 +201,7 @@ async fn lock_of(engine: &Engine, pid: i64, tid: i64, start: i64, duration: i64)
 
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
+    let hp = super::host_predicate(&a.host)?;
     let span = match &a.trace_id {
         Some(t) => Some(span_window(engine, t, a.span_id.as_deref()).await?),
         None if a.span_id.is_some() => {
@@ -225,7 +228,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     let end = match span {
         Some((_, _, e)) => e,
-        None => last_event_end(engine, pid).await?,
+        None => last_event_end(engine, pid, &hp).await?,
     };
     let notice = super::DATA_NOTICE.to_string();
     if end == 0 {
@@ -249,7 +252,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         None => (end - latency_window_s * 1_000_000_000, latency_window_s * 1_000_000_000),
     };
     let w = format!(
-        "pid = {pid} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {}",
+        "pid = {pid}{hp} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {}",
         date_predicate(start, end)
     );
     let mut evidence = Vec::new();
@@ -466,7 +469,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 detail: format!(
                     "waited {:.1} ms{} (its longest wait in the window); {:.1} ms in all were ended by the next hop",
                     ms(i(l, "duration_ns")),
-                    lock_of(engine, pid, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
+                    lock_of(engine, pid, &hp, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
                     ms(i(wk, "total_ns"))
                 ),
                 ..Default::default()
@@ -488,7 +491,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     format!(
                         "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
                          least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
-                         FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
+                         FROM kernel_events WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
                          AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
                          AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
                         lookback = ws - window_ns,
@@ -505,7 +508,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                             "SELECT state, min(time_unix_nano) AS time_unix_nano, sum(duration_ns) AS duration_ns, \
                              max(kernel_stack_id) AS kernel_stack_id, \
                              sum(least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws})) AS overlap_ns \
-                             FROM kernel_events WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
+                             FROM kernel_events WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
                              AND state = 'disk' AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
                              AND time_unix_nano >= {lookback} AND {dates} GROUP BY state",
                             lookback = ws - window_ns,
@@ -530,7 +533,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let state = r["state"].as_str().unwrap_or("?").to_string();
                 let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
                 if follows {
-                    let lock = lock_of(engine, cur_pid, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
+                    let lock = lock_of(engine, cur_pid, &hp, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
                     chain.push(Link {
                         hop,
                         role: "waiter".into(),
@@ -555,7 +558,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         &format!("Hop {hop}: block I/O of thread {cur_tid} while the previous hop waited on it"),
                         format!(
                             "SELECT device, count(*) AS n, sum(bytes) AS bytes, max(duration_ns) AS longest_ns FROM kernel_events \
-                             WHERE pid = {cur_pid} AND tid = {cur_tid} AND event_name = 'block.io' \
+                             WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'block.io' \
                              AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} AND {dates} \
                              GROUP BY device ORDER BY n DESC LIMIT 1",
                             dates = date_predicate(ws - window_ns, we)
@@ -754,7 +757,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
 /// A bare `max(...) WHERE pid = P` reads the pid column of every file. The store's newest time
 /// comes from file statistics alone, and files are pruned by their time range, so the search
 /// looks back from there in growing steps (5 min, 1 h, 1 day) before scanning everything.
-async fn last_event_end(engine: &Engine, pid: i64) -> Result<i64, QueryError> {
+async fn last_event_end(engine: &Engine, pid: i64, hp: &str) -> Result<i64, QueryError> {
     let newest = engine.query("SELECT max(time_unix_nano) AS t FROM kernel_events").await?;
     let newest = newest.rows.first().map(|r| i(r, "t")).unwrap_or(0);
     if newest == 0 {
@@ -765,7 +768,7 @@ async fn last_event_end(engine: &Engine, pid: i64) -> Result<i64, QueryError> {
         let r = engine
             .query(&format!(
                 "SELECT max(time_unix_nano + duration_ns) AS t FROM kernel_events \
-                 WHERE pid = {pid} AND time_unix_nano >= {from}"
+                 WHERE pid = {pid}{hp} AND time_unix_nano >= {from}"
             ))
             .await?;
         let t = r.rows.first().map(|r| i(r, "t")).unwrap_or(0);

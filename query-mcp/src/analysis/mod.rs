@@ -23,6 +23,21 @@ pub fn date_predicate(start_ns: i64, end_ns: i64) -> String {
     format!("date >= '{}' AND date <= '{}'", day(start_ns), day(end_ns.saturating_sub(1).max(start_ns)))
 }
 
+/// ` AND host = '…'` for an optional host partition (a fleet writes many hosts into one store and
+/// pids repeat across hosts); host names are checked, never quoted blindly.
+pub fn host_predicate(host: &Option<String>) -> Result<String, crate::engine::QueryError> {
+    match host {
+        None => Ok(String::new()),
+        Some(h) if !h.is_empty() && h.len() <= 253 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => {
+            Ok(format!(" AND host = '{h}'"))
+        }
+        Some(h) => Err(crate::engine::QueryError::Usage(format!(
+            "host must be a host name (letters, digits, '.', '_', '-'), got {:?}",
+            h.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
 /// Strips control characters from traced strings so they cannot forge structure in text output.
 pub fn data_text(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(256).collect()

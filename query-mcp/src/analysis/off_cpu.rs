@@ -26,6 +26,8 @@ pub struct OffCpuArgs {
     pub end_ts: Option<i64>,
     /// Only intervals at least this long, milliseconds.
     pub min_duration_ms: Option<f64>,
+    /// Only this host (the collector's host partition): pids repeat across a fleet's hosts.
+    pub host: Option<String>,
     /// Rows to return (1..=max_rows, default 50), longest first.
     pub limit: Option<i64>,
 }
@@ -117,7 +119,7 @@ fn validate(a: &OffCpuArgs, max_rows: usize) -> Result<(), QueryError> {
 pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryError> {
     validate(a, engine.security().max_rows)?;
     engine.check_pid(a.pid)?;
-    let mut w = format!("event_name = 'sched.off_cpu' AND pid = {}", a.pid);
+    let mut w = format!("event_name = 'sched.off_cpu' AND pid = {}{}", a.pid, super::host_predicate(&a.host)?);
     if let Some(t) = a.tid {
         w += &format!(" AND tid = {t}");
     }
