@@ -236,8 +236,7 @@ impl AppSpans {
         for m in metas.into_iter().filter(|m| Self::is_trace_file(&m.location)) {
             live.insert(m.location.clone());
             let cached = self.cache.lock().expect("cache lock").get(&m.location).cloned();
-            if let Some((size, b)) = cached.filter(|(s, _)| *s == m.size) {
-                let _ = size;
+            if let Some((_, b)) = cached.filter(|(s, _)| *s == m.size) {
                 out.push(b);
                 continue;
             }

@@ -55,6 +55,20 @@ fn start_moto() -> Moto {
     Moto { child, port }
 }
 
+/// A moto server with `bucket` created, and the AWS environment that points clients at it.
+fn moto_with_bucket(bucket: &str) -> (Moto, Vec<(&'static str, String)>) {
+    let moto = start_moto();
+    let (code, body) = http(moto.port, "PUT", &format!("/{bucket}"));
+    assert_eq!(code, 200, "creating the bucket: {body}");
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
+    ];
+    (moto, env)
+}
+
 /// One raw HTTP/1.1 request; returns the status code and body.
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -76,15 +90,7 @@ fn collector_writes_and_query_reads_through_s3() {
     {
         return;
     }
-    let moto = start_moto();
-    let (code, body) = http(moto.port, "PUT", "/causeway-test");
-    assert_eq!(code, 200, "creating the bucket: {body}");
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
-    ];
+    let (moto, env) = moto_with_bucket("causeway-test");
     let store = "s3://causeway-test/fleet/a";
     let w = Workload::spawn(&["mutex", "--hold", "100ms"]);
     let pid = w.pid;
@@ -142,15 +148,7 @@ fn two_hosts_share_one_store_and_answers_filter_by_host() {
     {
         return;
     }
-    let moto = start_moto();
-    let (code, body) = http(moto.port, "PUT", "/causeway-fleet");
-    assert_eq!(code, 200, "creating the bucket: {body}");
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
-    ];
+    let (_moto, env) = moto_with_bucket("causeway-fleet");
     let store = "s3://causeway-fleet";
     let wa = Workload::spawn(&["mutex", "--hold", "100ms"]);
     let wb = Workload::spawn(&["sleep", "--each", "20ms", "--count", "5"]);
