@@ -28,7 +28,8 @@ enum cw_event_type {
 	CW_EV_FUTEX = 5,         /* struct cw_futex_event */
 	CW_EV_BLOCK = 6,         /* struct cw_block_event */
 	CW_EV_TCP = 7,           /* struct cw_tcp_event */
-	CW_EV_MAX = 8,
+	CW_EV_CUDA = 8,          /* struct cw_cuda_event */
+	CW_EV_MAX = 9,
 };
 
 /* Off-CPU state classes, derived from sched_switch's prev_state. */
@@ -50,12 +51,15 @@ enum cw_proc_kind {
 
 /* Counter slots in the per-CPU `stats` array. */
 enum cw_stat {
-	CW_STAT_EMITTED = 0,   /* + event type: records committed, per type */
-	CW_STAT_DROPPED = 8,   /* + event type: ring buffer full, per type */
-	CW_STAT_SHORT = 16,    /* off-CPU intervals below min_offcpu_ns (not sent) */
-	CW_STAT_SHORT_RQ = 17, /* run-queue waits below min_runq_ns (not sent) */
-	CW_STAT_CTX_PUBLISH = 18, /* trace-context changes seen by the uprobe */
-	CW_STAT_MAX = 19,
+	CW_STAT_EMITTED = 0,   /* + event type: records committed, per type (types < 16) */
+	CW_STAT_DROPPED = 16,  /* + event type: ring buffer full, per type */
+	CW_STAT_SHORT = 32,    /* off-CPU intervals below min_offcpu_ns (not sent) */
+	CW_STAT_SHORT_RQ = 33, /* run-queue waits below min_runq_ns (not sent) */
+	CW_STAT_CTX_PUBLISH = 34, /* trace-context changes seen by the uprobe */
+	CW_STAT_CUDA_UNMATCHED = 35, /* CUDA call entries never matched by a return (lost at detach) */
+	CW_STAT_CUDA_ORPHAN_RET = 36, /* CUDA returns without an entry (probe attached mid-call) */
+	CW_STAT_CUDA_FAST = 37,  /* launches below slow_launch_ns: in the histograms, not sent */
+	CW_STAT_MAX = 38,
 };
 
 /* Where a record's trace context came from (cw_trace_ctx.source). */
@@ -179,6 +183,73 @@ struct cw_tcp_event {
 	__u16 state; /* TCP state of the socket */
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
+};
+
+/* CUDA runtime/driver and NCCL functions the collector probes (the uprobe's attach cookie).
+ * The layer keeps a runtime call and the driver call it makes apart (they nest on one thread).
+ * collector/src/probes/cuda.rs holds the same table with names and classes. */
+enum cw_cuda_func {
+	CW_CUDA_LAUNCH_KERNEL = 1, /* cudaLaunchKernel(func, dim3 grid, dim3 block, args, shmem, stream) */
+	CW_CUDA_LAUNCH_KERNEL_PTSZ = 2,
+	CW_CUDA_GRAPH_LAUNCH = 3,  /* cudaGraphLaunch(exec, stream) */
+	CW_CUDA_MEMCPY = 4,        /* cudaMemcpy(dst, src, count, kind) */
+	CW_CUDA_MEMCPY_ASYNC = 5,  /* cudaMemcpyAsync(dst, src, count, kind, stream) */
+	CW_CUDA_STREAM_SYNC = 6,   /* cudaStreamSynchronize(stream) */
+	CW_CUDA_DEVICE_SYNC = 7,   /* cudaDeviceSynchronize() */
+	CW_CUDA_EVENT_SYNC = 8,    /* cudaEventSynchronize(event) */
+	CW_CUDA_MALLOC = 9,        /* cudaMalloc(void **ptr, size) */
+	CW_CUDA_FREE = 10,         /* cudaFree(ptr) */
+	CW_CU_LAUNCH_KERNEL = 11,  /* cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra) */
+	CW_CU_LAUNCH_KERNEL_PTSZ = 12,
+	CW_CU_MEMCPY = 13,         /* cuMemcpy(dst, src, count) */
+	CW_CU_MEMCPY_ASYNC = 14,   /* cuMemcpyAsync(dst, src, count, stream) */
+	CW_CU_MEMCPY_HTOD = 15,    /* cuMemcpyHtoD_v2(dst, src, count) */
+	CW_CU_MEMCPY_DTOH = 16,    /* cuMemcpyDtoH_v2 */
+	CW_CU_MEMCPY_DTOD = 17,    /* cuMemcpyDtoD_v2 */
+	CW_CU_MEMCPY_HTOD_ASYNC = 18, /* cuMemcpyHtoDAsync_v2(dst, src, count, stream) */
+	CW_CU_MEMCPY_DTOH_ASYNC = 19, /* cuMemcpyDtoHAsync_v2 */
+	CW_CU_CTX_SYNC = 20,       /* cuCtxSynchronize() */
+	CW_CU_STREAM_SYNC = 21,    /* cuStreamSynchronize(stream) */
+	CW_CU_MEM_ALLOC = 22,      /* cuMemAlloc_v2(CUdeviceptr *ptr, size) */
+	CW_CU_MEM_FREE = 23,       /* cuMemFree_v2(ptr) */
+	CW_NCCL_ALL_REDUCE = 24,   /* ncclAllReduce(send, recv, count, dtype, op, comm, stream) */
+	CW_NCCL_ALL_GATHER = 25,   /* ncclAllGather(send, recv, sendcount, dtype, comm, stream) */
+	CW_NCCL_REDUCE_SCATTER = 26, /* ncclReduceScatter(send, recv, recvcount, dtype, op, comm, stream) */
+	CW_NCCL_BROADCAST = 27,    /* ncclBroadcast(send, recv, count, dtype, root, comm, stream) */
+	CW_NCCL_SEND = 28,         /* ncclSend(send, count, dtype, peer, comm, stream) */
+	CW_NCCL_RECV = 29,         /* ncclRecv(recv, count, dtype, peer, comm, stream) */
+	CW_CUDA_FUNC_MAX = 30,
+};
+
+/* Log2 buckets of the in-kernel call-duration histograms: bucket b counts calls of [2^b, 2^(b+1)) ns. */
+#define CW_CUDA_BUCKETS 40
+
+/* One CUDA/NCCL call of thread `tid`: sync, memcpy, allocation and collective calls always,
+ * launches only when slower than slow_launch_ns (the rest are in the histograms). */
+struct cw_cuda_event {
+	struct cw_header hdr;
+	__u64 start_ns;
+	__u64 duration_ns;
+	__u64 cgroup_id;
+	__u64 stream; /* cudaStream_t / CUstream, 0 = default stream or not an argument */
+	__u64 bytes;  /* memcpy/alloc size, collective count × element size; 0 when not given */
+	__u32 grid[3];  /* launches */
+	__u32 block[3];
+	__u32 func;     /* enum cw_cuda_func */
+	__s32 ret;      /* cudaError_t / CUresult / ncclResult_t */
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+};
+
+/* Key and value of the per-CPU call histograms (user space sums the CPUs and takes deltas). */
+struct cw_cuda_hist_key {
+	__u32 tgid;
+	__u32 func;
+};
+struct cw_cuda_hist {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 buckets[CW_CUDA_BUCKETS];
 };
 
 #endif /* __CAUSEWAY_H */

@@ -19,6 +19,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::KernelEvent;
 use causeway_proto::StackRecord;
+use causeway_proto::table::CudaHistRecord;
 use causeway_store::StoreLocation;
 use libbpf_rs::RingBufferBuilder;
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ use crate::clock::BootToWall;
 use crate::clock::realtime_ns;
 use crate::config::Config;
 use crate::probes::cgroup;
+use crate::probes::cuda;
+use crate::probes::discovery;
 use crate::probes::blockio;
 use crate::probes::futex;
 use crate::probes::tcp;
@@ -93,6 +96,8 @@ pub struct RunSummary {
     pub otlp: Option<(u64, u64)>,
     /// Files whose trace-context writer was probed.
     pub trace_context_probes: Vec<String>,
+    /// Files whose CUDA/NCCL functions were probed.
+    pub cuda_probes: Vec<String>,
 }
 
 /// A batch from the capture thread to the writer.
@@ -100,6 +105,7 @@ struct Batch {
     events: Vec<KernelEvent>,
     stacks: Vec<StackRecord>,
     stats: Vec<StatsRecord>,
+    hists: Vec<CudaHistRecord>,
 }
 
 /// Events whose raw stacks the stack thread resolves, and processes that exited (whose raw
@@ -128,7 +134,7 @@ fn spawn_stack_thread(
             for pid in work.exited {
                 table.forget_process(pid);
             }
-            let batch = Batch { events, stacks: table.take_new(), stats: Vec::new() };
+            let batch = Batch { events, stacks: table.take_new(), stats: Vec::new(), hists: Vec::new() };
             if writer.blocking_send(batch).is_err() {
                 break;
             }
@@ -309,6 +315,22 @@ fn stats_rows(
     rows
 }
 
+/// The `cuda_sampling` row of `collector_stats`: launches counted while their probes were
+/// attached, fast launches kept only in the histograms, calls whose entry or return was lost.
+fn cuda_row(prev: &[Vec<u64>], cur: &[Vec<u64>], window: &StatsRecord, s: cuda::WindowSampling) -> StatsRecord {
+    let delta = |slot: u32| sum(cur, slot).saturating_sub(sum(prev, slot)) as i64;
+    StatsRecord {
+        time_unix_nano: window.time_unix_nano,
+        interval_ns: window.interval_ns,
+        kind: "cuda_sampling".into(),
+        emitted: s.sampled_launches,
+        dropped: delta(wire::STAT_CUDA_UNMATCHED) + delta(wire::STAT_CUDA_ORPHAN_RET),
+        below_threshold: delta(wire::STAT_CUDA_FAST),
+        detail: Some(s.detail),
+        ..Default::default()
+    }
+}
+
 /// Runs the writer: batches in, Parquet out, retention every five minutes.
 type WriterResult = Result<(SinkTotals, Option<Arc<OtlpCounters>>)>;
 
@@ -372,6 +394,7 @@ fn spawn_writer(
                 tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(mut b) => {
+                            sink.add_histograms(std::mem::take(&mut b.hists));
                             if let Some(x) = otlp.as_mut() {
                                 x.offer(&b.events);
                                 x.flush();
@@ -499,8 +522,53 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
                 tracing::warn!("trace_context.libraries: {e:#}");
             }
         }
-        discovery.scan(cs);
     }
+
+    // CUDA runtime/driver and NCCL: uprobes on every copy discovery finds
+    let sampling = cuda::Sampling {
+        launch_fraction: cfg.cuda.launch_sampling,
+        period: cfg.cuda.sampling_period,
+        slow_launch: cfg.cuda.slow_launch,
+    };
+    let mut cuda_object = MaybeUninit::uninit();
+    let mut cuda_probes = if cfg.cuda.enabled {
+        optional("CUDA calls", || Ok(cuda::CudaProbes::new(cuda::load(&mut cuda_object, &settings, &skel, &sampling)?, &sampling)))
+    } else {
+        None
+    };
+    if let Some(cp) = cuda_probes.as_mut() {
+        for lib in &cfg.cuda.libraries {
+            let added = discovery::examine_path(std::path::Path::new(lib), &cuda::symbols())
+                .and_then(|f| if f.symbols.is_empty() { anyhow::bail!("{lib} defines no CUDA/NCCL function") } else { cp.add_file(&f) });
+            if let Err(e) = added {
+                tracing::warn!("cuda.libraries: {e:#}");
+            }
+        }
+    }
+    // one pass over /proc finds both the trace-context writer and the CUDA libraries
+    let mut wanted = Vec::new();
+    if ctx_skel.is_some() {
+        wanted.push(tracectx::PROBE_SYMBOL);
+    }
+    if cuda_probes.is_some() {
+        wanted.extend(cuda::symbols());
+    }
+    let mut scanner = discovery::Scanner::new(wanted);
+    let mut scan = |discovery: &mut tracectx::Discovery, cuda_probes: &mut Option<cuda::CudaProbes<'_>>| {
+        for f in scanner.scan() {
+            if let Some(cs) = &ctx_skel {
+                if let Err(e) = discovery.attach(cs, &f) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            if let Some(cp) = cuda_probes.as_mut() {
+                if let Err(e) = cp.add_file(&f) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        }
+    };
+    scan(&mut discovery, &mut cuda_probes);
     let mut last_scan = Instant::now();
 
     let capture = Rc::new(RefCell::new(Capture {
@@ -553,14 +621,15 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         // sleep in short slices so a stop request is seen quickly
         let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
         while Instant::now() < tick_end && !stop_requested(&opts) {
-            std::thread::sleep(Duration::from_millis(10).min(cfg.ring_buffer.drain_interval));
+            std::thread::sleep(Duration::from_millis(5).min(cfg.ring_buffer.drain_interval));
+            if let Some(cp) = cuda_probes.as_mut() {
+                cp.tick();
+            }
         }
         let stopping = stop_requested(&opts);
-        if let Some(cs) = ctx_skel.as_ref().filter(|_| !stopping) {
-            if last_scan.elapsed() >= cfg.trace_context.scan_interval {
-                discovery.scan(cs);
-                last_scan = Instant::now();
-            }
+        if !stopping && last_scan.elapsed() >= cfg.trace_context.scan_interval {
+            scan(&mut discovery, &mut cuda_probes);
+            last_scan = Instant::now();
         }
         if stopping {
             // detach first, so the last drain below takes every record the counters count
@@ -574,10 +643,19 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(t) = tcp_skel.as_mut() {
                 t.links = Default::default();
             }
+            if let Some(cp) = cuda_probes.as_mut() {
+                cp.detach();
+            }
         }
         capture.borrow_mut().clock = BootToWall::sample();
         rb.consume().context("draining the ring buffer")?;
         let mut stats = Vec::new();
+        let mut hists = Vec::new();
+        if let Some(cp) = cuda_probes.as_mut() {
+            for e in capture.borrow().events.iter().filter(|e| e.cuda_function.is_some()) {
+                cp.note_process(e.pid, &e.process_name);
+            }
+        }
         if stopping || last_stats.elapsed() >= cfg.storage.flush_interval {
             let cur = offcpu::read_stats(&skel)?;
             let now = realtime_ns();
@@ -599,6 +677,16 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
                 );
             }
             (shed_reported, undecodable_reported) = (c.shed, c.undecodable);
+            if let Some(cp) = cuda_probes.as_mut() {
+                match cp.take_window() {
+                    Ok((rows, sampling)) => {
+                        let window = StatsRecord { time_unix_nano: stats_window_start, interval_ns: now - stats_window_start, ..Default::default() };
+                        stats.push(cuda_row(&prev_stats, &cur, &window, sampling));
+                        hists = rows;
+                    }
+                    Err(e) => tracing::warn!("CUDA histograms not read this window: {e:#}"),
+                }
+            }
             prev_stats = cur;
             stats_window_start = now;
             last_stats = Instant::now();
@@ -606,7 +694,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         let (batch, work) = {
             let mut c = capture.borrow_mut();
             let work = std::mem::take(&mut c.stack_work);
-            (Batch { events: std::mem::take(&mut c.events), stacks: Vec::new(), stats }, work)
+            (Batch { events: std::mem::take(&mut c.events), stacks: Vec::new(), stats, hists }, work)
         };
         let mut batch = batch;
         if !work.items.is_empty() || !work.exited.is_empty() {
@@ -618,7 +706,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
                 batch.events.extend(w.items.into_iter().map(|(e, _, _)| e));
             }
         }
-        if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty())
+        if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty() && batch.hists.is_empty())
             && tx.blocking_send(batch).is_err()
         {
             break; // the writer died; its error is reported below
@@ -631,6 +719,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let final_stats = offcpu::read_stats(&skel)?;
     drop(rb);
     let trace_context_probes = std::mem::take(&mut discovery.probed);
+    let cuda_probes_report = cuda_probes.as_mut().map(|c| std::mem::take(&mut c.probed)).unwrap_or_default();
+    drop(scan);
+    drop(cuda_probes);
     drop(discovery);
     drop(ctx_skel);
     drop(block_skel);
@@ -667,6 +758,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         store: location.to_string(),
         otlp,
         trace_context_probes,
+        cuda_probes: cuda_probes_report,
     })
 }
 
@@ -693,6 +785,9 @@ impl RunSummary {
         ));
         if let Some((exported, dropped)) = self.otlp {
             out.push_str(&format!("  OTLP: {exported} log records exported, {dropped} dropped\n"));
+        }
+        if !self.cuda_probes.is_empty() {
+            out.push_str(&format!("  CUDA probed in: {}\n", self.cuda_probes.join("; ")));
         }
         if !self.trace_context_probes.is_empty() {
             out.push_str(&format!("  trace context probed in: {}\n", self.trace_context_probes.join(", ")));

@@ -37,6 +37,8 @@ pub struct StatsRecord {
     pub shed: i64,
     /// Records user space could not decode.
     pub undecodable: i64,
+    /// How the row's records were sampled, in words (e.g. the CUDA launch duty cycle).
+    pub detail: Option<String>,
 }
 
 /// Encodes stats rows (schema: [`table::collector_stats_schema`]).
@@ -61,6 +63,7 @@ pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
             i64s(&|r| r.below_threshold),
             i64s(&|r| r.shed),
             i64s(&|r| r.undecodable),
+            Arc::new(rows.iter().map(|r| r.detail.as_deref()).collect::<StringArray>()),
         ],
     )
 }

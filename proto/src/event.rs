@@ -75,6 +75,14 @@ pub struct KernelEvent {
     pub saddr: Option<String>,
     /// Peer endpoint `ip:port` (TCP events).
     pub daddr: Option<String>,
+    /// CUDA runtime/driver or NCCL function (cuda.* / nccl.* events), e.g. `cudaStreamSynchronize`.
+    pub cuda_function: Option<&'static str>,
+    /// Stream handle the call names (0: default stream).
+    pub cuda_stream: Option<i64>,
+    /// Launch grid `x,y,z`.
+    pub cuda_grid: Option<String>,
+    /// Launch block `x,y,z`.
+    pub cuda_block: Option<String>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

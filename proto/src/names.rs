@@ -25,6 +25,17 @@ pub mod event {
     pub const BLOCK_IO: &str = "block.io";
     /// A futex wait (lock, condition variable, join): `futex_uaddr` names the lock.
     pub const FUTEX_WAIT: &str = "futex.wait";
+    /// A kernel or graph launch call (cudaLaunchKernel, cuLaunchKernel, cudaGraphLaunch): only the
+    /// slow ones are rows; every launch is in `cuda_histograms`.
+    pub const CUDA_LAUNCH: &str = "cuda.launch";
+    /// A host thread waiting for the GPU (cudaStreamSynchronize, cudaDeviceSynchronize, …).
+    pub const CUDA_SYNC: &str = "cuda.sync";
+    /// A memory copy call (cudaMemcpy*, cuMemcpy*): `bytes`, `cuda_stream`.
+    pub const CUDA_MEMCPY: &str = "cuda.memcpy";
+    /// A device memory allocation or free (cudaMalloc/cudaFree, cuMemAlloc/cuMemFree).
+    pub const CUDA_ALLOC: &str = "cuda.alloc";
+    /// An NCCL collective or point-to-point call (enqueue time on the host): `bytes`.
+    pub const NCCL_COLLECTIVE: &str = "nccl.collective";
 }
 
 /// Off-CPU state classes (`state` column), from sched_switch's `prev_state`.
@@ -101,6 +112,16 @@ pub mod attr {
     pub const BLOCK_OP: &str = "causeway.block.op";
     /// Time before the driver took the request (block I/O events).
     pub const BLOCK_QUEUE_NS: &str = "causeway.block.queue_ns";
+    /// CUDA/NCCL function name (cuda.* and nccl.* events).
+    pub const CUDA_FUNCTION: &str = "causeway.cuda.function";
+    /// CUDA stream handle (0: the default stream).
+    pub const CUDA_STREAM: &str = "causeway.cuda.stream";
+    /// Grid dimensions `x,y,z` of a launch.
+    pub const CUDA_GRID: &str = "causeway.cuda.grid";
+    /// Block dimensions `x,y,z` of a launch.
+    pub const CUDA_BLOCK: &str = "causeway.cuda.block";
+    /// Bytes of a copy, allocation or collective.
+    pub const CUDA_BYTES: &str = "causeway.cuda.bytes";
     /// How trace context was obtained: tls | uprobe | obi_map | time_window.
     pub const CORRELATION_METHOD: &str = "causeway.correlation.method";
     /// The collector's version (resource attribute).

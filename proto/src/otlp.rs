@@ -64,7 +64,9 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_int(attr::PROCESS_PARENT_PID, e.ppid.map(i64::from));
     opt_int(attr::PROCESS_EXIT_CODE, e.exit_code.map(i64::from));
     opt_int(attr::FUTEX_UADDR, e.futex_uaddr);
-    opt_int(attr::BLOCK_BYTES, e.bytes);
+    let bytes_key = if e.cuda_function.is_some() { attr::CUDA_BYTES } else { attr::BLOCK_BYTES };
+    opt_int(bytes_key, e.bytes);
+    opt_int(attr::CUDA_STREAM, e.cuda_stream);
     opt_int(attr::BLOCK_QUEUE_NS, e.io_queue_ns);
     let mut opt_str = |k: &str, v: Option<&str>| {
         if let Some(v) = v {
@@ -83,6 +85,9 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::BLOCK_OP, e.io_op.as_deref());
     opt_str(attr::SOURCE_ADDRESS, e.saddr.as_deref());
     opt_str(attr::DESTINATION_ADDRESS, e.daddr.as_deref());
+    opt_str(attr::CUDA_FUNCTION, e.cuda_function);
+    opt_str(attr::CUDA_GRID, e.cuda_grid.as_deref());
+    opt_str(attr::CUDA_BLOCK, e.cuda_block.as_deref());
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

@@ -29,6 +29,8 @@ pub const KERNEL_EVENTS: &str = "kernel_events";
 pub const STACKS: &str = "stacks";
 /// Name of the collector's own loss and rate counters (and its prefix in the store).
 pub const COLLECTOR_STATS: &str = "collector_stats";
+/// Name of the CUDA/NCCL call-duration histograms (and their prefix in the store).
+pub const CUDA_HISTOGRAMS: &str = "cuda_histograms";
 
 fn nullable(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, true)
@@ -76,6 +78,10 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("saddr", Utf8),
         nullable("daddr", Utf8),
         nullable("pod_uid", Utf8),
+        nullable("cuda_function", Utf8),
+        nullable("cuda_stream", Int64),
+        nullable("cuda_grid", Utf8),
+        nullable("cuda_block", Utf8),
     ]))
 }
 
@@ -112,7 +118,84 @@ pub fn collector_stats_schema() -> SchemaRef {
         required("below_threshold", Int64),
         required("shed", Int64),
         required("undecodable", Int64),
+        nullable("detail", Utf8),
     ]))
+}
+
+/// Schema of `cuda_histograms` files: per window, process and CUDA/NCCL function, calls per
+/// log2 duration bucket as the in-kernel histograms counted them. Launch probes are attached
+/// only part of the time (duty cycle): `sampled_fraction` is the share of the window they were,
+/// so `calls / sampled_fraction` estimates all calls; 1.0 for functions traced all the time.
+pub fn cuda_histograms_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        required("time_unix_nano", Int64),
+        required("interval_ns", Int64),
+        required("pid", Int32),
+        required("process_name", Utf8),
+        required("cuda_function", Utf8),
+        required("event_name", Utf8),
+        required("bucket_low_ns", Int64),
+        required("bucket_high_ns", Int64),
+        required("calls", Int64),
+        required("sum_ns", Int64),
+        required("sampled_fraction", Float64),
+    ]))
+}
+
+/// One row of `cuda_histograms`: calls of one function in one duration bucket and window.
+/// `sum_ns` is the total duration of the window's calls of that function, on its first bucket
+/// row only (0 on the others), so `SUM(sum_ns)` stays right.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CudaHistRecord {
+    /// Window start (UTC ns).
+    pub time_unix_nano: i64,
+    /// Window length.
+    pub interval_ns: i64,
+    /// Process id.
+    pub pid: i32,
+    /// Process leader's name.
+    pub process_name: String,
+    /// Function name.
+    pub cuda_function: &'static str,
+    /// Event name of the function's class (`cuda.launch`, `cuda.sync`, …).
+    pub event_name: &'static str,
+    /// Bucket lower bound (inclusive), ns.
+    pub bucket_low_ns: i64,
+    /// Bucket upper bound (exclusive), ns.
+    pub bucket_high_ns: i64,
+    /// Calls counted (sampled) in the bucket.
+    pub calls: i64,
+    /// Total duration of the window's calls (first bucket row of the function only).
+    pub sum_ns: i64,
+    /// Share of the window the function's probes were attached.
+    pub sampled_fraction: f64,
+}
+
+/// Encodes histogram rows.
+pub fn cuda_histograms_batch(rows: &[CudaHistRecord]) -> Result<RecordBatch, ArrowError> {
+    let i64s = |f: &dyn Fn(&CudaHistRecord) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let strs = |f: &dyn Fn(&CudaHistRecord) -> &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
+    RecordBatch::try_new(
+        cuda_histograms_schema(),
+        vec![
+            i64s(&|r| r.time_unix_nano),
+            i64s(&|r| r.interval_ns),
+            Arc::new(rows.iter().map(|r| r.pid).collect::<Int32Array>()),
+            strs(&|r| &r.process_name),
+            strs(&|r| r.cuda_function),
+            strs(&|r| r.event_name),
+            i64s(&|r| r.bucket_low_ns),
+            i64s(&|r| r.bucket_high_ns),
+            i64s(&|r| r.calls),
+            i64s(&|r| r.sum_ns),
+            Arc::new(rows.iter().map(|r| r.sampled_fraction).collect::<arrow::array::Float64Array>()),
+        ],
+    )
 }
 
 fn i64s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> i64) -> ArrayRef {
@@ -174,6 +257,10 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_strs(events, |e| e.saddr.as_deref()),
         opt_strs(events, |e| e.daddr.as_deref()),
         opt_strs(events, |e| e.pod_uid.as_deref()),
+        opt_strs(events, |e| e.cuda_function),
+        opt_i64s(events, |e| e.cuda_stream),
+        opt_strs(events, |e| e.cuda_grid.as_deref()),
+        opt_strs(events, |e| e.cuda_block.as_deref()),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

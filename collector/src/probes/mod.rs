@@ -3,6 +3,8 @@
 
 pub mod blockio;
 pub mod cgroup;
+pub mod cuda;
+pub mod discovery;
 pub mod empty;
 pub mod futex;
 pub mod offcpu;

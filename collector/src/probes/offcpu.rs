@@ -49,20 +49,28 @@ pub mod wire {
     pub const EV_BLOCK: u32 = 6;
     /// `CW_EV_TCP`
     pub const EV_TCP: u32 = 7;
+    /// `CW_EV_CUDA`
+    pub const EV_CUDA: u32 = 8;
     /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 8;
+    pub const EV_MAX: usize = 9;
     /// `CW_STAT_EMITTED`
     pub const STAT_EMITTED: u32 = 0;
     /// `CW_STAT_DROPPED`
-    pub const STAT_DROPPED: u32 = 8;
+    pub const STAT_DROPPED: u32 = 16;
     /// `CW_STAT_SHORT`
-    pub const STAT_SHORT: u32 = 16;
+    pub const STAT_SHORT: u32 = 32;
     /// `CW_STAT_SHORT_RQ`
-    pub const STAT_SHORT_RQ: u32 = 17;
+    pub const STAT_SHORT_RQ: u32 = 33;
     /// `CW_STAT_CTX_PUBLISH`
-    pub const STAT_CTX_PUBLISH: u32 = 18;
+    pub const STAT_CTX_PUBLISH: u32 = 34;
+    /// `CW_STAT_CUDA_UNMATCHED`
+    pub const STAT_CUDA_UNMATCHED: u32 = 35;
+    /// `CW_STAT_CUDA_ORPHAN_RET`
+    pub const STAT_CUDA_ORPHAN_RET: u32 = 36;
+    /// `CW_STAT_CUDA_FAST`
+    pub const STAT_CUDA_FAST: u32 = 37;
     /// `CW_STAT_MAX`
-    pub const STAT_MAX: u32 = 19;
+    pub const STAT_MAX: u32 = 38;
     /// `CW_MAX_USTACK` / `CW_MAX_KSTACK`
     pub const MAX_STACK: usize = 32;
 }
@@ -77,6 +85,7 @@ pub fn type_name(t: usize) -> &'static str {
         wire::EV_FUTEX => "futex",
         wire::EV_BLOCK => "block",
         wire::EV_TCP => "tcp_retransmit",
+        wire::EV_CUDA => "cuda",
         _ => "unknown",
     }
 }
@@ -297,6 +306,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_BLOCK => super::blockio::decode(data, clock)?,
         wire::EV_TCP => super::tcp::decode(data, clock)?,
+        wire::EV_CUDA => super::cuda::decode(data, clock)?,
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;

@@ -15,6 +15,7 @@ use anyhow::Result;
 use arrow::record_batch::RecordBatch;
 use causeway_proto::layout;
 use causeway_proto::table;
+use causeway_proto::table::CudaHistRecord;
 use causeway_proto::KernelEvent;
 use causeway_proto::StackRecord;
 use object_store::path::Path as ObjectPath;
@@ -48,6 +49,7 @@ struct Pending {
     events: Vec<KernelEvent>,
     stacks: Vec<StackRecord>,
     stats: Vec<StatsRecord>,
+    hists: Vec<CudaHistRecord>,
 }
 
 /// Totals of what was written, for the final summary.
@@ -116,6 +118,13 @@ impl ParquetSink {
         Ok(())
     }
 
+    /// Buffers CUDA histogram rows; they are written with the next flush.
+    pub fn add_histograms(&mut self, rows: Vec<CudaHistRecord>) {
+        for r in rows {
+            self.pending.entry(layout::hour_bucket(r.time_unix_nano)).or_default().hists.push(r);
+        }
+    }
+
     /// Writes everything buffered. Partitions that fail stay buffered; the first error is returned.
     pub async fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
@@ -161,6 +170,12 @@ impl ParquetSink {
             let batch = crate::stats::stats_batch(&p.stats)?;
             self.write(crate::stats::TABLE, bucket, start, &batch).await?;
             p.stats.clear();
+        }
+        if !p.hists.is_empty() {
+            let start = p.hists.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
+            let batch = table::cuda_histograms_batch(&p.hists)?;
+            self.write(table::CUDA_HISTOGRAMS, bucket, start, &batch).await?;
+            p.hists.clear();
         }
         Ok(())
     }

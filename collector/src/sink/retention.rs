@@ -21,7 +21,7 @@ pub struct Deleted {
 }
 
 /// Tables whose partitions retention manages.
-const TABLES: &[&str] = &["kernel_events", "stacks", "collector_stats"];
+const TABLES: &[&str] = &["kernel_events", "stacks", "collector_stats", "cuda_histograms"];
 
 /// One retention pass at `now_unix_nano`. `max_age_hours` 0 or `max_bytes` 0 disable that limit.
 pub async fn enforce(

@@ -1,0 +1,573 @@
+//! bpf/cuda.bpf.c: CUDA runtime, driver and NCCL calls through uprobes on the libraries each
+//! process really maps (found by [`super::discovery`]).
+//!
+//! Cost is the design constraint. A uprobe traps into the kernel on every call (~1.4 µs where
+//! the probed instruction is emulated, more where it is single-stepped); launches come at 10^5
+//! per second, so probing every launch would slow a launch-bound job by 13–22%. Hence:
+//! * synchronization, memcpy, allocation and NCCL calls (rare and long) are probed all the time
+//!   and every call is a row;
+//! * launch functions are probed a fraction of the time (`cuda.launch_sampling` of every
+//!   `cuda.sampling_period`, at a random phase): their probes are attached and detached, so
+//!   outside the on-window they cost nothing. While attached, every launch adds to an in-kernel
+//!   log2 histogram per (process, function), and only launches slower than `cuda.slow_launch`
+//!   become rows. The histograms go to the `cuda_histograms` table with the share of the window
+//!   the probes were attached, and `collector_stats` rows (`kind = 'cuda_sampling'`) say it too.
+
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::names;
+use causeway_proto::table::CudaHistRecord;
+use causeway_proto::KernelEvent;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::Link;
+use libbpf_rs::MapCore;
+use libbpf_rs::MapFlags;
+use libbpf_rs::OpenObject;
+use libbpf_rs::UprobeOpts;
+
+use super::discovery::FileId;
+use super::discovery::FoundFile;
+use super::offcpu;
+use super::offcpu::Common;
+use super::read_record;
+use crate::clock::BootToWall;
+
+#[allow(missing_docs, clippy::all, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/cuda.skel.rs"));
+}
+
+use skel::types;
+pub use skel::CudaSkel;
+use skel::CudaSkelBuilder;
+
+/// What a function does, which decides how it is probed and how its waits are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Kernel or graph launch: frequent and short; duty-cycled, histogram + slow calls.
+    Launch,
+    /// The host waits for the GPU.
+    Sync,
+    /// A copy (synchronous ones wait for the GPU too).
+    Memcpy,
+    /// Allocation or free.
+    Alloc,
+    /// NCCL collective or point-to-point call.
+    Collective,
+}
+
+impl Class {
+    /// The `event_name` of this class's rows.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Class::Launch => names::event::CUDA_LAUNCH,
+            Class::Sync => names::event::CUDA_SYNC,
+            Class::Memcpy => names::event::CUDA_MEMCPY,
+            Class::Alloc => names::event::CUDA_ALLOC,
+            Class::Collective => names::event::NCCL_COLLECTIVE,
+        }
+    }
+}
+
+/// The probed functions: `enum cw_cuda_func` in bpf/causeway.h, by id (the attach cookie).
+pub const FUNCS: &[(u32, &str, Class)] = &[
+    (1, "cudaLaunchKernel", Class::Launch),
+    (2, "cudaLaunchKernel_ptsz", Class::Launch),
+    (3, "cudaGraphLaunch", Class::Launch),
+    (4, "cudaMemcpy", Class::Memcpy),
+    (5, "cudaMemcpyAsync", Class::Memcpy),
+    (6, "cudaStreamSynchronize", Class::Sync),
+    (7, "cudaDeviceSynchronize", Class::Sync),
+    (8, "cudaEventSynchronize", Class::Sync),
+    (9, "cudaMalloc", Class::Alloc),
+    (10, "cudaFree", Class::Alloc),
+    (11, "cuLaunchKernel", Class::Launch),
+    (12, "cuLaunchKernel_ptsz", Class::Launch),
+    (13, "cuMemcpy", Class::Memcpy),
+    (14, "cuMemcpyAsync", Class::Memcpy),
+    (15, "cuMemcpyHtoD_v2", Class::Memcpy),
+    (16, "cuMemcpyDtoH_v2", Class::Memcpy),
+    (17, "cuMemcpyDtoD_v2", Class::Memcpy),
+    (18, "cuMemcpyHtoDAsync_v2", Class::Memcpy),
+    (19, "cuMemcpyDtoHAsync_v2", Class::Memcpy),
+    (20, "cuCtxSynchronize", Class::Sync),
+    (21, "cuStreamSynchronize", Class::Sync),
+    (22, "cuMemAlloc_v2", Class::Alloc),
+    (23, "cuMemFree_v2", Class::Alloc),
+    (24, "ncclAllReduce", Class::Collective),
+    (25, "ncclAllGather", Class::Collective),
+    (26, "ncclReduceScatter", Class::Collective),
+    (27, "ncclBroadcast", Class::Collective),
+    (28, "ncclSend", Class::Collective),
+    (29, "ncclRecv", Class::Collective),
+];
+
+/// Function name and class of an id.
+pub fn func(id: u32) -> Option<(&'static str, Class)> {
+    FUNCS.iter().find(|(i, _, _)| *i == id).map(|(_, n, c)| (*n, *c))
+}
+
+/// The symbol names discovery looks for.
+pub fn symbols() -> Vec<&'static str> {
+    FUNCS.iter().map(|(_, n, _)| *n).collect()
+}
+
+/// Which library a file is, by name: for reports (`doctor`, logs).
+pub fn library_kind(path: &str) -> &'static str {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    if base.starts_with("libcudart") {
+        "CUDA runtime"
+    } else if base.starts_with("libcuda.") {
+        "CUDA driver"
+    } else if base.starts_with("libnccl") {
+        "NCCL"
+    } else if base.contains(".so") {
+        "library with CUDA symbols"
+    } else {
+        "executable with the CUDA runtime linked statically"
+    }
+}
+
+/// Sampling settings (config `cuda`).
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    /// Share of each period the launch probes are attached, (0, 1]; 1 = always.
+    pub launch_fraction: f64,
+    /// Duty-cycle period.
+    pub period: Duration,
+    /// Launches at least this long become rows.
+    pub slow_launch: Duration,
+}
+
+/// Loads the CUDA programs with the same filter as the off-CPU set, sharing its maps.
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    s: &offcpu::Settings,
+    offcpu: &offcpu::OffcpuSkel<'_>,
+    sampling: &Sampling,
+) -> Result<CudaSkel<'obj>> {
+    let mut open = CudaSkelBuilder::default().open(open_object).context("opening the CUDA BPF object")?;
+    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    ro.slow_launch_ns = sampling.slow_launch.as_nanos() as u64;
+    super::write_filter!(&mut *ro, s);
+    super::share_maps!(&mut open, offcpu);
+    open.load().context("loading the CUDA uprobe programs (verifier)")
+}
+
+/// Decodes a `cw_cuda_event` record.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+    let e: types::cw_cuda_event = read_record(data)?;
+    let hdr: offcpu::types::cw_header = read_record(data)?;
+    let (name, class) = func(e.func)?;
+    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
+    let launch = class == Class::Launch && e.grid != [0, 0, 0];
+    Some(KernelEvent {
+        cuda_function: Some(name),
+        cuda_stream: Some(e.stream as i64),
+        cuda_grid: launch.then(|| dims(e.grid)),
+        cuda_block: launch.then(|| dims(e.block)),
+        bytes: (e.bytes > 0).then_some(e.bytes as i64),
+        exit_code: (e.ret != 0).then_some(e.ret),
+        ..common.event(class.event_name(), clock)
+    })
+}
+
+/// A probed file: its always-on links and, for launches, what to attach in each on-window.
+struct ProbedFile {
+    path: String,
+    host_path: std::path::PathBuf,
+    launches: Vec<(u32, u64)>,
+    launch_links: Vec<Link>,
+    _always: Vec<Link>,
+}
+
+/// Duty cycle of the launch probes.
+struct Duty {
+    fraction: f64,
+    period: Duration,
+    period_start: Instant,
+    on_start: Instant,
+    on_end: Instant,
+    rng: u64,
+    /// Attached since (while attached).
+    attached_since: Option<Instant>,
+    /// Attached time in the current stats window, before `attached_since`.
+    attached_in_window: Duration,
+}
+
+impl Duty {
+    fn new(fraction: f64, period: Duration) -> Self {
+        let now = Instant::now();
+        let seed = crate::clock::realtime_ns() as u64 ^ ((std::process::id() as u64) << 32) | 1;
+        let mut d = Duty {
+            fraction,
+            period,
+            period_start: now,
+            on_start: now,
+            on_end: now,
+            rng: seed,
+            attached_since: None,
+            attached_in_window: Duration::ZERO,
+        };
+        d.plan();
+        d
+    }
+
+    fn always(&self) -> bool {
+        self.fraction >= 1.0
+    }
+
+    /// Picks this period's on-window at a random phase (so it cannot lock onto a periodic load).
+    fn plan(&mut self) {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let on = self.period.mul_f64(self.fraction);
+        let slack = self.period.saturating_sub(on);
+        let phase = slack.mul_f64((self.rng % 10_000) as f64 / 10_000.0);
+        self.on_start = self.period_start + phase;
+        self.on_end = self.on_start + on;
+    }
+
+    /// Whether the launch probes should be attached at `now`.
+    fn want(&mut self, now: Instant) -> bool {
+        if self.always() {
+            return true;
+        }
+        while now >= self.period_start + self.period {
+            self.period_start += self.period;
+            self.plan();
+        }
+        now >= self.on_start && now < self.on_end
+    }
+
+    /// The attached share of the window that ends now, and a new window begins.
+    fn take_fraction(&mut self, window: Duration, now: Instant) -> f64 {
+        if self.always() {
+            return 1.0;
+        }
+        let mut t = self.attached_in_window;
+        if let Some(s) = self.attached_since {
+            t += now - s;
+            self.attached_since = Some(now);
+        }
+        self.attached_in_window = Duration::ZERO;
+        if window.is_zero() {
+            return 0.0;
+        }
+        (t.as_secs_f64() / window.as_secs_f64()).min(1.0)
+    }
+}
+
+/// How a window's launches were sampled.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSampling {
+    /// Launches counted while their probes were attached.
+    pub sampled_launches: i64,
+    /// The sampling in words, for `collector_stats.detail`.
+    pub detail: String,
+}
+
+/// Counts per (pid, function) as last read, to turn cumulative maps into window deltas.
+type HistSnapshot = HashMap<(u32, u32), (u64, u64, Vec<u64>)>;
+
+/// The running CUDA probes: files, links, duty cycle, histogram windows.
+pub struct CudaProbes<'obj> {
+    skel: CudaSkel<'obj>,
+    files: HashMap<FileId, ProbedFile>,
+    duty: Duty,
+    launches_attached: bool,
+    prev_hist: HistSnapshot,
+    window_start: Instant,
+    window_start_ns: i64,
+    /// Process names seen in this collector's records, for histogram rows.
+    process_names: HashMap<u32, String>,
+    /// What was attached, for the exit report and `doctor`.
+    pub probed: Vec<String>,
+}
+
+impl<'obj> CudaProbes<'obj> {
+    /// Wraps a loaded skeleton.
+    pub fn new(skel: CudaSkel<'obj>, sampling: &Sampling) -> Self {
+        let fraction = sampling.launch_fraction.clamp(0.0, 1.0);
+        CudaProbes {
+            skel,
+            files: HashMap::new(),
+            duty: Duty::new(fraction, sampling.period),
+            launches_attached: false,
+            prev_hist: HashMap::new(),
+            window_start: Instant::now(),
+            window_start_ns: crate::clock::realtime_ns(),
+            process_names: HashMap::new(),
+            probed: Vec::new(),
+        }
+    }
+
+    fn attach_one(&self, host_path: &std::path::Path, offset: u64, id: u32, ret: bool) -> Result<Link> {
+        let prog = if ret { &self.skel.progs.handle__cuda_return } else { &self.skel.progs.handle__cuda_enter };
+        let opts = UprobeOpts { cookie: id as u64, retprobe: ret, ..Default::default() };
+        Ok(prog.attach_uprobe_with_opts(-1, host_path, offset as usize, opts)?)
+    }
+
+    /// Probes a file discovery found, when it defines CUDA/NCCL functions (once per file).
+    pub fn add_file(&mut self, f: &FoundFile) -> Result<()> {
+        if self.files.contains_key(&f.id) {
+            return Ok(());
+        }
+        let mut always = Vec::new();
+        let mut launches = Vec::new();
+        let mut names = Vec::new();
+        for (id, name, class) in FUNCS {
+            let Some(off) = f.symbols.get(*name) else { continue };
+            names.push(*name);
+            if *class == Class::Launch {
+                launches.push((*id, *off));
+                continue;
+            }
+            // the return probe first: an entry never misses its return (a return without an
+            // entry is counted and dropped)
+            for ret in [true, false] {
+                always.push(
+                    self.attach_one(&f.host_path, *off, *id, ret)
+                        .with_context(|| format!("attaching the CUDA uprobe on {name} in {}", f.path))?,
+                );
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        let shown = format!("{} ({}: {})", f.path, library_kind(&f.path), names.join(", "));
+        tracing::info!(file = %f.path, kind = library_kind(&f.path), functions = names.len(), "CUDA: probing");
+        self.probed.push(shown);
+        let mut pf = ProbedFile {
+            path: f.path.clone(),
+            host_path: f.host_path.clone(),
+            launches,
+            launch_links: Vec::new(),
+            _always: always,
+        };
+        if self.launches_attached || self.duty.always() {
+            self.attach_launches(&mut pf);
+        }
+        self.files.insert(f.id.clone(), pf);
+        Ok(())
+    }
+
+    fn attach_launches(&self, pf: &mut ProbedFile) {
+        for (id, off) in &pf.launches {
+            for ret in [true, false] {
+                match self.attach_one(&pf.host_path, *off, *id, ret) {
+                    Ok(l) => pf.launch_links.push(l),
+                    Err(e) => tracing::warn!("CUDA launch probe on {}: {e:#}", pf.path),
+                }
+            }
+        }
+    }
+
+    /// Attaches or detaches the launch probes as the duty cycle says. Called often (every few
+    /// ms) from the capture loop.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let want = self.duty.want(now);
+        if want == self.launches_attached {
+            return;
+        }
+        let mut files = std::mem::take(&mut self.files);
+        for pf in files.values_mut() {
+            if want {
+                self.attach_launches(pf);
+            } else {
+                pf.launch_links.clear();
+            }
+        }
+        self.files = files;
+        self.launches_attached = want;
+        if want {
+            self.duty.attached_since = Some(Instant::now());
+        } else if let Some(s) = self.duty.attached_since.take() {
+            self.duty.attached_in_window += now - s;
+        }
+    }
+
+    /// Detaches everything (before the final drain).
+    pub fn detach(&mut self) {
+        if let Some(s) = self.duty.attached_since.take() {
+            self.duty.attached_in_window += Instant::now() - s;
+        }
+        self.launches_attached = false;
+        self.files.clear();
+    }
+
+    /// Remembers process names from decoded records (histogram rows carry them).
+    pub fn note_process(&mut self, pid: i32, name: &str) {
+        if !self.process_names.contains_key(&(pid as u32)) {
+            self.process_names.insert(pid as u32, name.to_string());
+        }
+    }
+
+    /// Histogram rows of the window that ends now, with what was sampled and how.
+    pub fn take_window(&mut self) -> Result<(Vec<CudaHistRecord>, WindowSampling)> {
+        let now = Instant::now();
+        let now_ns = crate::clock::realtime_ns();
+        let window = now - self.window_start;
+        let launch_fraction = self.duty.take_fraction(window, now);
+        let cur = self.read_histograms()?;
+        let mut rows = Vec::new();
+        let mut sampled_launches = 0i64;
+        for (&(pid, fid), (count, sum, buckets)) in &cur {
+            let Some((name, class)) = func(fid) else { continue };
+            let (pc, ps, pb) = match self.prev_hist.get(&(pid, fid)) {
+                // a smaller count means the LRU map evicted and recreated the entry
+                Some((pc, ps, pb)) if pc <= count => (*pc, *ps, pb.clone()),
+                _ => (0, 0, Vec::new()),
+            };
+            if *count == pc {
+                continue;
+            }
+            let fraction = if class == Class::Launch { launch_fraction } else { 1.0 };
+            let mut first = true;
+            for (b, n) in buckets.iter().enumerate() {
+                let d = n.saturating_sub(pb.get(b).copied().unwrap_or(0)) as i64;
+                if d == 0 {
+                    continue;
+                }
+                if class == Class::Launch {
+                    sampled_launches += d;
+                }
+                rows.push(CudaHistRecord {
+                    time_unix_nano: self.window_start_ns,
+                    interval_ns: now_ns - self.window_start_ns,
+                    pid: pid as i32,
+                    process_name: self.process_names.get(&pid).cloned().unwrap_or_default(),
+                    cuda_function: name,
+                    event_name: class.event_name(),
+                    bucket_low_ns: if b == 0 { 0 } else { 1i64 << b },
+                    bucket_high_ns: 1i64 << (b + 1),
+                    calls: d,
+                    sum_ns: if first { sum.saturating_sub(ps) as i64 } else { 0 },
+                    sampled_fraction: fraction,
+                });
+                first = false;
+            }
+        }
+        let sampling = WindowSampling {
+            sampled_launches,
+            detail: if self.duty.always() {
+                "every CUDA/NCCL call probed (launch_sampling 1.0)".to_string()
+            } else {
+                format!(
+                    "launch probes attached {:.1}% of the window ({:?} of every {:?}, random phase); \
+                     estimate launches as calls / sampled_fraction in cuda_histograms; \
+                     sync, memcpy, alloc and NCCL calls: every call",
+                    launch_fraction * 100.0,
+                    self.duty.period.mul_f64(self.duty.fraction),
+                    self.duty.period
+                )
+            },
+        };
+        self.prev_hist = cur;
+        self.window_start = now;
+        self.window_start_ns = now_ns;
+        Ok((rows, sampling))
+    }
+
+    fn read_histograms(&self) -> Result<HistSnapshot> {
+        let map = &self.skel.maps.cuda_hists;
+        let mut out = HistSnapshot::new();
+        for key in map.keys() {
+            let Some(k) = read_record::<types::cw_cuda_hist_key>(&key) else { continue };
+            let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY).context("reading CUDA histograms")? else {
+                continue;
+            };
+            let mut total = (0u64, 0u64, vec![0u64; types::cw_cuda_hist::default().buckets.len()]);
+            for v in per_cpu {
+                let Some(h) = read_record::<types::cw_cuda_hist>(&v) else { continue };
+                total.0 += h.count;
+                total.1 += h.sum_ns;
+                for (t, b) in total.2.iter_mut().zip(h.buckets.iter()) {
+                    *t += b;
+                }
+            }
+            out.insert((k.tgid, k.func), total);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_table_is_complete_and_unique() {
+        for id in 1..30u32 {
+            assert!(func(id).is_some(), "id {id} missing");
+        }
+        assert!(func(30).is_none() && func(0).is_none());
+        let mut names = symbols();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), FUNCS.len());
+    }
+
+    #[test]
+    fn cuda_record_layout_and_decoding() {
+        assert_eq!(std::mem::size_of::<types::cw_cuda_event>(), 48 + 5 * 8 + 24 + 8 + 32);
+        let mut e = types::cw_cuda_event::default();
+        e.hdr.r#type = offcpu::wire::EV_CUDA;
+        e.hdr.pid = 7;
+        e.hdr.tid = 9;
+        e.func = 1;
+        e.grid = [128, 1, 1];
+        e.block = [256, 1, 1];
+        e.stream = 0x55;
+        e.duration_ns = 2_100_000;
+        // SAFETY: reading the bytes of a plain C struct we own.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_cuda_event>())
+        };
+        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
+            panic!("a CUDA record decodes to an event")
+        };
+        assert_eq!(ev.event_name, "cuda.launch");
+        assert_eq!(ev.cuda_function, Some("cudaLaunchKernel"));
+        assert_eq!((ev.cuda_grid.as_deref(), ev.cuda_block.as_deref()), (Some("128,1,1"), Some("256,1,1")));
+        assert_eq!((ev.cuda_stream, ev.bytes, ev.exit_code), (Some(0x55), None, None));
+        e.func = 99;
+        // SAFETY: as above.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_cuda_event>())
+        };
+        assert!(offcpu::decode(bytes, &BootToWall::sample()).is_none(), "unknown function ids are undecodable");
+    }
+
+    #[test]
+    fn duty_cycle_is_on_for_its_fraction_at_a_random_phase() {
+        let mut d = Duty::new(0.25, Duration::from_millis(100));
+        let start = d.period_start;
+        let mut on = 0;
+        for i in 0..1000u64 {
+            if d.want(start + Duration::from_micros(i * 100)) {
+                on += 1;
+            }
+        }
+        // 10 periods of 100 ms sampled every 0.1 ms: 25 ms on in each
+        assert!((240..=260).contains(&on), "on {on} of 1000 samples");
+        assert!(Duty::new(1.0, Duration::from_secs(1)).want(Instant::now()));
+    }
+
+    #[test]
+    fn library_kinds_by_name() {
+        assert_eq!(library_kind("/x/nvidia/cu13/lib/libcudart.so.13"), "CUDA runtime");
+        assert_eq!(library_kind("/usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06"), "CUDA driver");
+        assert_eq!(library_kind("/x/libnccl.so.2"), "NCCL");
+        assert_eq!(library_kind("/opt/app/bin/train"), "executable with the CUDA runtime linked statically");
+    }
+}
