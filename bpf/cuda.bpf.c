@@ -3,7 +3,9 @@
  * CUDA runtime (libcudart), driver (libcuda) and NCCL calls, through uprobes and uretprobes.
  *
  * One entry and one return program serve every probed function: the collector attaches them
- * once per function and file with the function's id (enum cw_cuda_func) as the attach cookie.
+ * with uprobe_multi links (one per file and kind: a link's detach waits for the kernel's RCU
+ * grace periods once, not once per function), with each function's id (enum cw_cuda_func) as
+ * its cookie.
  * The entry remembers start time and the arguments worth keeping (stream, bytes, grid) per
  * thread and layer; the return computes the duration, adds it to a per-CPU log2 histogram per
  * (process, function), and sends a record for every call except fast launches — launches come
@@ -23,6 +25,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Launches shorter than this are only counted in the histograms. */
 const volatile __u64 slow_launch_ns = 100000;
+
+/* Set by the collector (memory-mapped .bss): launch probes count only while launch_on is set,
+ * which makes the duty cycle exact although detaching a link takes the kernel a while; cuda_off
+ * stops everything at once before the final drain. */
+__u32 launch_on = 0;
+__u32 cuda_off = 0;
 
 /* Calls in flight: one per thread and layer (runtime, driver, NCCL), since a runtime call runs
  * the driver's inside it. LRU: an entry whose return was never seen (probe detached mid-call)
@@ -105,7 +113,7 @@ static __always_inline void dim3_from(__u32 *d, __u64 xy, __u64 z)
 	d[2] = (__u32)z;
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int handle__cuda_enter(struct pt_regs *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
@@ -113,7 +121,7 @@ int handle__cuda_enter(struct pt_regs *ctx)
 	struct call_key k = { .pid_tgid = bpf_get_current_pid_tgid(), .layer = layer_of(func) };
 	struct call c = { .func = func };
 
-	if (!traced(t))
+	if (cuda_off || (is_launch(func) && !launch_on) || !traced(t))
 		return 0;
 	switch (func) {
 	case CW_CUDA_LAUNCH_KERNEL:
@@ -222,7 +230,7 @@ static __always_inline void add_to_histogram(__u32 tgid, __u32 func, __u64 dur)
 		h->buckets[b] += 1;
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int handle__cuda_return(struct pt_regs *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();

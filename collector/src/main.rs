@@ -60,6 +60,17 @@ struct RunArgs {
     /// Probe this trace-context writer (libcauseway_ctx.so or a binary) from the start; repeatable.
     #[arg(long = "trace-context-lib", value_name = "PATH")]
     trace_context_libs: Vec<String>,
+    /// Probe this CUDA runtime/driver/NCCL library (or a binary with cudart linked in) from the
+    /// start; repeatable (discovery finds the others through /proc/PID/maps).
+    #[arg(long = "cuda-lib", value_name = "PATH")]
+    cuda_libs: Vec<String>,
+    /// Share of time the CUDA launch probes are attached, within (0, 1]; 1 counts every launch
+    /// [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    cuda_launch_sampling: Option<f64>,
+    /// Launches at least this long are recorded one by one [default: 100us].
+    #[arg(long, value_parser = cli::duration)]
+    cuda_slow_launch: Option<std::time::Duration>,
     /// OBI's pinned traces_ctx_v1 map [default: looked up under /sys/fs/bpf].
     #[arg(long, value_name = "PATH")]
     obi_map: Option<String>,
@@ -178,6 +189,13 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
         _ => {}
     }
     cfg.trace_context.libraries.extend(args.trace_context_libs.iter().cloned());
+    cfg.cuda.libraries.extend(args.cuda_libs.iter().cloned());
+    if let Some(f) = args.cuda_launch_sampling {
+        cfg.cuda.launch_sampling = f;
+    }
+    if let Some(d) = args.cuda_slow_launch {
+        cfg.cuda.slow_launch = d;
+    }
     if args.obi_map.is_some() {
         cfg.trace_context.obi_map = args.obi_map.clone();
     }

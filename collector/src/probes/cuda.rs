@@ -29,7 +29,7 @@ use libbpf_rs::Link;
 use libbpf_rs::MapCore;
 use libbpf_rs::MapFlags;
 use libbpf_rs::OpenObject;
-use libbpf_rs::UprobeOpts;
+use libbpf_rs::UprobeMultiOpts;
 
 use super::discovery::FileId;
 use super::discovery::FoundFile;
@@ -185,7 +185,49 @@ struct ProbedFile {
     host_path: std::path::PathBuf,
     launches: Vec<(u32, u64)>,
     launch_links: Vec<Link>,
-    _always: Vec<Link>,
+    always: Vec<Link>,
+}
+
+/// Drops links on a thread of its own: the kernel waits for RCU grace periods when a uprobe
+/// goes away (~0.1 s here), which must not stall the drain. The BPF gates (`launch_on`,
+/// `cuda_off`) stop counting at once, so a link that lingers a little changes no number.
+struct Reaper {
+    tx: Option<std::sync::mpsc::Sender<Vec<Link>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reaper {
+    fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Link>>();
+        let handle = std::thread::Builder::new()
+            .name("cw-cuda-detach".into())
+            .spawn(move || {
+                for links in rx {
+                    drop(links);
+                }
+            })
+            .ok();
+        Reaper { tx: Some(tx), handle }
+    }
+
+    fn reap(&self, links: Vec<Link>) {
+        if links.is_empty() {
+            return;
+        }
+        // without the thread (it could not start) the links are dropped here, slowly
+        if let Some(Err(std::sync::mpsc::SendError(links))) = self.tx.as_ref().map(|t| t.send(links)) {
+            drop(links);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Duty cycle of the launch probes.
@@ -281,6 +323,7 @@ type HistSnapshot = HashMap<(u32, u32), (u64, u64, Vec<u64>)>;
 /// The running CUDA probes: files, links, duty cycle, histogram windows.
 pub struct CudaProbes<'obj> {
     skel: CudaSkel<'obj>,
+    reaper: Reaper,
     files: HashMap<FileId, ProbedFile>,
     duty: Duty,
     launches_attached: bool,
@@ -297,23 +340,46 @@ impl<'obj> CudaProbes<'obj> {
     /// Wraps a loaded skeleton.
     pub fn new(skel: CudaSkel<'obj>, sampling: &Sampling) -> Self {
         let fraction = sampling.launch_fraction.clamp(0.0, 1.0);
-        CudaProbes {
+        let duty = Duty::new(fraction, sampling.period);
+        let mut probes = CudaProbes {
             skel,
+            reaper: Reaper::new(),
             files: HashMap::new(),
-            duty: Duty::new(fraction, sampling.period),
-            launches_attached: false,
+            // always-on launch probes are attached with their file; duty-cycled ones by tick()
+            launches_attached: duty.always(),
+            duty,
             prev_hist: HashMap::new(),
             window_start: Instant::now(),
             window_start_ns: crate::clock::realtime_ns(),
             process_names: HashMap::new(),
             probed: Vec::new(),
-        }
+        };
+        probes.set_gate(probes.launches_attached, false);
+        probes
     }
 
-    fn attach_one(&self, host_path: &std::path::Path, offset: u64, id: u32, ret: bool) -> Result<Link> {
+    /// One uprobe_multi link over these (function id, file offset) pairs of a file.
+    fn attach_multi(&self, host_path: &std::path::Path, funcs: &[(u32, u64)], ret: bool) -> Result<Link> {
         let prog = if ret { &self.skel.progs.handle__cuda_return } else { &self.skel.progs.handle__cuda_enter };
-        let opts = UprobeOpts { cookie: id as u64, retprobe: ret, ..Default::default() };
-        Ok(prog.attach_uprobe_with_opts(-1, host_path, offset as usize, opts)?)
+        let opts = UprobeMultiOpts {
+            offsets: funcs.iter().map(|(_, off)| *off as usize).collect(),
+            cookies: funcs.iter().map(|(id, _)| *id as u64).collect(),
+            retprobe: ret,
+            ..Default::default()
+        };
+        prog.attach_uprobe_multi_with_opts(-1, host_path, "", opts)
+            .context("uprobe_multi link (needs Linux 6.6+)")
+    }
+
+    /// Entry and return links over `funcs`: the return link first, so an entry never misses
+    /// its return (a return without an entry is counted and dropped).
+    fn attach_pair(&self, host_path: &std::path::Path, funcs: &[(u32, u64)]) -> Result<Vec<Link>> {
+        if funcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ret = self.attach_multi(host_path, funcs, true)?;
+        let entry = self.attach_multi(host_path, funcs, false)?;
+        Ok(vec![ret, entry])
     }
 
     /// Probes a file discovery found, when it defines CUDA/NCCL functions (once per file).
@@ -329,20 +395,16 @@ impl<'obj> CudaProbes<'obj> {
             names.push(*name);
             if *class == Class::Launch {
                 launches.push((*id, *off));
-                continue;
-            }
-            // the return probe first: an entry never misses its return (a return without an
-            // entry is counted and dropped)
-            for ret in [true, false] {
-                always.push(
-                    self.attach_one(&f.host_path, *off, *id, ret)
-                        .with_context(|| format!("attaching the CUDA uprobe on {name} in {}", f.path))?,
-                );
+            } else {
+                always.push((*id, *off));
             }
         }
         if names.is_empty() {
             return Ok(());
         }
+        let always = self
+            .attach_pair(&f.host_path, &always)
+            .with_context(|| format!("attaching the CUDA uprobes in {}", f.path))?;
         let shown = format!("{} ({}: {})", f.path, library_kind(&f.path), names.join(", "));
         tracing::info!(file = %f.path, kind = library_kind(&f.path), functions = names.len(), "CUDA: probing");
         self.probed.push(shown);
@@ -351,9 +413,9 @@ impl<'obj> CudaProbes<'obj> {
             host_path: f.host_path.clone(),
             launches,
             launch_links: Vec::new(),
-            _always: always,
+            always,
         };
-        if self.launches_attached || self.duty.always() {
+        if self.launches_attached {
             self.attach_launches(&mut pf);
         }
         self.files.insert(f.id.clone(), pf);
@@ -361,13 +423,16 @@ impl<'obj> CudaProbes<'obj> {
     }
 
     fn attach_launches(&self, pf: &mut ProbedFile) {
-        for (id, off) in &pf.launches {
-            for ret in [true, false] {
-                match self.attach_one(&pf.host_path, *off, *id, ret) {
-                    Ok(l) => pf.launch_links.push(l),
-                    Err(e) => tracing::warn!("CUDA launch probe on {}: {e:#}", pf.path),
-                }
-            }
+        match self.attach_pair(&pf.host_path, &pf.launches) {
+            Ok(links) => pf.launch_links = links,
+            Err(e) => tracing::warn!("CUDA launch probes in {}: {e:#}", pf.path),
+        }
+    }
+
+    fn set_gate(&mut self, launch_on: bool, cuda_off: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.launch_on = launch_on as u32;
+            bss.cuda_off = cuda_off as u32;
         }
     }
 
@@ -380,29 +445,37 @@ impl<'obj> CudaProbes<'obj> {
             return;
         }
         let mut files = std::mem::take(&mut self.files);
-        for pf in files.values_mut() {
-            if want {
+        if want {
+            for pf in files.values_mut() {
                 self.attach_launches(pf);
-            } else {
-                pf.launch_links.clear();
+            }
+            self.set_gate(true, false);
+            self.duty.attached_since = Some(Instant::now());
+        } else {
+            self.set_gate(false, false);
+            if let Some(s) = self.duty.attached_since.take() {
+                self.duty.attached_in_window += now - s;
+            }
+            for pf in files.values_mut() {
+                self.reaper.reap(std::mem::take(&mut pf.launch_links));
             }
         }
         self.files = files;
         self.launches_attached = want;
-        if want {
-            self.duty.attached_since = Some(Instant::now());
-        } else if let Some(s) = self.duty.attached_since.take() {
-            self.duty.attached_in_window += now - s;
-        }
     }
 
-    /// Detaches everything (before the final drain).
+    /// Stops all counting at once and detaches everything in the background (before the final
+    /// drain).
     pub fn detach(&mut self) {
+        self.set_gate(false, true);
         if let Some(s) = self.duty.attached_since.take() {
             self.duty.attached_in_window += Instant::now() - s;
         }
         self.launches_attached = false;
-        self.files.clear();
+        for (_, pf) in self.files.drain() {
+            self.reaper.reap(pf.launch_links);
+            self.reaper.reap(pf.always);
+        }
     }
 
     /// Remembers process names from decoded records (histogram rows carry them).
