@@ -87,6 +87,7 @@ fn tables() -> Vec<(&'static str, SchemaRef)> {
         (table::KERNEL_EVENTS, table::kernel_events_schema()),
         (table::STACKS, table::stacks_schema()),
         (table::COLLECTOR_STATS, table::collector_stats_schema()),
+        (table::CUDA_HISTOGRAMS, table::cuda_histograms_schema()),
     ]
 }
 
@@ -164,7 +165,7 @@ impl Engine {
             let cfg = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
             let table = Arc::new(ListingTable::try_new(cfg)?);
             let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
-            if name == table::KERNEL_EVENTS && policy {
+            if (name == table::KERNEL_EVENTS || name == table::CUDA_HISTOGRAMS) && policy {
                 let df = pid_policy(ctx.read_table(table)?, &security, false)?;
                 ctx.register_table(name, df.into_view())?;
             } else {

@@ -99,6 +99,24 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// CUDA call latency of a process, slow calls explained by the host (analyze_gpu_launch_latency).
+    Gpu {
+        /// The process.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        pid: i64,
+        /// Window in seconds ending at the process's last CUDA record (1..=3600).
+        #[arg(long, default_value = "60s", value_parser = parse_long_window)]
+        window: i64,
+        /// Object store.
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+        /// Print the full JSON answer.
+        #[arg(long)]
+        json: bool,
+        /// Only this host partition.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Off-CPU flamegraph (SVG) of a process: stacks rooted at thread and blocking state.
     Flamegraph {
         /// The process.
@@ -244,6 +262,33 @@ fn main() -> ExitCode {
                     }
                     for s in &r.stack_trace {
                         println!("    {s}");
+                    }
+                }
+                Ok(())
+            }
+            Command::Gpu { pid, window, store, json, host } => {
+                let engine = Engine::open(&store).await?;
+                let a = analysis::gpu::GpuArgs { pid, window_s: Some(window), host };
+                let r = analysis::gpu::run(&engine, &a).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    println!("{}", r.message);
+                    for x in &r.by_function {
+                        println!(
+                            "  {:<24} {:<10} {:>9} calls  p50 {:>9.3} ms  p99 {:>9.3} ms  p999 {:>9.3} ms  ({}{})",
+                            x.function,
+                            x.class,
+                            x.calls,
+                            x.p50_ms,
+                            x.p99_ms,
+                            x.p999_ms,
+                            x.percentile_source,
+                            if x.sampled_fraction < 0.999 { format!(", {:.0}% sampled", x.sampled_fraction * 100.0) } else { String::new() }
+                        );
+                    }
+                    for c in &r.slowest_calls {
+                        println!("  slow: tid {} ⟦{}⟧ {}", c.tid, c.comm, c.reason);
                     }
                 }
                 Ok(())
