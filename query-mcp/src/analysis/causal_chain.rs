@@ -135,6 +135,9 @@ pub struct ChainReport {
 /// How far the chain is followed.
 const MAX_HOPS: i64 = 6;
 
+/// Calls in which the host waits for the GPU: sync calls and synchronous copies.
+const GPU_WAIT: &str = "(event_name = 'cuda.sync' OR (event_name = 'cuda.memcpy' AND cuda_function NOT LIKE '%Async%'))";
+
 /// A wait that ends this close to its waker's exit is a join.
 const JOIN_SLACK_NS: i64 = 5_000_000;
 
@@ -307,12 +310,34 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             }
         }
     }
+    // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
+    // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
+    let gpu_sql = q(
+        "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
+        format!(
+            "SELECT tid, comm, cuda_function, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
+             max(cuda_stream) AS stream FROM kernel_events WHERE {w} AND {GPU_WAIT} \
+             GROUP BY tid, comm, cuda_function ORDER BY total_ns DESC LIMIT 10"
+        ),
+    );
+    let gpu_waits = engine.query(&gpu_sql).await?.rows;
+    let not_gpu = if gpu_waits.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE g.pid = {pid} AND g.tid = k.tid \
+             AND g.time_unix_nano >= {} AND g.time_unix_nano < {end} AND {} \
+             AND k.time_unix_nano >= g.time_unix_nano AND k.time_unix_nano < g.time_unix_nano + g.duration_ns)",
+            start - 60_000_000_000,
+            GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
+        )
+    };
     let wakers_sql = q(
-        "Threads that ended the target's sleeps (lock holders, producers), by time they ended",
+        "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
         format!(
             "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
-             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
-             AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid{not_joins} \
+             max(duration_ns) AS longest_ns FROM kernel_events k WHERE {w} AND event_name = 'sched.off_cpu' \
+             AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid{not_joins}{not_gpu} \
              GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 5"
         ),
     );
@@ -382,7 +407,15 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
     }
     let net_share = net_total as f64 / window_ns as f64;
+    let gpu_total: i64 = gpu_waits.iter().map(|r| i(r, "total_ns")).sum();
+    let gpu_longest = gpu_waits.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+    let mut gpu_by_thread: std::collections::BTreeMap<i64, i64> = Default::default();
+    for r in &gpu_waits {
+        *gpu_by_thread.entry(i(r, "tid")).or_default() += i(r, "total_ns");
+    }
+    let gpu_share = gpu_by_thread.values().copied().max().unwrap_or(0) as f64 / window_ns as f64;
     let mut candidates = [
+        ("gpu_sync", gpu_total, gpu_longest, gpu_share),
         ("network_retransmit", net_total, net_longest, net_share),
         ("lock_contention", lock_total, lock_longest, lock_share),
         ("io_wait", disk_total, disk_longest, disk_share),
@@ -393,7 +426,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let mut chain = Vec::new();
     let mut contention_source = Value::Null;
     let mut stack_trace = Vec::new();
-    let action;
+    let mut action;
     let ms = |ns: i64| ns as f64 / 1e6;
 
     // below a noise floor (under 1% of the window, no wait of 5 ms) nothing is contended: an
@@ -419,7 +452,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     // lock contention describes its own hop 0 (the longest wait the chain explains); the other
     // mechanisms start from the thread that lost the most time to them
-    if mechanism != "lock_contention" {
+    if mechanism != "lock_contention" && mechanism != "gpu_sync" {
         let state = match mechanism {
             "io_wait" => "disk",
             "network_retransmit" => "sleep",
@@ -444,6 +477,46 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
     }
     match mechanism {
+        "gpu_sync" => {
+            let top = &gpu_waits[0];
+            let (tid, f) = (i(top, "tid"), super::data_text(top["cuda_function"].as_str().unwrap_or("?")));
+            let thread_total = gpu_by_thread.get(&tid).copied().unwrap_or(0);
+            chain.push(Link {
+                hop: 0,
+                role: "target".into(),
+                pid,
+                tid,
+                comm: super::data_text(top["comm"].as_str().unwrap_or("")),
+                ms: ms(thread_total),
+                detail: format!(
+                    "{} calls of {f} waited {:.1} ms for the GPU, longest {:.1} ms",
+                    i(top, "n"),
+                    ms(i(top, "total_ns")),
+                    ms(i(top, "longest_ns"))
+                ),
+                ..Default::default()
+            });
+            let stream = i(top, "stream");
+            contention_source = serde_json::json!({
+                "kind": "gpu", "function": f, "stream": stream, "calls": i(top, "n"), "longest_ms": ms(i(top, "longest_ns")),
+            });
+            chain.push(Link {
+                hop: 1,
+                role: "gpu".into(),
+                pid: 0,
+                tid: 0,
+                comm: if stream != 0 { format!("GPU stream {stream:#x}") } else { "GPU".into() },
+                ms: ms(gpu_total),
+                detail: "the device was still running the work queued before the sync: the chain ends at the GPU".into(),
+                ..Default::default()
+            });
+            action = format!(
+                "pid {pid} spent {:.1} ms ({:.0}% of the window for its busiest thread) waiting in {f} and other GPU syncs, longest {:.1} ms: the GPU work queued before each sync is the critical path, not the host. Profile the kernels on that stream (Nsight Systems, torch.profiler), overlap copies and compute on separate streams, and drop syncs the host does not need (a .item()/.cpu() in the loop is one); analyze_gpu_launch_latency {{pid: {pid}}} shows whether launches were also starved of CPU",
+                ms(gpu_total),
+                gpu_share * 100.0,
+                ms(gpu_longest)
+            );
+        }
         "lock_contention" => {
             let wk = &wakers[0];
             let (first_pid, first_tid) = (i(wk, "waker_pid"), i(wk, "waker_tid"));
@@ -680,6 +753,22 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 );
                 contention_source = serde_json::json!({"pid": pid, "comm": "own threads"});
             }
+            // a GPU job whose launching thread waits for a CPU leaves the GPU idle
+            let launch_sql = q(
+                "The target's slow CUDA launches in the window (launch CPU starvation)",
+                format!(
+                    "SELECT count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns FROM kernel_events \
+                     WHERE {w} AND event_name = 'cuda.launch'"
+                ),
+            );
+            if let Some(l) = engine.query(&launch_sql).await?.rows.first().filter(|l| i(l, "n") > 0) {
+                action.push_str(&format!(
+                    ". It is feeding a GPU: {} CUDA launches were slow ({:.1} ms in all, longest {:.1} ms) while it waited for a CPU, so the GPU sat idle — keep the launching thread on a CPU of its own (analyze_gpu_launch_latency {{pid: {pid}}} names each)",
+                    i(l, "n"),
+                    ms(i(l, "total_ns")),
+                    ms(i(l, "longest_ns"))
+                ));
+            }
         }
         _ => {
             let dev_sql = q(
@@ -798,6 +887,13 @@ impl ChainReport {
     pub fn summary(&self) -> String {
         let src = match &self.contention_source {
             Value::Null => "unknown".to_string(),
+            v if v["kind"] == "gpu" => format!("the GPU ({}, stream {:#x})", quoted(&v["function"]), i(v, "stream")),
+            v if v.get("device").is_some() => format!("device {}", quoted(&v["device"])),
+            v if v.get("peer").is_some() => format!("peer {}", quoted(&v["peer"])),
+            v if v.get("cgroup_id").is_some() => match v["cgroup_path"].as_str() {
+                Some(_) => format!("cgroup {}", quoted(&v["cgroup_path"])),
+                None => format!("cgroup id {}", i(v, "cgroup_id")),
+            },
             v => format!("{} (pid {})", quoted(&v["comm"]), v["pid"]),
         };
         format!(
