@@ -2,6 +2,7 @@
  * device (see fake_gpu.h). */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,7 +10,6 @@
 
 #define QUEUE 4096
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t idle = PTHREAD_COND_INITIALIZER;
 static uint64_t queue[QUEUE];
 static unsigned head, tail, running;
@@ -20,10 +20,24 @@ static void *device(void *arg)
 {
 	(void)arg;
 	pthread_setname_np(pthread_self(), "fake-gpu");
+	/* a real GPU does not share the host's CPU: FAKECUDA_DEVICE_CPU keeps the device off it */
+	const char *cpu = getenv("FAKECUDA_DEVICE_CPU");
+	if (cpu) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(atoi(cpu), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	pthread_mutex_lock(&mu);
 	for (;;) {
-		while (head == tail)
-			pthread_cond_wait(&work, &mu);
+		/* poll for work like a driver's event thread (a timer wakes it, not the host thread):
+		 * an idle device is not a lock the host holds */
+		while (head == tail) {
+			pthread_mutex_unlock(&mu);
+			struct timespec poll = { 0, 50000 };
+			nanosleep(&poll, NULL);
+			pthread_mutex_lock(&mu);
+		}
 		uint64_t ns = queue[head % QUEUE];
 		running = 1;
 		pthread_mutex_unlock(&mu);
@@ -75,7 +89,6 @@ FAKE_API void fakegpu_enqueue(uint64_t gpu_ns, const void *stream)
 		pthread_cond_wait(&idle, &mu);
 	queue[tail % QUEUE] = gpu_ns;
 	tail++;
-	pthread_cond_signal(&work);
 	pthread_mutex_unlock(&mu);
 }
 

@@ -254,3 +254,33 @@ pub fn cgroup2_root() -> String {
 pub fn int(row: &Value, key: &str) -> i64 {
     row[key].as_i64().unwrap_or_else(|| panic!("{key} missing or not an integer in {row}"))
 }
+
+/// The fake CUDA libraries and workloads (tests/cuda/build.sh), built once per test process into
+/// the target directory: `libcudart.so.12/.13`, `libcuda.so.1`, `libnccl.so.2`, `cw-cuda-workload`
+/// (runtime 12) and `cw-cuda-workload-13`.
+pub fn fake_cuda() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let out = exe.parent().and_then(Path::parent).expect("target/<profile>/").join("fakecuda");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda/build.sh");
+            let o = Command::new("bash").arg(&script).arg(&out).output().expect("running tests/cuda/build.sh");
+            assert!(
+                o.status.success(),
+                "building the fake CUDA libraries failed:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            out
+        })
+        .clone()
+}
+
+/// Parses `causeway-query <args> --json`.
+pub fn query_json(args: &[&str]) -> Value {
+    let out = Command::new(bin("causeway-query")).args(args).arg("--json").output().expect("causeway-query runs");
+    assert!(out.status.success(), "causeway-query {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    v
+}
