@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use crate::preflight;
 use crate::preflight::Status;
+use crate::probes::cuda;
+use crate::probes::discovery;
 use crate::probes::futex;
 use crate::probes::offcpu;
 
@@ -52,6 +54,7 @@ pub fn run() -> Result<()> {
             Err(e) => checks.push(preflight::Check { name: "probes", status: Status::Fail(format!("{e:#}")) }),
         };
     }
+    checks.push(preflight::Check { name: "cuda", status: cuda_report() });
     let mut failed = false;
     for c in &checks {
         let (tag, msg) = match &c.status {
@@ -68,4 +71,70 @@ pub fn run() -> Result<()> {
         anyhow::bail!("capture is not possible here (see FAIL lines)");
     }
     Ok(())
+}
+
+/// Directories where CUDA libraries live without any process using them yet: system paths, the
+/// CUDA toolkit, conda, and pip wheels (`site-packages/nvidia/*/lib`, `torch/lib`).
+fn cuda_library_dirs() -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let mut dirs: Vec<PathBuf> = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/local/cuda/lib64",
+        "/usr/local/cuda/targets/x86_64-linux/lib",
+        "/opt/conda/lib",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let subdirs = |p: &std::path::Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    for base in ["/usr/lib", "/usr/local/lib", "/opt/conda/lib"] {
+        for py in subdirs(std::path::Path::new(base)) {
+            if !py.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")) {
+                continue;
+            }
+            for pkgs in ["site-packages", "dist-packages"] {
+                let root = py.join(pkgs);
+                dirs.push(root.join("torch/lib"));
+                for v in subdirs(&root.join("nvidia")) {
+                    dirs.push(v.join("lib"));
+                }
+            }
+        }
+    }
+    dirs
+}
+
+/// CUDA runtime/driver/NCCL libraries on this machine and in running processes.
+fn cuda_report() -> Status {
+    let mut lines = Vec::new();
+    let mut scanner = discovery::Scanner::new(cuda::symbols());
+    for f in scanner.scan() {
+        lines.push(format!("in use: {} ({}, {} functions)", f.path, cuda::library_kind(&f.path), f.symbols.len()));
+    }
+    let mut installed = std::collections::BTreeSet::new();
+    for d in cuda_library_dirs() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ["libcudart.so", "libcuda.so", "libnccl.so"].iter().any(|p| name.starts_with(p)) {
+                installed.insert(e.path().display().to_string());
+            }
+        }
+    }
+    for p in &installed {
+        lines.push(format!("installed: {p} ({})", cuda::library_kind(p)));
+    }
+    if lines.is_empty() {
+        return Status::Warn(
+            "no CUDA runtime, driver or NCCL library found (fine without a GPU): processes that load one later are found while capturing (cuda.libraries / --cuda-lib probe others from the start)".into(),
+        );
+    }
+    Status::Ok(format!(
+        "uprobes go on these while capturing (launches duty-cycled: cuda.launch_sampling):\n              {}",
+        lines.join("\n              ")
+    ))
 }

@@ -277,3 +277,48 @@ def test_new_files_are_seen_without_a_restart(recording):
         anyio.run(main)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_gpu_tool_over_stdio_on_a_fake_cuda_recording(recording):
+    """analyze_gpu_launch_latency on a real recording of the fake CUDA libraries (tests/cuda):
+    structured per-function counts equal to the calls the workload made."""
+    tmp = tempfile.mkdtemp(prefix="causeway-gpu-")
+    libs = os.path.join(tmp, "fakecuda")
+    subprocess.run(["bash", os.path.join(os.path.dirname(__file__), "..", "cuda", "build.sh"), libs], check=True)
+    store = os.path.join(tmp, "store")
+    ready = os.path.join(tmp, "ready")
+    w = subprocess.Popen([os.path.join(libs, "cw-cuda-workload"), "--iterations", "20", "--launches", "50",
+                          "--gpu-us", "0", "--wait-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = json.loads(w.stdout.readline())["ready"]
+    c = subprocess.Popen([COLLECTOR, "run", "--pid", str(pid), "--store", store, "--ready-file", ready,
+                          "--flush-interval", "1s", "--cuda-launch-sampling", "1"], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not os.path.exists(ready):
+        assert c.poll() is None and time.time() < deadline, "collector did not attach"
+        time.sleep(0.05)
+    w.stdin.write("go\n")
+    w.stdin.flush()
+    result = json.loads(w.stdout.readline())
+    w.wait()
+    time.sleep(0.3)
+    c.send_signal(signal.SIGINT)
+    assert c.wait(timeout=60) == 0
+
+    async def main():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                r = await call(session, "analyze_gpu_launch_latency", {"pid": pid, "window_s": 120})
+                assert not r.is_error, r.content
+                rep = r.structured_content
+                assert rep["status"] == "ok", rep
+                got = {f["function"]: f["calls"] for f in rep["by_function"]}
+                assert got == result["calls"], (got, result["calls"])
+                assert "cudaLaunchKernel" in rep["message"]
+                r = await call(session, "analyze_gpu_launch_latency", {"pid": pid, "window_s": 0})
+                assert r.is_error and "window_s" in r.content[0].text, r
+                r = await call(session, "analyze_gpu_launch_latency", {"pid": pid, "host": "a b"})
+                assert r.is_error and "host" in r.content[0].text, r
+    anyio.run(main)
+    shutil.rmtree(tmp, ignore_errors=True)
