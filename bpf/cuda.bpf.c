@@ -243,7 +243,8 @@ int handle__cuda_return(struct pt_regs *ctx)
 
 	c = bpf_map_lookup_elem(&cuda_calls, &k);
 	if (!c || c->func != func) {
-		if (traced(t))
+		/* a gated call (duty cycle off, or stopping) has no entry by design */
+		if (!cuda_off && (!is_launch(func) || launch_on) && traced(t))
 			count(CW_STAT_CUDA_ORPHAN_RET);
 		return 0;
 	}

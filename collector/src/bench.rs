@@ -148,3 +148,27 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Attaches the empty uprobe (and uretprobe) to `symbol` in `binary` for every process and
+/// holds them until SIGINT/SIGTERM: the baseline a CUDA probe's per-call cost is measured against.
+pub fn bare_uprobe(binary: &std::path::Path, symbol: &str, with_return: bool, ready: Option<&std::path::Path>) -> Result<()> {
+    let mut obj = MaybeUninit::uninit();
+    let skel = EmptySkelBuilder::default().open(&mut obj)?.load().context("loading the empty programs")?;
+    let opts = |ret: bool| libbpf_rs::UprobeOpts { func_name: Some(symbol.to_string()), retprobe: ret, ..Default::default() };
+    let mut links = vec![skel
+        .progs
+        .handle__uprobe_empty
+        .attach_uprobe_with_opts(-1, binary, 0, opts(false))
+        .with_context(|| format!("attaching a uprobe to {symbol} in {}", binary.display()))?];
+    if with_return {
+        links.push(skel.progs.handle__uretprobe_empty.attach_uprobe_with_opts(-1, binary, 0, opts(true))?);
+    }
+    if let Some(f) = ready {
+        std::fs::write(f, format!("{}\n", std::process::id()))?;
+    }
+    while !crate::run::signalled() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(links);
+    Ok(())
+}

@@ -116,7 +116,9 @@ pub struct Cuda {
     /// costs ~1.4–2.3 µs; 1.0 counts every launch exactly and costs launch-bound jobs 13–22%,
     /// the default 0.1 costs them about a tenth of that and gives estimated counts.
     pub launch_sampling: f64,
-    /// Duty-cycle period of the launch probes.
+    /// Duty-cycle period of the launch probes. Each attach and detach costs the probed process
+    /// a few milliseconds (the kernel rewrites its text and waits for grace periods), so the
+    /// period is long: 10 s keeps that under 0.1%.
     #[serde(deserialize_with = "duration")]
     pub sampling_period: Duration,
     /// Launches at least this long become rows (the rest are only in the histograms).
@@ -130,7 +132,7 @@ impl Default for Cuda {
             enabled: true,
             libraries: Vec::new(),
             launch_sampling: 0.1,
-            sampling_period: Duration::from_secs(1),
+            sampling_period: Duration::from_secs(10),
             slow_launch: Duration::from_micros(100),
         }
     }

@@ -68,6 +68,9 @@ struct RunArgs {
     /// [default: 0.1].
     #[arg(long, value_name = "FRACTION")]
     cuda_launch_sampling: Option<f64>,
+    /// Duty-cycle period of the CUDA launch probes [default: 10s].
+    #[arg(long, value_parser = cli::duration)]
+    cuda_sampling_period: Option<std::time::Duration>,
     /// Launches at least this long are recorded one by one [default: 100us].
     #[arg(long, value_parser = cli::duration)]
     cuda_slow_launch: Option<std::time::Duration>,
@@ -124,6 +127,23 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// A bare (empty) uprobe on a symbol until SIGINT: the per-call baseline of the CUDA probes
+    /// (tests/perf/bench_cuda.py).
+    #[command(hide = true)]
+    BareUprobe {
+        /// The library or binary.
+        #[arg(long)]
+        binary: std::path::PathBuf,
+        /// The function.
+        #[arg(long)]
+        symbol: String,
+        /// Add a return probe (entry + return, like the CUDA probes).
+        #[arg(long = "return")]
+        with_return: bool,
+        /// Created once attached.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
     },
     /// Write a synthetic store through the real Parquet sink (benchmarks).
     #[command(hide = true)]
@@ -193,6 +213,9 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(f) = args.cuda_launch_sampling {
         cfg.cuda.launch_sampling = f;
     }
+    if let Some(d) = args.cuda_sampling_period {
+        cfg.cuda.sampling_period = d;
+    }
     if let Some(d) = args.cuda_slow_launch {
         cfg.cuda.slow_launch = d;
     }
@@ -237,6 +260,10 @@ fn main() -> ExitCode {
                 .and_then(|_| demo::run(cfg, hold))
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
+        Command::BareUprobe { binary, symbol, with_return, ready_file } => {
+            run::install_signal_handlers();
+            bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
+        }
         Command::Workload(w) => workload::run(w),
         Command::Synth { store, seconds, rate, hot_pid, start } => {
             synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000)

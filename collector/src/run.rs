@@ -52,6 +52,11 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
+/// True once SIGINT/SIGTERM arrived.
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::SeqCst)
+}
+
 /// Installs SIGINT/SIGTERM handlers that request a clean stop (final drain and flush).
 pub fn install_signal_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM] {

@@ -181,7 +181,7 @@ fn cuda13_runtime_found_later_and_duty_cycled_launches_estimated() {
     let store = dir.path().join("store");
     let c = Collector::start(
         &store,
-        &["--flush-interval", "1s", "--cuda-launch-sampling", "0.3", "--min-off-cpu", "10ms"],
+        &["--flush-interval", "1s", "--cuda-launch-sampling", "0.3", "--cuda-sampling-period", "200ms", "--min-off-cpu", "10ms"],
     );
     let w = cuda_workload("cw-cuda-workload-13", "0", "1", &["--iterations", "1200", "--launches", "200", "--gpu-us", "1"]);
     let pid = w.pid;

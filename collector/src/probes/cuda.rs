@@ -182,15 +182,19 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
 /// A probed file: its always-on links and, for launches, what to attach in each on-window.
 struct ProbedFile {
     path: String,
-    host_path: std::path::PathBuf,
+    /// Held open: the probes attach through /proc/self/fd.
+    found: FoundFile,
     launches: Vec<(u32, u64)>,
     launch_links: Vec<Link>,
     always: Vec<Link>,
 }
 
-/// Drops links on a thread of its own: the kernel waits for RCU grace periods when a uprobe
-/// goes away (~0.1 s here), which must not stall the drain. The BPF gates (`launch_on`,
-/// `cuda_off`) stop counting at once, so a link that lingers a little changes no number.
+/// Drops links off the capture thread: the kernel waits for RCU grace periods when a uprobe
+/// link goes away (~0.1 s here), which must not stall the drain. Each link of a batch is dropped
+/// on its own thread, at the same time: a return probe also traps at function entry (to hook the
+/// return), so the entry and return links must lose their breakpoints together, not one grace
+/// period apart. The BPF gates (`launch_on`, `cuda_off`) stop counting at once, so a link that
+/// lingers changes no number.
 struct Reaper {
     tx: Option<std::sync::mpsc::Sender<Vec<Link>>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -203,7 +207,16 @@ impl Reaper {
             .name("cw-cuda-detach".into())
             .spawn(move || {
                 for links in rx {
-                    drop(links);
+                    let t = Instant::now();
+                    let n = links.len();
+                    let droppers: Vec<_> = links
+                        .into_iter()
+                        .map(|l| std::thread::Builder::new().name("cw-cuda-unlink".into()).spawn(move || drop(l)))
+                        .collect();
+                    for d in droppers.into_iter().flatten() {
+                        let _ = d.join();
+                    }
+                    tracing::debug!(links = n, elapsed = ?t.elapsed(), "CUDA links detached");
                 }
             })
             .ok();
@@ -371,8 +384,8 @@ impl<'obj> CudaProbes<'obj> {
             .context("uprobe_multi link (needs Linux 6.6+)")
     }
 
-    /// Entry and return links over `funcs`: the return link first, so an entry never misses
-    /// its return (a return without an entry is counted and dropped).
+    /// Entry and return links over `funcs`. The return link is attached first, so an entry
+    /// never misses its return (a return without an entry is counted and dropped).
     fn attach_pair(&self, host_path: &std::path::Path, funcs: &[(u32, u64)]) -> Result<Vec<Link>> {
         if funcs.is_empty() {
             return Ok(Vec::new());
@@ -403,14 +416,14 @@ impl<'obj> CudaProbes<'obj> {
             return Ok(());
         }
         let always = self
-            .attach_pair(&f.host_path, &always)
+            .attach_pair(&f.probe_path(), &always)
             .with_context(|| format!("attaching the CUDA uprobes in {}", f.path))?;
         let shown = format!("{} ({}: {})", f.path, library_kind(&f.path), names.join(", "));
         tracing::info!(file = %f.path, kind = library_kind(&f.path), functions = names.len(), "CUDA: probing");
         self.probed.push(shown);
         let mut pf = ProbedFile {
             path: f.path.clone(),
-            host_path: f.host_path.clone(),
+            found: f.clone(),
             launches,
             launch_links: Vec::new(),
             always,
@@ -423,7 +436,7 @@ impl<'obj> CudaProbes<'obj> {
     }
 
     fn attach_launches(&self, pf: &mut ProbedFile) {
-        match self.attach_pair(&pf.host_path, &pf.launches) {
+        match self.attach_pair(&pf.found.probe_path(), &pf.launches) {
             Ok(links) => pf.launch_links = links,
             Err(e) => tracing::warn!("CUDA launch probes in {}: {e:#}", pf.path),
         }

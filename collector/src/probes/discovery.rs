@@ -14,8 +14,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use anyhow::Result;
 
-/// Identity of a mapped file: (device as in /proc/PID/maps, inode).
-pub type FileId = (String, u64);
+/// Identity of a file: (st_dev, st_ino) of the opened file, the same however it was reached
+/// (a configured path or a process's mapping).
+pub type FileId = (u64, u64);
+
+/// What /proc/PID/maps says identifies a mapping: (`major:minor`, inode).
+type MapsId = (String, u64);
 
 /// An executable file mapping of a process.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,17 +108,36 @@ pub fn elf_defines(path: &Path, symbol: &str) -> Result<bool> {
     Ok(elf_symbols(path, &[symbol])?.contains_key(symbol))
 }
 
-/// A newly found file that defines wanted symbols.
+/// A newly found file that defines wanted symbols, held open: uprobes attach through
+/// `/proc/self/fd/N`, which stays valid after the process it was found in exits (a
+/// `/proc/PID/root/…` path would not) and reaches files in other mount namespaces.
 #[derive(Debug, Clone)]
 pub struct FoundFile {
     /// Its identity.
     pub id: FileId,
     /// How the process sees it (for logs and reports).
     pub path: String,
-    /// Where the collector opens it.
-    pub host_path: PathBuf,
+    /// The open file.
+    pub file: std::sync::Arc<std::fs::File>,
     /// Wanted symbol → file offset.
     pub symbols: HashMap<String, u64>,
+}
+
+impl FoundFile {
+    /// Opens `host_path` and reads its wanted symbols.
+    fn open(host_path: &Path, shown: String, wanted: &[&str]) -> Result<FoundFile> {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::open(host_path).with_context(|| format!("opening {}", host_path.display()))?;
+        let meta = file.metadata().with_context(|| format!("reading {}", host_path.display()))?;
+        let symbols = elf_symbols(host_path, wanted)?;
+        Ok(FoundFile { id: (meta.dev(), meta.ino()), path: shown, file: std::sync::Arc::new(file), symbols })
+    }
+
+    /// The path a uprobe attaches to.
+    pub fn probe_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
 }
 
 /// Scans processes for files defining wanted symbols; reports each file once.
@@ -122,7 +145,7 @@ pub struct Scanner {
     wanted: Vec<&'static str>,
     /// Files examined: whether they define any wanted symbol. A file that could not be read
     /// (its process ended) is not recorded, so it is tried again.
-    examined: HashMap<FileId, bool>,
+    examined: HashMap<MapsId, bool>,
 }
 
 impl Scanner {
@@ -147,10 +170,10 @@ impl Scanner {
                 if self.examined.contains_key(&id) {
                     continue;
                 }
-                let Ok(symbols) = elf_symbols(&m.host_path(), &self.wanted) else { continue };
-                self.examined.insert(id.clone(), !symbols.is_empty());
-                if !symbols.is_empty() {
-                    found.push(FoundFile { id, path: m.path.clone(), host_path: m.host_path(), symbols });
+                let Ok(f) = FoundFile::open(&m.host_path(), m.path.clone(), &self.wanted) else { continue };
+                self.examined.insert(id, !f.symbols.is_empty());
+                if !f.symbols.is_empty() {
+                    found.push(f);
                 }
             }
         }
@@ -160,15 +183,7 @@ impl Scanner {
 
 /// A file given by path (configuration), reported like a scanned one.
 pub fn examine_path(path: &Path, wanted: &[&str]) -> Result<FoundFile> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let symbols = elf_symbols(path, wanted)?;
-    Ok(FoundFile {
-        id: (format!("dev{}", meta.dev()), meta.ino()),
-        path: path.display().to_string(),
-        host_path: path.to_path_buf(),
-        symbols,
-    })
+    FoundFile::open(path, path.display().to_string(), wanted)
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ impl Discovery {
         let link = skel
             .progs
             .handle__ctx_publish
-            .attach_uprobe_with_opts(-1, &f.host_path, *offset as usize, UprobeOpts::default())
+            .attach_uprobe_with_opts(-1, f.probe_path(), *offset as usize, UprobeOpts::default())
             .with_context(|| format!("attaching the trace-context uprobe to {}", f.path))?;
         tracing::info!(file = %f.path, "trace context: probing {PROBE_SYMBOL}");
         self.links.push(link);
