@@ -39,7 +39,7 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one read-only SQL statement (SELECT/WITH) over kernel_events, stacks, collector_stats, app_spans.
+    /// Run one read-only SQL statement (SELECT/WITH) over kernel_events, stacks, collector_stats, cuda_histograms, app_spans.
     Sql {
         /// The query.
         query: String,

@@ -206,7 +206,7 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
     let lo = spans.iter().map(|s| i(s, "start_time_unix_nano")).min().unwrap_or(0);
     let hi = spans.iter().map(|s| i(s, "end_time_unix_nano")).max().unwrap_or(lo);
     let cols = "time_unix_nano, duration_ns, pid, tid, event_name, state, waker_pid, waker_tid, waker_comm, \
-                span_id, correlation_method, futex_uaddr, kernel_stack_id";
+                span_id, correlation_method, futex_uaddr, kernel_stack_id, cuda_function";
     let window = format!(
         "time_unix_nano < {hi} AND time_unix_nano + duration_ns > {lo} AND {}",
         date_predicate(lo - 300_000_000_000, hi)
@@ -305,13 +305,22 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             .collect();
         let tagged = mine.iter().filter(|e| e["span_id"].is_string()).count() as i64;
         let futexes: Vec<&&Value> = mine.iter().filter(|e| e["event_name"] == "futex.wait").collect();
+        // waiting for the GPU: sync calls and synchronous copies (their sleeps are not locks)
+        let gpu_wait = |e: &Value| {
+            e["event_name"] == "cuda.sync"
+                || (e["event_name"] == "cuda.memcpy" && !e["cuda_function"].as_str().unwrap_or("").contains("Async"))
+        };
+        let syncs: Vec<&&Value> = mine.iter().filter(|e| gpu_wait(e)).collect();
         let mut pieces = Vec::new();
         let mut holders: HashMap<(i64, i64, String), (i64, Option<i64>)> = HashMap::new();
         for e in &mine {
             let (es, ee) = (i(e, "time_unix_nano"), i(e, "time_unix_nano") + i(e, "duration_ns"));
             let cause = match e["event_name"].as_str().unwrap_or("") {
                 "sched.runq" => 0,
-                "cuda.sync" => 1,
+                _ if gpu_wait(e) => 1,
+                "sched.off_cpu" if syncs.iter().any(|s| {
+                    i(s, "tid") == i(e, "tid") && i(s, "time_unix_nano") < ee && i(s, "time_unix_nano") + i(s, "duration_ns") > es
+                }) => 1,
                 "sched.off_cpu" => {
                     let fx = futexes.iter().find(|f| {
                         i(f, "tid") == i(e, "tid")

@@ -41,7 +41,7 @@ use crate::engine::QueryError;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlArgs {
-    /// One SELECT or WITH statement over kernel_events, stacks, collector_stats, app_spans.
+    /// One SELECT or WITH statement over kernel_events, stacks, collector_stats, cuda_histograms, app_spans.
     pub query: String,
 }
 
@@ -168,7 +168,7 @@ impl Server {
 
     /// CUDA launch latency of a process.
     #[tool(
-        description = "Why was this GPU launch slow: per CUDA function latency percentiles of a process in a window, explained by host-side waits. Says so plainly when no CUDA events were captured.",
+        description = "Why was this GPU launch slow: per CUDA runtime/driver/NCCL function of a process, calls (launch counts estimated from duty-cycled sampling), p50/p99/p999 and log2 histograms; the slowest launches and, apart, the slowest sync/memcpy waits, each explained by what its thread did meanwhile (run-queue wait and who held the CPU, lock waits, D-state); launch CPU starvation and time waiting for the GPU. Says so plainly when no CUDA calls were captured.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<gpu::GpuReport>()
     )]
@@ -241,7 +241,7 @@ impl Server {
 
     /// One read-only SQL statement.
     #[tool(
-        description = "Run one read-only SQL statement (SELECT or WITH; DataFusion dialect) over kernel_events, stacks, collector_stats and app_spans. Results are capped in rows, bytes and time; truncated says when rows were cut. Filter on date/hour/host partitions to keep it fast.",
+        description = "Run one read-only SQL statement (SELECT or WITH; DataFusion dialect) over kernel_events, stacks, collector_stats, cuda_histograms and app_spans. Results are capped in rows, bytes and time; truncated says when rows were cut. Filter on date/hour/host partitions to keep it fast.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<SqlReport>()
     )]
@@ -257,7 +257,7 @@ impl Server {
 
     /// Tables and their columns.
     #[tool(
-        description = "List the tables (kernel_events, stacks, collector_stats, app_spans) and their columns with types.",
+        description = "List the tables (kernel_events, stacks, collector_stats, cuda_histograms, app_spans) and their columns with types.",
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<TablesReport>()
     )]
