@@ -32,12 +32,22 @@ def recording():
         pytest.skip("*** SKIPPED: recording needs root to load BPF programs ***")
     tmp = tempfile.mkdtemp(prefix="causeway-mcp-")
     store = os.path.join(tmp, "store")
-    ready = os.path.join(tmp, "ready")
-    w = subprocess.Popen([COLLECTOR, "workload", "mutex", "--hold", "200ms", "--wait-stdin"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid, result = record([COLLECTOR, "workload", "mutex", "--hold", "200ms"], store)
+    cfg = os.path.join(tmp, "query.yaml")
+    with open(cfg, "w") as f:
+        f.write("security:\n  query_timeout_s: 3\n  rate_limit_per_second: 50\n  max_rows: 100\n")
+    yield {"store": store, "pid": pid, "holder": result["holder_tid"], "waiter": result["waiter_tid"], "config": cfg}
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def record(workload, store, collector_args=()):
+    """Runs a workload that prints {"ready": pid} and waits for a line on stdin, under the real
+    collector tracing its pid; returns the pid and the workload's result line."""
+    ready = store + ".ready"
+    w = subprocess.Popen(workload + ["--wait-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = json.loads(w.stdout.readline())["ready"]
     c = subprocess.Popen([COLLECTOR, "run", "--pid", str(pid), "--store", store, "--ready-file", ready,
-                          "--flush-interval", "1s"], stderr=subprocess.DEVNULL)
+                          "--flush-interval", "1s", *collector_args], stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not os.path.exists(ready):
         assert c.poll() is None and time.time() < deadline, "collector did not attach"
@@ -49,11 +59,7 @@ def recording():
     time.sleep(0.3)
     c.send_signal(signal.SIGINT)
     assert c.wait(timeout=60) == 0
-    cfg = os.path.join(tmp, "query.yaml")
-    with open(cfg, "w") as f:
-        f.write("security:\n  query_timeout_s: 3\n  rate_limit_per_second: 50\n  max_rows: 100\n")
-    yield {"store": store, "pid": pid, "holder": result["holder_tid"], "waiter": result["waiter_tid"], "config": cfg}
-    shutil.rmtree(tmp, ignore_errors=True)
+    return pid, result
 
 
 async def call(session, name, args):
@@ -286,23 +292,8 @@ def test_gpu_tool_over_stdio_on_a_fake_cuda_recording(recording):
     libs = os.path.join(tmp, "fakecuda")
     subprocess.run(["bash", os.path.join(os.path.dirname(__file__), "..", "cuda", "build.sh"), libs], check=True)
     store = os.path.join(tmp, "store")
-    ready = os.path.join(tmp, "ready")
-    w = subprocess.Popen([os.path.join(libs, "cw-cuda-workload"), "--iterations", "20", "--launches", "50",
-                          "--gpu-us", "0", "--wait-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    pid = json.loads(w.stdout.readline())["ready"]
-    c = subprocess.Popen([COLLECTOR, "run", "--pid", str(pid), "--store", store, "--ready-file", ready,
-                          "--flush-interval", "1s", "--cuda-launch-sampling", "1"], stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not os.path.exists(ready):
-        assert c.poll() is None and time.time() < deadline, "collector did not attach"
-        time.sleep(0.05)
-    w.stdin.write("go\n")
-    w.stdin.flush()
-    result = json.loads(w.stdout.readline())
-    w.wait()
-    time.sleep(0.3)
-    c.send_signal(signal.SIGINT)
-    assert c.wait(timeout=60) == 0
+    pid, result = record([os.path.join(libs, "cw-cuda-workload"), "--iterations", "20", "--launches", "50",
+                          "--gpu-us", "0"], store, ["--cuda-launch-sampling", "1"])
 
     async def main():
         params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])

@@ -124,13 +124,7 @@ mod tests {
         e.bytes = 4096;
         e.op = 1 | (1 << 11) | (1 << 17);
         e.duration_ns = 3_000_000;
-        // SAFETY: reading the bytes of a plain C struct we own.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_block_event>())
-        };
-        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
-            panic!("a block record decodes to an event")
-        };
+        let ev = super::super::decode_struct(&e, "block");
         assert_eq!(ev.event_name, "block.io");
         assert_eq!((ev.pid, ev.tid, ev.bytes), (7, 8, Some(4096)));
         assert_eq!(ev.io_op.as_deref(), Some("write+sync+fua"));

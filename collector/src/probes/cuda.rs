@@ -615,19 +615,13 @@ mod tests {
         e.block = [256, 1, 1];
         e.stream = 0x55;
         e.duration_ns = 2_100_000;
-        // SAFETY: reading the bytes of a plain C struct we own.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_cuda_event>())
-        };
-        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
-            panic!("a CUDA record decodes to an event")
-        };
+        let ev = super::super::decode_struct(&e, "CUDA");
         assert_eq!(ev.event_name, "cuda.launch");
         assert_eq!(ev.cuda_function, Some("cudaLaunchKernel"));
         assert_eq!((ev.cuda_grid.as_deref(), ev.cuda_block.as_deref()), (Some("128,1,1"), Some("256,1,1")));
         assert_eq!((ev.cuda_stream, ev.bytes, ev.exit_code), (Some(0x55), None, None));
         e.func = 99;
-        // SAFETY: as above.
+        // SAFETY: reading the bytes of a plain C struct we own.
         let bytes = unsafe {
             std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_cuda_event>())
         };

@@ -86,13 +86,7 @@ mod tests {
         e.uaddr = 0x7f00_dead_beef;
         e.op = 9;
         e.duration_ns = 5_000_000;
-        // SAFETY: reading the bytes of a plain C struct we own.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_futex_event>())
-        };
-        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
-            panic!("a futex record decodes to an event")
-        };
+        let ev = super::super::decode_struct(&e, "futex");
         assert_eq!(ev.event_name, "futex.wait");
         assert_eq!((ev.pid, ev.tid, ev.futex_uaddr, ev.futex_op), (7, 8, Some(0x7f00_dead_beef), Some("wait_bitset")));
     }

@@ -54,6 +54,18 @@ pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// Decodes a wire struct as if it came from the ring buffer (decoder tests): the one complete
+/// event it must give.
+#[cfg(test)]
+pub(crate) fn decode_struct<T>(record: &T, what: &str) -> causeway_proto::KernelEvent {
+    // SAFETY: reading the bytes of a plain C struct the caller owns, for its size.
+    let bytes = unsafe { std::slice::from_raw_parts(record as *const T as *const u8, std::mem::size_of::<T>()) };
+    match offcpu::decode(bytes, &crate::clock::BootToWall::sample()) {
+        Some(offcpu::Decoded::Event(ev)) => ev,
+        other => panic!("a {what} record decodes to one event, got {other:?}"),
+    }
+}
+
 /// Reads a `T` from the front of a ring-buffer record, or None when the record is too short.
 pub(crate) fn read_record<T: Copy>(data: &[u8]) -> Option<T> {
     if data.len() < std::mem::size_of::<T>() {

@@ -87,13 +87,7 @@ mod tests {
         e.daddr[..4].copy_from_slice(&[10, 77, 0, 2]);
         e.sport = 40000;
         e.dport = 9000;
-        // SAFETY: reading the bytes of a plain C struct we own.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_tcp_event>())
-        };
-        let Some(offcpu::Decoded::Event(ev)) = offcpu::decode(bytes, &BootToWall::sample()) else {
-            panic!("a TCP record decodes to an event")
-        };
+        let ev = super::super::decode_struct(&e, "TCP");
         assert_eq!(ev.event_name, "tcp.retransmit");
         assert_eq!(ev.saddr.as_deref(), Some("10.77.0.1:40000"));
         assert_eq!(ev.daddr.as_deref(), Some("10.77.0.2:9000"));
