@@ -33,13 +33,9 @@ __u32 launch_on = 0;
 __u32 cuda_off = 0;
 
 /* Calls in flight: one per thread and layer (runtime, driver, NCCL), since a runtime call runs
- * the driver's inside it. LRU: an entry whose return was never seen (probe detached mid-call)
- * cannot leak. */
-struct call_key {
-	__u64 pid_tgid;
-	__u32 layer;
-	__u32 _pad;
-};
+ * the driver's inside it. Task storage: no hashing and no global lock on the launch path, and
+ * it goes away with the thread; a call whose return was never seen (probe detached mid-call) is
+ * overwritten by the thread's next call and counted. */
 struct call {
 	__u64 start_ns;
 	__u64 stream;
@@ -49,11 +45,15 @@ struct call {
 	__u32 func;
 	__u32 _pad;
 };
+#define CW_CUDA_LAYERS 3
+struct inflight {
+	struct call layer[CW_CUDA_LAYERS];
+};
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct call_key);
-	__type(value, struct call);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct inflight);
 } cuda_calls SEC(".maps");
 
 struct {
@@ -74,10 +74,10 @@ struct {
 static __always_inline __u32 layer_of(__u32 func)
 {
 	if (func >= CW_NCCL_ALL_REDUCE)
-		return 3;
-	if (func >= CW_CU_LAUNCH_KERNEL)
 		return 2;
-	return 1;
+	if (func >= CW_CU_LAUNCH_KERNEL)
+		return 1;
+	return 0;
 }
 
 static __always_inline bool is_launch(__u32 func)
@@ -118,10 +118,11 @@ int handle__cuda_enter(struct pt_regs *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	__u32 func = (__u32)bpf_get_attach_cookie(ctx);
-	struct call_key k = { .pid_tgid = bpf_get_current_pid_tgid(), .layer = layer_of(func) };
+	__u32 layer = layer_of(func);
 	struct call c = { .func = func };
+	struct inflight *f;
 
-	if (cuda_off || (is_launch(func) && !launch_on) || !traced(t))
+	if (cuda_off || (is_launch(func) && !launch_on) || !traced(t) || layer >= CW_CUDA_LAYERS)
 		return 0;
 	switch (func) {
 	case CW_CUDA_LAUNCH_KERNEL:
@@ -186,10 +187,13 @@ int handle__cuda_enter(struct pt_regs *ctx)
 	default:
 		break;
 	}
-	if (bpf_map_lookup_elem(&cuda_calls, &k))
+	f = bpf_task_storage_get(&cuda_calls, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f)
+		return 0;
+	if (f->layer[layer].func)
 		count(CW_STAT_CUDA_UNMATCHED); /* the previous call's return was never seen */
 	c.start_ns = bpf_ktime_get_boot_ns();
-	bpf_map_update_elem(&cuda_calls, &k, &c, BPF_ANY);
+	f->layer[layer] = c;
 	return 0;
 }
 
@@ -235,13 +239,18 @@ int handle__cuda_return(struct pt_regs *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	__u32 func = (__u32)bpf_get_attach_cookie(ctx);
+	__u32 layer = layer_of(func);
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call_key k = { .pid_tgid = id, .layer = layer_of(func) };
 	struct cw_cuda_event *e;
-	struct call *c;
+	struct inflight *f;
+	struct call *c = NULL;
 	__u64 now, dur;
 
-	c = bpf_map_lookup_elem(&cuda_calls, &k);
+	if (layer >= CW_CUDA_LAYERS)
+		return 0;
+	f = bpf_task_storage_get(&cuda_calls, t, 0, 0);
+	if (f)
+		c = &f->layer[layer];
 	if (!c || c->func != func) {
 		/* a gated call (duty cycle off, or stopping) has no entry by design */
 		if (!cuda_off && (!is_launch(func) || launch_on) && traced(t))
@@ -253,13 +262,13 @@ int handle__cuda_return(struct pt_regs *ctx)
 	add_to_histogram(id >> 32, func, dur);
 	if (is_launch(func) && dur < slow_launch_ns) {
 		count(CW_STAT_CUDA_FAST);
-		bpf_map_delete_elem(&cuda_calls, &k);
+		c->func = 0;
 		return 0;
 	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(CW_STAT_DROPPED + CW_EV_CUDA);
-		bpf_map_delete_elem(&cuda_calls, &k);
+		c->func = 0;
 		return 0;
 	}
 	fill_header(&e->hdr, CW_EV_CUDA, t);
@@ -275,7 +284,7 @@ int handle__cuda_return(struct pt_regs *ctx)
 	fill_names(e->comm, e->process_name, t);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	count(CW_STAT_EMITTED + CW_EV_CUDA);
-	bpf_map_delete_elem(&cuda_calls, &k);
+	c->func = 0;
 	return 0;
 }
 
