@@ -233,6 +233,7 @@ struct cw_cuda_event {
 	__u64 cgroup_id;
 	__u64 stream; /* cudaStream_t / CUstream, 0 = default stream or not an argument */
 	__u64 bytes;  /* memcpy/alloc size, collective count × element size; 0 when not given */
+	__u64 kernel_addr; /* cudaLaunchKernel's `func`: the kernel's host stub (symbolized in user space) */
 	__u32 grid[3];  /* launches */
 	__u32 block[3];
 	__u32 func;     /* enum cw_cuda_func */

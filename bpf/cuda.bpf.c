@@ -40,6 +40,7 @@ struct call {
 	__u64 start_ns;
 	__u64 stream;
 	__u64 bytes;
+	__u64 kernel_addr;
 	__u32 grid[3];
 	__u32 block[3];
 	__u32 func;
@@ -127,6 +128,7 @@ int handle__cuda_enter(struct pt_regs *ctx)
 	switch (func) {
 	case CW_CUDA_LAUNCH_KERNEL:
 	case CW_CUDA_LAUNCH_KERNEL_PTSZ:
+		c.kernel_addr = PT_REGS_PARM1(ctx);
 		dim3_from(c.grid, PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx));
 		dim3_from(c.block, PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx));
 		c.stream = stack_arg(ctx, 1);
@@ -277,6 +279,7 @@ int handle__cuda_return(struct pt_regs *ctx)
 	e->cgroup_id = task_cgroup_id(t);
 	e->stream = c->stream;
 	e->bytes = c->bytes;
+	e->kernel_addr = c->kernel_addr;
 	__builtin_memcpy(e->grid, c->grid, sizeof(e->grid));
 	__builtin_memcpy(e->block, c->block, sizeof(e->block));
 	e->func = func;

@@ -118,6 +118,8 @@ struct Batch {
 #[derive(Default)]
 struct StackWork {
     items: Vec<(KernelEvent, Vec<u64>, Vec<u64>)>,
+    /// Events with a function address to name (CUDA kernels launched).
+    functions: Vec<(KernelEvent, u64)>,
     exited: Vec<i32>,
 }
 
@@ -134,6 +136,10 @@ fn spawn_stack_thread(
             for (mut ev, kernel, user) in work.items {
                 ev.kernel_stack_id = table.kernel(&kernel, ev.time_unix_nano);
                 ev.user_stack_id = table.user(ev.pid, &user, ev.time_unix_nano);
+                events.push(ev);
+            }
+            for (mut ev, addr) in work.functions {
+                ev.cuda_kernel = table.function_name(ev.pid, addr);
                 events.push(ev);
             }
             for pid in work.exited {
@@ -191,6 +197,7 @@ impl Capture {
         let ev_mut = match &mut decoded {
             offcpu::Decoded::Event(ev) => ev,
             offcpu::Decoded::WithStacks { event, .. } => event,
+            offcpu::Decoded::WithFunction { event, .. } => event,
         };
         let owner = self.containers.lookup(ev_mut.cgroup_id as u64);
         (ev_mut.container_id, ev_mut.pod_uid) = (owner.container_id, owner.pod_uid);
@@ -206,6 +213,13 @@ impl Capture {
                     k.push(event.clone());
                 }
                 self.stack_work.items.push((event, kernel, user));
+                return;
+            }
+            offcpu::Decoded::WithFunction { event, addr } => {
+                if let Some(k) = self.kept.as_mut() {
+                    k.push(event.clone());
+                }
+                self.stack_work.functions.push((event, addr));
                 return;
             }
         };
@@ -702,13 +716,14 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             (Batch { events: std::mem::take(&mut c.events), stacks: Vec::new(), stats, hists }, work)
         };
         let mut batch = batch;
-        if !work.items.is_empty() || !work.exited.is_empty() {
+        if !work.items.is_empty() || !work.functions.is_empty() || !work.exited.is_empty() {
             if let Err(std::sync::mpsc::TrySendError::Full(w) | std::sync::mpsc::TrySendError::Disconnected(w)) =
                 stack_tx.try_send(work)
             {
                 // the stack thread is behind: keep the events, without stack ids, and say so
-                stacks_skipped += w.items.len() as u64;
+                stacks_skipped += (w.items.len() + w.functions.len()) as u64;
                 batch.events.extend(w.items.into_iter().map(|(e, _, _)| e));
+                batch.events.extend(w.functions.into_iter().map(|(e, _)| e));
             }
         }
         if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty() && batch.hists.is_empty())

@@ -61,6 +61,8 @@ pub struct StackTable {
     written: HashSet<i64>,
     pending: Vec<StackRecord>,
     max_frames: usize,
+    /// (pid, address) → function name, for `function_name`.
+    names: HashMap<(i32, u64), Option<String>>,
 }
 
 impl StackTable {
@@ -73,6 +75,7 @@ impl StackTable {
             written: HashSet::new(),
             pending: Vec::new(),
             max_frames,
+            names: HashMap::new(),
         }
     }
 
@@ -179,6 +182,24 @@ impl StackTable {
         Some(id)
     }
 
+    /// The symbol at `addr` in process `pid` (a function's start, e.g. a CUDA kernel's host stub),
+    /// without offset; cached per process. None when it cannot be named (process gone, stripped).
+    pub fn function_name(&mut self, pid: i32, addr: u64) -> Option<String> {
+        if pid <= 0 || addr == 0 {
+            return None;
+        }
+        if let Some(n) = self.names.get(&(pid, addr)) {
+            return n.clone();
+        }
+        let src = Source::Process(Process::new(Pid::from(pid as u32)));
+        let name = match self.symbolizer.symbolize_single(&src, Input::AbsAddr(addr)) {
+            Ok(Symbolized::Sym(s)) => Some(s.name.to_string()),
+            _ => None,
+        };
+        self.names.insert((pid, addr), name.clone());
+        name
+    }
+
     fn record(&mut self, rec: StackRecord) {
         if self.written.insert(rec.stack_id) {
             self.pending.push(rec);
@@ -193,6 +214,7 @@ impl StackTable {
     /// Forgets raw-address mappings of processes that exited (ids and rows stay).
     pub fn forget_process(&mut self, pid: i32) {
         self.by_raw.retain(|(p, _), _| *p != pid);
+        self.names.retain(|(p, _), _| *p != pid);
     }
 }
 

@@ -83,6 +83,8 @@ pub struct KernelEvent {
     pub cuda_grid: Option<String>,
     /// Launch block `x,y,z`.
     pub cuda_block: Option<String>,
+    /// The launched kernel (its host stub's symbol, demangled), for `cudaLaunchKernel` rows.
+    pub cuda_kernel: Option<String>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

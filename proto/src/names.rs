@@ -120,6 +120,8 @@ pub mod attr {
     pub const CUDA_GRID: &str = "causeway.cuda.grid";
     /// Block dimensions `x,y,z` of a launch.
     pub const CUDA_BLOCK: &str = "causeway.cuda.block";
+    /// The launched kernel's name (a record attribute, never a metric label: cardinality).
+    pub const CUDA_KERNEL: &str = "causeway.cuda.kernel";
     /// Bytes of a copy, allocation or collective.
     pub const CUDA_BYTES: &str = "causeway.cuda.bytes";
     /// How trace context was obtained: tls | uprobe | obi_map | time_window.

@@ -88,6 +88,7 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::CUDA_FUNCTION, e.cuda_function);
     opt_str(attr::CUDA_GRID, e.cuda_grid.as_deref());
     opt_str(attr::CUDA_BLOCK, e.cuda_block.as_deref());
+    opt_str(attr::CUDA_KERNEL, e.cuda_kernel.as_deref());
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

@@ -82,6 +82,7 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("cuda_stream", Int64),
         nullable("cuda_grid", Utf8),
         nullable("cuda_block", Utf8),
+        nullable("cuda_kernel", Utf8),
     ]))
 }
 
@@ -261,6 +262,7 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_i64s(events, |e| e.cuda_stream),
         opt_strs(events, |e| e.cuda_grid.as_deref()),
         opt_strs(events, |e| e.cuda_block.as_deref()),
+        opt_strs(events, |e| e.cuda_kernel.as_deref()),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

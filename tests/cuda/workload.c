@@ -77,6 +77,11 @@ static uint64_t now_ns(void)
 
 static char host[1 << 20];
 
+/* What nvcc generates for each __global__ function: a host stub whose address the program passes
+ * to cudaLaunchKernel. The collector names launches after these symbols. */
+__attribute__((noinline, used)) void add_vectors_kernel(void) { __asm__ volatile(""); }
+__attribute__((noinline, used)) void fused_softmax_kernel(void) { __asm__ volatile("nop"); }
+
 static void every_other_function(cudaStream_t s, void **args)
 {
 	void *p = NULL;
@@ -85,7 +90,7 @@ static void every_other_function(cudaStream_t s, void **args)
 	CALL(F_MALLOC, cudaMalloc(&p, 1 << 20));
 	CALL(F_MEMCPY, cudaMemcpy(p, host, 1 << 20, 1));
 	CALL(F_FREE, cudaFree(p));
-	CALL(F_LAUNCH_PTSZ, cudaLaunchKernel_ptsz((void *)every_other_function, g, b, args, 0, s));
+	CALL(F_LAUNCH_PTSZ, cudaLaunchKernel_ptsz((void *)fused_softmax_kernel, g, b, args, 0, s));
 	CALL(F_GRAPH, cudaGraphLaunch((void *)0x1, s));
 	CALL(F_DEVICE_SYNC, cudaDeviceSynchronize());
 	CALL(F_EVENT_SYNC, cudaEventSynchronize((void *)0x2));
@@ -131,7 +136,7 @@ int main(int argc, char **argv)
 	if (bench) {
 		uint64_t t0 = now_ns();
 		for (long i = 0; i < bench; i++)
-			CALL(F_LAUNCH, cudaLaunchKernel((void *)main, grid, block, no_work, 0, s));
+			CALL(F_LAUNCH, cudaLaunchKernel((void *)add_vectors_kernel, grid, block, no_work, 0, s));
 		uint64_t t1 = now_ns();
 		printf("{\"launches\": %ld, \"ns_per_launch\": %.1f, \"failures\": %d}\n", bench,
 		       (double)(t1 - t0) / (double)bench, failures);
@@ -148,7 +153,7 @@ int main(int argc, char **argv)
 	for (long it = 0; it < iterations; it++) {
 		CALL(F_MEMCPY_ASYNC, cudaMemcpyAsync(host, host, 65536, 1, s));
 		for (long l = 0; l < launches; l++)
-			CALL(F_LAUNCH, cudaLaunchKernel((void *)main, grid, block, args, 0, s));
+			CALL(F_LAUNCH, cudaLaunchKernel((void *)add_vectors_kernel, grid, block, args, 0, s));
 		CALL(F_CU_LAUNCH, cuLaunchKernel((CUfunction)0x4, 16, 2, 1, 128, 1, 1, 0, (CUstream)s, args, NULL));
 		CALL(F_STREAM_SYNC, cudaStreamSynchronize(s));
 		if (it % 10 == 0)

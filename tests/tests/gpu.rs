@@ -127,7 +127,15 @@ fn cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog() {
     let first = &slow[0];
     assert_eq!(first["class"], "launch", "launches come first, apart from sync waits: {v}");
     assert!(first["host_side"]["run_queue_ms"].as_f64().unwrap() > first["duration_ms"].as_f64().unwrap() / 2.0, "{first}");
-    assert!(first["reason"].as_str().unwrap().contains(&format!("run-queue wait behind pid {hog_pid}")), "{first}");
+    // a run-queue wait is charged to the task that ran just before the thread got its CPU back:
+    // mostly the hog, now and then a kernel thread that slipped in after it
+    let behind_hog = format!("run-queue wait behind pid {hog_pid}");
+    let launches: Vec<&Value> = slow.iter().filter(|c| c["class"] == "launch").collect();
+    let by_hog = launches.iter().filter(|c| c["reason"].as_str().unwrap().contains(&behind_hog)).count();
+    assert!(by_hog * 2 > launches.len(), "most slow launches are explained by the hog: {v}");
+    // the launched kernel is named after its host stub's symbol
+    let named = slow.iter().filter(|c| c["function"] == "cudaLaunchKernel").collect::<Vec<_>>();
+    assert!(!named.is_empty() && named.iter().all(|c| c["kernel"] == "add_vectors_kernel"), "{v}");
     let first_wait = slow.iter().position(|c| c["class"] != "launch").expect("other calls are listed too");
     assert!(slow[first_wait..].iter().all(|c| c["class"] != "launch"), "waits are listed apart, after the launches: {v}");
     let f = v["by_function"].as_array().unwrap();

@@ -160,15 +160,16 @@ pub fn load<'obj>(
     open.load().context("loading the CUDA uprobe programs (verifier)")
 }
 
-/// Decodes a `cw_cuda_event` record.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+/// Decodes a `cw_cuda_event` record; a launch naming its kernel's host function leaves that
+/// address to the stack thread to symbolize.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
     let e: types::cw_cuda_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
     let (name, class) = func(e.func)?;
     let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
-    Some(KernelEvent {
+    let event = KernelEvent {
         cuda_function: Some(name),
         cuda_stream: Some(e.stream as i64),
         cuda_grid: launch.then(|| dims(e.grid)),
@@ -176,6 +177,10 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         bytes: (e.bytes > 0).then_some(e.bytes as i64),
         exit_code: (e.ret != 0).then_some(e.ret),
         ..common.event(class.event_name(), clock)
+    };
+    Some(match e.kernel_addr {
+        0 => offcpu::Decoded::Event(event),
+        addr => offcpu::Decoded::WithFunction { event, addr },
     })
 }
 
@@ -605,7 +610,7 @@ mod tests {
 
     #[test]
     fn cuda_record_layout_and_decoding() {
-        assert_eq!(std::mem::size_of::<types::cw_cuda_event>(), 48 + 5 * 8 + 24 + 8 + 32);
+        assert_eq!(std::mem::size_of::<types::cw_cuda_event>(), 48 + 6 * 8 + 24 + 8 + 32);
         let mut e = types::cw_cuda_event::default();
         e.hdr.r#type = offcpu::wire::EV_CUDA;
         e.hdr.pid = 7;

@@ -287,6 +287,14 @@ fn frames(n: i32, ips: &[u64]) -> &[u64] {
 pub enum Decoded {
     /// A complete event.
     Event(KernelEvent),
+    /// An event whose function address (a CUDA kernel's host stub in process `pid`) is still to
+    /// be symbolized into `cuda_kernel`.
+    WithFunction {
+        /// The event, `cuda_kernel` unset.
+        event: KernelEvent,
+        /// The address in the process.
+        addr: u64,
+    },
     /// An event whose stack ids are still to be resolved from these raw addresses.
     WithStacks {
         /// The event, stack ids unset.
@@ -306,7 +314,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_BLOCK => super::blockio::decode(data, clock)?,
         wire::EV_TCP => super::tcp::decode(data, clock)?,
-        wire::EV_CUDA => super::cuda::decode(data, clock)?,
+        wire::EV_CUDA => return super::cuda::decode(data, clock),
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;

@@ -99,6 +99,8 @@ pub struct SlowCall {
     pub bytes: Option<i64>,
     /// Launch grid `x,y,z`.
     pub grid: Option<String>,
+    /// The kernel launched (its host stub's symbol), when the collector could name it.
+    pub kernel: Option<String>,
     /// Where the time went on the host.
     pub host_side: HostSide,
     /// The reason in one sentence.
@@ -317,7 +319,7 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         "The slowest recorded launches, and the slowest other calls (sync, memcpy, alloc, NCCL)",
         format!(
             "SELECT * FROM ({}) ORDER BY event_name = 'cuda.launch' DESC, duration_ns DESC",
-            pick("tid, comm, event_name, cuda_function, cuda_stream, bytes, cuda_grid, time_unix_nano, duration_ns")
+            pick("tid, comm, event_name, cuda_function, cuda_kernel, cuda_stream, bytes, cuda_grid, time_unix_nano, duration_ns")
         ),
     );
     let slow = engine.query(&slow_sql).await?.rows;
@@ -397,7 +399,11 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
                 })
             })
             .collect();
-        let function = super::data_text(c["cuda_function"].as_str().unwrap_or("?"));
+        let kernel = c["cuda_kernel"].as_str().map(super::data_text);
+        let function = match &kernel {
+            Some(k) => format!("{} ⟦{k}⟧", super::data_text(c["cuda_function"].as_str().unwrap_or("?"))),
+            None => super::data_text(c["cuda_function"].as_str().unwrap_or("?")),
+        };
         let class = class_of(c["event_name"].as_str().unwrap_or(""));
         let waits_for_gpu = class == "sync" || (class == "memcpy" && blocked > dur / 2);
         let who = behind.first().map(|(p, comm, _)| {
@@ -444,7 +450,8 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
             )
         };
         slowest_calls.push(SlowCall {
-            function,
+            function: super::data_text(c["cuda_function"].as_str().unwrap_or("?")),
+            kernel,
             class: class.into(),
             tid,
             comm: super::data_text(c["comm"].as_str().unwrap_or("")),
