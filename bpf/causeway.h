@@ -29,7 +29,8 @@ enum cw_event_type {
 	CW_EV_BLOCK = 6,         /* struct cw_block_event */
 	CW_EV_TCP = 7,           /* struct cw_tcp_event */
 	CW_EV_CUDA = 8,          /* struct cw_cuda_event */
-	CW_EV_MAX = 9,
+	CW_EV_KLOCK = 9,         /* struct cw_klock_event */
+	CW_EV_MAX = 10,
 };
 
 /* Off-CPU state classes, derived from sched_switch's prev_state. */
@@ -181,6 +182,22 @@ struct cw_tcp_event {
 	__u16 sport;
 	__u16 dport;
 	__u16 state; /* TCP state of the socket */
+	char comm[CW_COMM_LEN];
+	char process_name[CW_COMM_LEN];
+};
+
+/* A wait for a contended kernel lock (mutex, rwsem, rt_mutex, percpu rwsem; spinning too),
+ * lock:contention_begin → contention_end in the waiting task. The lock is a kernel address:
+ * global locks have a symbol (user space names them); per-object ones (an inode's i_rwsem, an
+ * mm's mmap_lock) do not. */
+struct cw_klock_event {
+	struct cw_header hdr;
+	__u64 start_ns;
+	__u64 duration_ns;
+	__u64 cgroup_id;
+	__u64 lock_addr;
+	__u32 flags; /* LCB_F_SPIN 1, READ 2, WRITE 4, RT 8, PERCPU 16, MUTEX 32 */
+	__s32 ret;   /* 0, or the error the wait ended with (-EINTR on a killable wait) */
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
 };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs.
-const PROBES: &[&str] = &["offcpu", "futex", "tracectx", "blockio", "tcp", "cuda", "empty"];
+const PROBES: &[&str] = &["offcpu", "futex", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set in build script"));

@@ -514,6 +514,13 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         Ok(b)
     });
 
+    let mut klock_object = MaybeUninit::uninit();
+    let mut klock_skel = optional("kernel lock waits", || {
+        let mut k = crate::probes::lockcont::load(&mut klock_object, &settings, &skel)?;
+        crate::probes::lockcont::attach(&mut k)?;
+        Ok(k)
+    });
+
     let mut tcp_object = MaybeUninit::uninit();
     let mut tcp_skel = optional("TCP retransmits", || {
         let mut t = tcp::load(&mut tcp_object, &settings, &skel)?;
@@ -662,6 +669,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(t) = tcp_skel.as_mut() {
                 t.links = Default::default();
             }
+            if let Some(k) = klock_skel.as_mut() {
+                k.links = Default::default();
+            }
             if let Some(cp) = cuda_probes.as_mut() {
                 cp.detach();
             }
@@ -746,6 +756,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     drop(ctx_skel);
     drop(block_skel);
     drop(tcp_skel);
+    drop(klock_skel);
     drop(futex_skel);
     drop(skel);
     drop(stack_tx);

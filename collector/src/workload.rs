@@ -48,6 +48,23 @@ pub enum Workload {
         #[arg(long)]
         wait_stdin: bool,
     },
+    /// A kernel lock held across slow work: thread cw-truncator rewrites and truncates a big
+    /// file (each write and truncate holds the inode's i_rwsem for milliseconds) while thread
+    /// cw-writer appends small writes to the same file and waits for that lock in the kernel.
+    Klock {
+        /// The file (tmpfs is fine: the lock is the inode's, no device involved).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Bytes the truncator writes per round.
+        #[arg(long, default_value_t = 64 << 20)]
+        bytes: usize,
+        /// Rounds of write + truncate.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Print {"ready":PID} and wait for a line on stdin first.
+        #[arg(long)]
+        wait_stdin: bool,
+    },
     /// Thread cw-fsync writes and fsyncs a file, round after round (an I/O-bound thread).
     Fsync {
         /// File to write.
@@ -255,6 +272,46 @@ pub fn run(w: Workload) -> Result<()> {
             let holder_tid = holder.join().expect("holder thread")?;
             let _ = std::fs::remove_file(&file);
             println!("{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid}}}", std::process::id());
+        }
+        Workload::Klock { file, bytes, rounds, wait_stdin } => {
+            wait_for_go(wait_stdin)?;
+            use std::os::unix::fs::FileExt;
+            let f = Arc::new(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            );
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (f1, d1) = (f.clone(), done.clone());
+            let truncator = std::thread::Builder::new().name("cw-truncator".into()).spawn(move || -> Result<i32> {
+                let buf = vec![7u8; bytes];
+                for _ in 0..rounds {
+                    f1.write_all_at(&buf, 0)?;
+                    f1.set_len(0)?;
+                }
+                d1.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(gettid())
+            })?;
+            let writer = std::thread::Builder::new().name("cw-writer".into()).spawn(move || -> Result<(i32, u64)> {
+                let small = [1u8; 4096];
+                let mut n = 0u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    f.write_all_at(&small, 1 << 30)?;
+                    n += 1;
+                }
+                Ok((gettid(), n))
+            })?;
+            let truncator_tid = truncator.join().expect("truncator thread")?;
+            let (writer_tid, writes) = writer.join().expect("writer thread")?;
+            let _ = std::fs::remove_file(&file);
+            println!(
+                "{{\"pid\":{},\"holder_tid\":{truncator_tid},\"waiter_tid\":{writer_tid},\"writes\":{writes}}}",
+                std::process::id()
+            );
         }
         Workload::Fsync { file, bytes, rounds, direct, wait_stdin } => {
             wait_for_go(wait_stdin)?;

@@ -75,6 +75,10 @@ pub struct KernelEvent {
     pub saddr: Option<String>,
     /// Peer endpoint `ip:port` (TCP events).
     pub daddr: Option<String>,
+    /// A contended kernel lock (kernel.lock_wait): its symbol, or `0x…` for per-object locks.
+    pub kernel_lock: Option<String>,
+    /// Its kind: mutex, rwsem_read, rwsem_write, spinlock, rt_mutex, percpu_rwsem_*.
+    pub kernel_lock_kind: Option<&'static str>,
     /// CUDA runtime/driver or NCCL function (cuda.* / nccl.* events), e.g. `cudaStreamSynchronize`.
     pub cuda_function: Option<&'static str>,
     /// Stream handle the call names (0: default stream).

@@ -25,6 +25,9 @@ pub mod event {
     pub const BLOCK_IO: &str = "block.io";
     /// A futex wait (lock, condition variable, join): `futex_uaddr` names the lock.
     pub const FUTEX_WAIT: &str = "futex.wait";
+    /// A wait for a contended kernel lock (lock:contention_begin → end): `kernel_lock`,
+    /// `kernel_lock_kind`.
+    pub const KERNEL_LOCK_WAIT: &str = "kernel.lock_wait";
     /// A kernel or graph launch call (cudaLaunchKernel, cuLaunchKernel, cudaGraphLaunch): only the
     /// slow ones are rows; every launch is in `cuda_histograms`.
     pub const CUDA_LAUNCH: &str = "cuda.launch";
@@ -112,6 +115,10 @@ pub mod attr {
     pub const BLOCK_OP: &str = "causeway.block.op";
     /// Time before the driver took the request (block I/O events).
     pub const BLOCK_QUEUE_NS: &str = "causeway.block.queue_ns";
+    /// A contended kernel lock: its symbol, or its address for per-object locks.
+    pub const KERNEL_LOCK: &str = "causeway.kernel_lock";
+    /// The kernel lock's kind: mutex, rwsem_read, rwsem_write, spinlock, rt_mutex, …
+    pub const KERNEL_LOCK_KIND: &str = "causeway.kernel_lock.kind";
     /// CUDA/NCCL function name (cuda.* and nccl.* events).
     pub const CUDA_FUNCTION: &str = "causeway.cuda.function";
     /// CUDA stream handle (0: the default stream).

@@ -89,6 +89,8 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::CUDA_GRID, e.cuda_grid.as_deref());
     opt_str(attr::CUDA_BLOCK, e.cuda_block.as_deref());
     opt_str(attr::CUDA_KERNEL, e.cuda_kernel.as_deref());
+    opt_str(attr::KERNEL_LOCK, e.kernel_lock.as_deref());
+    opt_str(attr::KERNEL_LOCK_KIND, e.kernel_lock_kind);
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

@@ -83,6 +83,8 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("cuda_grid", Utf8),
         nullable("cuda_block", Utf8),
         nullable("cuda_kernel", Utf8),
+        nullable("kernel_lock", Utf8),
+        nullable("kernel_lock_kind", Utf8),
     ]))
 }
 
@@ -263,6 +265,8 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_strs(events, |e| e.cuda_grid.as_deref()),
         opt_strs(events, |e| e.cuda_block.as_deref()),
         opt_strs(events, |e| e.cuda_kernel.as_deref()),
+        opt_strs(events, |e| e.kernel_lock.as_deref()),
+        opt_strs(events, |e| e.kernel_lock_kind),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

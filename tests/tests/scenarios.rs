@@ -316,3 +316,25 @@ fn tcp_retransmits_on_a_lossy_path() {
     );
     assert!(int(&rows[0], "n") >= 1, "retransmits are attributed to the sending thread, not softirq: {rows:?}");
 }
+
+/// A kernel lock held across slow work: the truncator rewrites and truncates a file while the
+/// writer's small writes to it wait for the inode's i_rwsem in the kernel (D-state, no device).
+#[test]
+fn kernel_lock_held_across_a_truncate() {
+    if !can_trace("kernel_lock_held_across_a_truncate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // tmpfs: the wait is the inode lock alone, with no device behind it
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let file = shm.path().join("shared.bin");
+    let (pid, result) = record(&store, &["klock", "--file", file.to_str().unwrap(), "--rounds", "10"], &[]);
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "lock_contention", "{v}");
+    let src = &v["contention_source"];
+    assert_eq!(src["kind"], "kernel_lock", "a kernel lock, not the device: {v}");
+    assert_eq!(src["lock_kind"], "rwsem_write", "the inode lock taken for writing: {v}");
+    assert_eq!(src["tid"].as_i64(), Some(int(&result, "holder_tid")), "the truncator holds it: {v}");
+    assert_eq!(v["chain"][0]["tid"].as_i64(), Some(int(&result, "waiter_tid")), "{v}");
+}

@@ -7,6 +7,7 @@ pub mod cuda;
 pub mod discovery;
 pub mod empty;
 pub mod futex;
+pub mod lockcont;
 pub mod offcpu;
 pub mod tcp;
 pub mod tracectx;

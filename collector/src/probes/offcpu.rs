@@ -51,8 +51,10 @@ pub mod wire {
     pub const EV_TCP: u32 = 7;
     /// `CW_EV_CUDA`
     pub const EV_CUDA: u32 = 8;
+    /// `CW_EV_KLOCK`
+    pub const EV_KLOCK: u32 = 9;
     /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 9;
+    pub const EV_MAX: usize = 10;
     /// `CW_STAT_EMITTED`
     pub const STAT_EMITTED: u32 = 0;
     /// `CW_STAT_DROPPED`
@@ -86,6 +88,7 @@ pub fn type_name(t: usize) -> &'static str {
         wire::EV_BLOCK => "block",
         wire::EV_TCP => "tcp_retransmit",
         wire::EV_CUDA => "cuda",
+        wire::EV_KLOCK => "kernel_lock",
         _ => "unknown",
     }
 }
@@ -314,6 +317,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_BLOCK => super::blockio::decode(data, clock)?,
         wire::EV_TCP => super::tcp::decode(data, clock)?,
+        wire::EV_KLOCK => super::lockcont::decode(data, clock)?,
         wire::EV_CUDA => return super::cuda::decode(data, clock),
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {

@@ -363,6 +363,27 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let lock_total = wakers.iter().map(|r| i(r, "total_ns")).sum::<i64>();
     let lock_longest = wakers.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
     let (disk_total, disk_longest, disk_share) = sum_state("disk");
+    // D-state that is a wait for a contended kernel lock (an inode's i_rwsem, mmap_lock, a
+    // mutex) is lock contention inside the kernel, not the device: its holder is the waker
+    let klock_sql = q(
+        "The target's waits for contended kernel locks, by thread and lock",
+        format!(
+            "SELECT tid, comm, kernel_lock, kernel_lock_kind, count(*) AS n, sum(duration_ns) AS total_ns, \
+             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'kernel.lock_wait' \
+             GROUP BY tid, comm, kernel_lock, kernel_lock_kind ORDER BY total_ns DESC LIMIT 5"
+        ),
+    );
+    let klocks = engine.query(&klock_sql).await?.rows;
+    let klock_total: i64 = klocks.iter().map(|r| i(r, "total_ns")).sum::<i64>().min(disk_total.max(0) + runq_total_hint(&per_thread));
+    let klock_longest = klocks.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+    let klock_share = klocks.first().map(|r| i(r, "total_ns")).unwrap_or(0) as f64 / window_ns as f64;
+    // what is left of D-state once the kernel lock waits are taken out
+    let (disk_total, disk_share) = if disk_total > 0 {
+        let left = (disk_total - klock_total).max(0);
+        (left, disk_share * left as f64 / disk_total as f64)
+    } else {
+        (disk_total, disk_share)
+    };
     let (runq_total, runq_longest, runq_share) = sum_state("runq");
     let (sleep_total, _, sleep_share) = sum_state("sleep");
     let lock_share = if sleep_total > 0 { sleep_share * lock_total as f64 / sleep_total as f64 } else { 0.0 };
@@ -419,10 +440,26 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         ("network_retransmit", net_total, net_longest, net_share),
         ("lock_contention", lock_total, lock_longest, lock_share),
         ("io_wait", disk_total, disk_longest, disk_share),
+        ("kernel_lock", klock_total, klock_longest, klock_share),
         (if throttled { "cpu_throttling" } else { "cpu_contention" }, runq_total, runq_longest, runq_share),
     ];
     candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
-    let (mechanism, mech_total, mech_longest, mech_share) = candidates[0];
+    let mut top = candidates[0];
+    // D-state without block requests of the target's own but with kernel lock waits: the lock
+    // is the evidence there is (the rest of that D-state is page locks and the like around it)
+    if top.0 == "io_wait" && klock_total > 0 {
+        let own_io_sql = q(
+            "Block requests the target itself submitted in the window",
+            format!("SELECT count(*) AS n FROM kernel_events WHERE {w} AND event_name = 'block.io'"),
+        );
+        let own_io = engine.query(&own_io_sql).await?.rows.first().map(|r| i(r, "n")).unwrap_or(0);
+        if own_io == 0 {
+            if let Some(k) = candidates.iter().find(|c| c.0 == "kernel_lock") {
+                top = *k;
+            }
+        }
+    }
+    let (mechanism, mech_total, mech_longest, mech_share) = top;
     let mut chain = Vec::new();
     let mut contention_source = Value::Null;
     let mut stack_trace = Vec::new();
@@ -452,7 +489,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     // lock contention describes its own hop 0 (the longest wait the chain explains); the other
     // mechanisms start from the thread that lost the most time to them
-    if mechanism != "lock_contention" && mechanism != "gpu_sync" {
+    if mechanism != "lock_contention" && mechanism != "gpu_sync" && mechanism != "kernel_lock" {
         let state = match mechanism {
             "io_wait" => "disk",
             "network_retransmit" => "sleep",
@@ -477,6 +514,78 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
     }
     match mechanism {
+        "kernel_lock" => {
+            let top = &klocks[0];
+            let (tid, lock, kind) = (
+                i(top, "tid"),
+                super::data_text(top["kernel_lock"].as_str().unwrap_or("?")),
+                super::data_text(top["kernel_lock_kind"].as_str().unwrap_or("lock")),
+            );
+            chain.push(Link {
+                hop: 0,
+                role: "target".into(),
+                pid,
+                tid,
+                comm: super::data_text(top["comm"].as_str().unwrap_or("")),
+                ms: ms(i(top, "total_ns")),
+                detail: format!(
+                    "waited {:.1} ms in the kernel for a contended {kind} ({lock}), {} waits, longest {:.1} ms",
+                    ms(i(top, "total_ns")),
+                    i(top, "n"),
+                    ms(i(top, "longest_ns"))
+                ),
+                ..Default::default()
+            });
+            // the holder released the lock: it is the waker of the thread's D-state waits
+            let holder_sql = q(
+                "Who ended the waiting thread's D-state waits (the kernel lock's holder releases and wakes it)",
+                format!(
+                    "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns FROM kernel_events \
+                     WHERE {w} AND tid = {tid} AND event_name = 'sched.off_cpu' AND state = 'disk' AND waker_tid IS NOT NULL \
+                     AND waker_tid <> tid GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 1"
+                ),
+            );
+            let holder = engine.query(&holder_sql).await?.rows;
+            let per_object = lock.starts_with("0x");
+            let what = if per_object {
+                "a per-object lock (an inode's i_rwsem, an mm's mmap_lock, a per-device mutex)"
+            } else {
+                "a global kernel lock"
+            };
+            match holder.first() {
+                Some(h) => {
+                    contention_source = serde_json::json!({
+                        "kind": "kernel_lock", "lock": lock, "lock_kind": kind,
+                        "pid": i(h, "waker_pid"), "tid": i(h, "waker_tid"),
+                        "comm": super::data_text(h["waker_comm"].as_str().unwrap_or("")),
+                    });
+                    chain.push(Link {
+                        hop: 1,
+                        role: "holder".into(),
+                        pid: i(h, "waker_pid"),
+                        tid: i(h, "waker_tid"),
+                        comm: super::data_text(h["waker_comm"].as_str().unwrap_or("")),
+                        ms: ms(i(h, "total_ns")),
+                        detail: format!("released the {kind} and woke the target {} times", i(h, "n")),
+                        ..Default::default()
+                    });
+                    action = format!(
+                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}), held by {} (pid {}, tid {}) doing slow work under it — typically a large write, truncate or fsync of the same file, or munmap/mmap of a large mapping in the same process. Move that work off the shared file or mapping (separate files, smaller writes, no truncate on the hot path); include_stacks shows both call paths",
+                        ms(klock_total),
+                        quoted(&h["waker_comm"]),
+                        i(h, "waker_pid"),
+                        i(h, "waker_tid")
+                    );
+                }
+                None => {
+                    contention_source = serde_json::json!({"kind": "kernel_lock", "lock": lock, "lock_kind": kind});
+                    action = format!(
+                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}); its holder was not traced. Trace the whole host (no --pid) to name it",
+                        ms(klock_total)
+                    );
+                }
+            }
+        }
         "gpu_sync" => {
             let top = &gpu_waits[0];
             let (tid, f) = (i(top, "tid"), super::data_text(top["cuda_function"].as_str().unwrap_or("?")));
@@ -829,7 +938,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     Ok(ChainReport {
         severity: severity(mech_share, ms(mech_longest)).into(),
-        blocking_mechanism: mechanism.into(),
+        blocking_mechanism: if mechanism == "kernel_lock" { "lock_contention" } else { mechanism }.into(),
         contention_source,
         chain,
         stack_trace,
@@ -839,6 +948,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         window_end_ns: end,
         notice,
     })
+}
+
+/// Run-queue time that can hide inside a kernel lock wait (a woken waiter queues before it runs).
+fn runq_total_hint(per_thread: &[Value]) -> i64 {
+    per_thread.iter().filter(|r| r["state"] == "runq").map(|r| i(r, "total_ns")).sum()
 }
 
 /// End of the process's last recorded event, 0 when it has none.

@@ -1,0 +1,105 @@
+//! bpf/lockcont.bpf.c: waits for contended kernel locks (lock:contention_begin/end), with the
+//! lock's kind and, for global locks, its name.
+//!
+//! Shares offcpu.bpf.c's pid filter, ring buffer and counters.
+
+use std::mem::MaybeUninit;
+
+use anyhow::Context;
+use anyhow::Result;
+use causeway_proto::names;
+use causeway_proto::KernelEvent;
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::OpenObject;
+
+use super::offcpu;
+use super::offcpu::Common;
+use super::read_record;
+use crate::clock::BootToWall;
+
+#[allow(missing_docs, clippy::all, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/lockcont.skel.rs"));
+}
+
+use skel::types;
+pub use skel::LockcontSkel;
+use skel::LockcontSkelBuilder;
+
+/// Loads the lock-contention programs with the same filter as the off-CPU set, sharing its maps.
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    s: &offcpu::Settings,
+    offcpu: &offcpu::OffcpuSkel<'_>,
+) -> Result<LockcontSkel<'obj>> {
+    let mut open = LockcontSkelBuilder::default().open(open_object).context("opening the lock-contention BPF object")?;
+    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    ro.min_klock_ns = s.min_off_cpu.as_nanos() as u64;
+    super::write_filter!(&mut *ro, s);
+    super::share_maps!(&mut open, offcpu);
+    open.load().context("loading the lock-contention BPF programs (verifier)")
+}
+
+/// Attaches lock:contention_begin / contention_end (tp_btf; Linux 5.19+).
+pub fn attach(skel: &mut LockcontSkel<'_>) -> Result<()> {
+    skel.attach().context("attaching to lock:contention_begin/end (tp_btf, Linux 5.19+)")
+}
+
+/// The lock's kind from the tracepoint's flags (include/trace/events/lock.h).
+pub fn kind(flags: u32) -> &'static str {
+    const SPIN: u32 = 1;
+    const READ: u32 = 2;
+    const WRITE: u32 = 4;
+    const RT: u32 = 8;
+    const PERCPU: u32 = 16;
+    const MUTEX: u32 = 32;
+    match flags {
+        f if f & RT != 0 => "rt_mutex",
+        f if f & MUTEX != 0 => "mutex",
+        f if f & PERCPU != 0 && f & WRITE != 0 => "percpu_rwsem_write",
+        f if f & PERCPU != 0 => "percpu_rwsem_read",
+        f if f & WRITE != 0 => "rwsem_write",
+        f if f & READ != 0 => "rwsem_read",
+        f if f & SPIN != 0 => "spinlock",
+        _ => "other",
+    }
+}
+
+/// Decodes a `cw_klock_event` record; `kernel_lock` is the lock's address until user space names it.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+    let e: types::cw_klock_event = read_record(data)?;
+    let hdr: offcpu::types::cw_header = read_record(data)?;
+    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    Some(KernelEvent {
+        kernel_lock: Some(format!("0x{:x}", e.lock_addr)),
+        kernel_lock_kind: Some(kind(e.flags)),
+        exit_code: (e.ret != 0).then_some(e.ret),
+        ..common.event(names::event::KERNEL_LOCK_WAIT, clock)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_kinds_and_decoding() {
+        assert_eq!(kind(4), "rwsem_write");
+        assert_eq!(kind(2), "rwsem_read");
+        assert_eq!(kind(32 | 1), "mutex");
+        assert_eq!(kind(1), "spinlock");
+        let mut e = types::cw_klock_event::default();
+        e.hdr.r#type = offcpu::wire::EV_KLOCK;
+        e.hdr.pid = 3;
+        e.hdr.tid = 4;
+        e.lock_addr = 0xffff_8880_1234_5678;
+        e.flags = 4;
+        e.duration_ns = 2_000_000;
+        let ev = super::super::decode_struct(&e, "kernel lock");
+        assert_eq!(ev.event_name, "kernel.lock_wait");
+        assert_eq!(ev.kernel_lock.as_deref(), Some("0xffff888012345678"));
+        assert_eq!(ev.kernel_lock_kind, Some("rwsem_write"));
+    }
+}
