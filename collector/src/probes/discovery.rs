@@ -63,14 +63,20 @@ pub fn parse_maps(pid: u32, text: &str) -> Vec<MappedFile> {
 
 /// The wanted symbols an ELF file defines, with their file offsets (dynamic or static symbol
 /// table; an alias at an address already found is dropped so no call is counted twice).
+#[cfg(test)]
 pub fn elf_symbols(path: &Path, wanted: &[&str]) -> Result<HashMap<String, u64>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(elf_symbols_in(&file, wanted))
+}
+
+/// [`elf_symbols`] of a file already open.
+fn elf_symbols_in(file: &std::fs::File, wanted: &[&str]) -> HashMap<String, u64> {
     use object::Object;
     use object::ObjectSegment;
     use object::ObjectSymbol;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let cache = object::ReadCache::new(file);
     let Ok(elf) = object::File::parse(&cache) else {
-        return Ok(HashMap::new()); // not an object file we can read: nothing to probe
+        return HashMap::new(); // not an object file we can read: nothing to probe
     };
     let segments: Vec<(u64, u64, u64)> = elf
         .segments()
@@ -99,7 +105,7 @@ pub fn elf_symbols(path: &Path, wanted: &[&str]) -> Result<HashMap<String, u64>>
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// True when the ELF file defines `symbol`.
@@ -129,7 +135,7 @@ impl FoundFile {
         use std::os::unix::fs::MetadataExt;
         let file = std::fs::File::open(host_path).with_context(|| format!("opening {}", host_path.display()))?;
         let meta = file.metadata().with_context(|| format!("reading {}", host_path.display()))?;
-        let symbols = elf_symbols(host_path, wanted)?;
+        let symbols = elf_symbols_in(&file, wanted);
         Ok(FoundFile { id: (meta.dev(), meta.ino()), path: shown, file: std::sync::Arc::new(file), symbols })
     }
 

@@ -554,21 +554,12 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             };
             match holder.first() {
                 Some(h) => {
+                    let link = task_link(h, "waker_", 1, "holder", format!("released the {kind} and woke the target {} times", i(h, "n")));
                     contention_source = serde_json::json!({
                         "kind": "kernel_lock", "lock": lock, "lock_kind": kind,
-                        "pid": i(h, "waker_pid"), "tid": i(h, "waker_tid"),
-                        "comm": super::data_text(h["waker_comm"].as_str().unwrap_or("")),
+                        "pid": link.pid, "tid": link.tid, "comm": link.comm,
                     });
-                    chain.push(Link {
-                        hop: 1,
-                        role: "holder".into(),
-                        pid: i(h, "waker_pid"),
-                        tid: i(h, "waker_tid"),
-                        comm: super::data_text(h["waker_comm"].as_str().unwrap_or("")),
-                        ms: ms(i(h, "total_ns")),
-                        detail: format!("released the {kind} and woke the target {} times", i(h, "n")),
-                        ..Default::default()
-                    });
+                    chain.push(link);
                     action = format!(
                         "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}), held by {} (pid {}, tid {}) doing slow work under it — typically a large write, truncate or fsync of the same file, or munmap/mmap of a large mapping in the same process. Move that work off the shared file or mapping (separate files, smaller writes, no truncate on the hot path); include_stacks shows both call paths",
                         ms(klock_total),
@@ -836,19 +827,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
         "cpu_contention" => {
             if let Some(h) = cpu_holders.first() {
-                contention_source = serde_json::json!({
-                    "pid": i(h, "prev_pid"), "tid": i(h, "prev_tid"), "comm": super::data_text(h["prev_comm"].as_str().unwrap_or("")),
-                });
-                chain.push(Link {
-                    hop: 1,
-                    role: "cpu_holder".into(),
-                    pid: i(h, "prev_pid"),
-                    tid: i(h, "prev_tid"),
-                    comm: super::data_text(h["prev_comm"].as_str().unwrap_or("")),
-                    ms: ms(i(h, "total_ns")),
-                    detail: format!("held the CPU before {} of the target's run-queue waits ended", i(h, "n")),
-                    ..Default::default()
-                });
+                let link = task_link(h, "prev_", 1, "cpu_holder", format!("held the CPU before {} of the target's run-queue waits ended", i(h, "n")));
+                contention_source = serde_json::json!({"pid": link.pid, "tid": link.tid, "comm": link.comm});
+                chain.push(link);
                 action = format!(
                     "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, cpu.weight)",
                     ms(runq_total),
@@ -948,6 +929,21 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         window_end_ns: end,
         notice,
     })
+}
+
+/// A chain link for the task a row names through `{prefix}pid`, `{prefix}tid`, `{prefix}comm`
+/// (a waker, the task that had the CPU), accounting the row's `total_ns`.
+fn task_link(row: &Value, prefix: &str, hop: i64, role: &str, detail: String) -> Link {
+    Link {
+        hop,
+        role: role.into(),
+        pid: i(row, &format!("{prefix}pid")),
+        tid: i(row, &format!("{prefix}tid")),
+        comm: super::data_text(row[format!("{prefix}comm")].as_str().unwrap_or("")),
+        ms: i(row, "total_ns") as f64 / 1e6,
+        detail,
+        ..Default::default()
+    }
 }
 
 /// Run-queue time that can hide inside a kernel lock wait (a woken waiter queues before it runs).
