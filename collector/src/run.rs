@@ -644,10 +644,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             || cfg.duration.is_some_and(|d| started.elapsed() >= d)
     };
     loop {
-        // sleep in short slices so a stop request is seen quickly
+        // sleep in short slices so a stop request is seen quickly (and, while CUDA launch probes
+        // are duty-cycled, their on-window starts and ends within a few ms)
+        let slice = if cuda_probes.as_ref().is_some_and(|c| c.duty_cycled()) { 5 } else { 10 };
         let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
         while Instant::now() < tick_end && !stop_requested(&opts) {
-            std::thread::sleep(Duration::from_millis(5).min(cfg.ring_buffer.drain_interval));
+            std::thread::sleep(Duration::from_millis(slice).min(cfg.ring_buffer.drain_interval));
             if let Some(cp) = cuda_probes.as_mut() {
                 cp.tick();
             }

@@ -454,6 +454,11 @@ impl<'obj> CudaProbes<'obj> {
         }
     }
 
+    /// True when launch probes are attached only part of the time (`tick` has work to do).
+    pub fn duty_cycled(&self) -> bool {
+        !self.duty.always()
+    }
+
     /// Attaches or detaches the launch probes as the duty cycle says. Called often (every few
     /// ms) from the capture loop.
     pub fn tick(&mut self) {
