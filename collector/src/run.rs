@@ -682,11 +682,6 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         rb.consume().context("draining the ring buffer")?;
         let mut stats = Vec::new();
         let mut hists = Vec::new();
-        if let Some(cp) = cuda_probes.as_mut() {
-            for e in capture.borrow().events.iter().filter(|e| e.cuda_function.is_some()) {
-                cp.note_process(e.pid, &e.process_name);
-            }
-        }
         if stopping || last_stats.elapsed() >= cfg.storage.flush_interval {
             let cur = offcpu::read_stats(&skel)?;
             let now = realtime_ns();

@@ -348,7 +348,7 @@ pub struct CudaProbes<'obj> {
     prev_hist: HistSnapshot,
     window_start: Instant,
     window_start_ns: i64,
-    /// Process names seen in this collector's records, for histogram rows.
+    /// Process names by pid, for histogram rows.
     process_names: HashMap<u32, String>,
     /// What was attached, for the exit report and `doctor`.
     pub probed: Vec<String>,
@@ -501,11 +501,15 @@ impl<'obj> CudaProbes<'obj> {
         }
     }
 
-    /// Remembers process names from decoded records (histogram rows carry them).
-    pub fn note_process(&mut self, pid: i32, name: &str) {
-        if !self.process_names.contains_key(&(pid as u32)) {
-            self.process_names.insert(pid as u32, name.to_string());
-        }
+    /// The process name histogram rows carry: the leader's comm, read once per pid while the
+    /// process lives (many processes only ever make fast launches, which are no event rows).
+    fn process_name(&mut self, pid: u32) -> String {
+        self.process_names
+            .entry(pid)
+            .or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim_end().to_string()).unwrap_or_default()
+            })
+            .clone()
     }
 
     /// Histogram rows of the window that ends now, with what was sampled and how.
@@ -541,7 +545,7 @@ impl<'obj> CudaProbes<'obj> {
                     time_unix_nano: self.window_start_ns,
                     interval_ns: now_ns - self.window_start_ns,
                     pid: pid as i32,
-                    process_name: self.process_names.get(&pid).cloned().unwrap_or_default(),
+                    process_name: self.process_name(pid),
                     cuda_function: name,
                     event_name: class.event_name(),
                     bucket_low_ns: if b == 0 { 0 } else { 1i64 << b },
@@ -568,6 +572,8 @@ impl<'obj> CudaProbes<'obj> {
                 )
             },
         };
+        // forget processes whose histograms are gone (a recycled pid gets its own name)
+        self.process_names.retain(|p, _| cur.keys().any(|(q, _)| q == p));
         self.prev_hist = cur;
         self.window_start = now;
         self.window_start_ns = now_ns;

@@ -496,21 +496,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             _ => "runq",
         };
         if let Some(t) = per_thread.iter().find(|r| r["state"] == state) {
-            chain.push(Link {
-                hop: 0,
-                role: "target".into(),
+            chain.push(target_link(
                 pid,
-                tid: i(t, "tid"),
-                comm: super::data_text(t["comm"].as_str().unwrap_or("")),
-                ms: ms(i(t, "total_ns")),
-                detail: format!(
+                t,
+                ms(i(t, "total_ns")),
+                format!(
                     "{} intervals, {:.1} ms in all, longest {:.1} ms",
                     i(t, "n"),
                     ms(i(t, "total_ns")),
                     ms(i(t, "longest_ns"))
                 ),
-                ..Default::default()
-            });
+            ));
         }
     }
     match mechanism {
@@ -521,21 +517,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 super::data_text(top["kernel_lock"].as_str().unwrap_or("?")),
                 super::data_text(top["kernel_lock_kind"].as_str().unwrap_or("lock")),
             );
-            chain.push(Link {
-                hop: 0,
-                role: "target".into(),
+            chain.push(target_link(
                 pid,
-                tid,
-                comm: super::data_text(top["comm"].as_str().unwrap_or("")),
-                ms: ms(i(top, "total_ns")),
-                detail: format!(
+                top,
+                ms(i(top, "total_ns")),
+                format!(
                     "waited {:.1} ms in the kernel for a contended {kind} ({lock}), {} waits, longest {:.1} ms",
                     ms(i(top, "total_ns")),
                     i(top, "n"),
                     ms(i(top, "longest_ns"))
                 ),
-                ..Default::default()
-            });
+            ));
             // the holder released the lock: it is the waker of the thread's D-state waits
             let holder_sql = q(
                 "Who ended the waiting thread's D-state waits (the kernel lock's holder releases and wakes it)",
@@ -581,21 +573,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let top = &gpu_waits[0];
             let (tid, f) = (i(top, "tid"), super::data_text(top["cuda_function"].as_str().unwrap_or("?")));
             let thread_total = gpu_by_thread.get(&tid).copied().unwrap_or(0);
-            chain.push(Link {
-                hop: 0,
-                role: "target".into(),
+            chain.push(target_link(
                 pid,
-                tid,
-                comm: super::data_text(top["comm"].as_str().unwrap_or("")),
-                ms: ms(thread_total),
-                detail: format!(
+                top,
+                ms(thread_total),
+                format!(
                     "{} calls of {f} waited {:.1} ms for the GPU, longest {:.1} ms",
                     i(top, "n"),
                     ms(i(top, "total_ns")),
                     ms(i(top, "longest_ns"))
                 ),
-                ..Default::default()
-            });
+            ));
             let stream = i(top, "stream");
             contention_source = serde_json::json!({
                 "kind": "gpu", "function": f, "stream": stream, "calls": i(top, "n"), "longest_ms": ms(i(top, "longest_ns")),
@@ -632,21 +620,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let Some(l) = longest.first() else {
                 return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
             };
-            chain.push(Link {
-                hop: 0,
-                role: "target".into(),
+            chain.push(target_link(
                 pid,
-                tid: i(l, "tid"),
-                comm: super::data_text(l["comm"].as_str().unwrap_or("")),
-                ms: ms(i(l, "duration_ns")),
-                detail: format!(
+                l,
+                ms(i(l, "duration_ns")),
+                format!(
                     "waited {:.1} ms{} (its longest wait in the window); {:.1} ms in all were ended by the next hop",
                     ms(i(l, "duration_ns")),
                     lock_of(engine, pid, &hp, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
                     ms(i(wk, "total_ns"))
                 ),
-                ..Default::default()
-            });
+            ));
             if a.include_stacks.unwrap_or(false) {
                 stack_trace.extend(stack_frames(engine, i(l, "kernel_stack_id")).await?);
                 stack_trace.extend(stack_frames(engine, i(l, "user_stack_id")).await?);
@@ -929,6 +913,20 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         window_end_ns: end,
         notice,
     })
+}
+
+/// Hop 0: the target's thread a row names (`tid`, `comm`), with the time it lost.
+fn target_link(pid: i64, row: &Value, ms: f64, detail: String) -> Link {
+    Link {
+        hop: 0,
+        role: "target".into(),
+        pid,
+        tid: i(row, "tid"),
+        comm: super::data_text(row["comm"].as_str().unwrap_or("")),
+        ms,
+        detail,
+        ..Default::default()
+    }
 }
 
 /// A chain link for the task a row names through `{prefix}pid`, `{prefix}tid`, `{prefix}comm`
