@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs.
-const PROBES: &[&str] = &["offcpu", "futex", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty"];
+const PROBES: &[&str] = &[
+    "offcpu", "futex", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty",
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set in build script"));
@@ -37,7 +39,13 @@ fn main() {
             .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
         println!("cargo:rerun-if-changed={}", src.display());
     }
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("causeway.h").display());
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("common.bpf.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("causeway.h").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("common.bpf.h").display()
+    );
     println!("cargo:rerun-if-env-changed=CAUSEWAY_BPF_DEBUG");
 }

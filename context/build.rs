@@ -4,12 +4,20 @@
 use std::path::PathBuf;
 
 fn main() {
-    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let src = dir.join("c/causeway_ctx.c");
     println!("cargo:rerun-if-changed={}", src.display());
-    println!("cargo:rerun-if-changed={}", dir.join("c/causeway_ctx.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        dir.join("c/causeway_ctx.h").display()
+    );
 
-    cc::Build::new().file(&src).flag("-fvisibility=hidden").opt_level(2).compile("causeway_ctx");
+    cc::Build::new()
+        .file(&src)
+        .flag("-fvisibility=hidden")
+        .opt_level(2)
+        .compile("causeway_ctx");
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let so = out.join("libcauseway_ctx.so");

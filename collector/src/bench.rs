@@ -32,13 +32,18 @@ pub fn prog_stats(fd: impl AsFd) -> Result<ProgStats> {
     let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
     // SAFETY: info is a valid bpf_prog_info and len its size; the fd is a BPF program.
-    let rc = unsafe {
-        libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len)
-    };
+    let rc =
+        unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len) };
     if rc != 0 {
-        anyhow::bail!("bpf_prog_get_info_by_fd: {}", std::io::Error::from_raw_os_error(-rc));
+        anyhow::bail!(
+            "bpf_prog_get_info_by_fd: {}",
+            std::io::Error::from_raw_os_error(-rc)
+        );
     }
-    Ok(ProgStats { run_time_ns: info.run_time_ns, run_cnt: info.run_cnt })
+    Ok(ProgStats {
+        run_time_ns: info.run_time_ns,
+        run_cnt: info.run_cnt,
+    })
 }
 
 /// Keeps kernel.bpf_stats_enabled on while alive (the returned fd is the kernel's own guard).
@@ -46,7 +51,10 @@ fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
     // SAFETY: plain syscall wrapper; returns an fd or a negative errno.
     let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
     if fd < 0 {
-        anyhow::bail!("enabling bpf_stats: {}", std::io::Error::from_raw_os_error(-fd));
+        anyhow::bail!(
+            "enabling bpf_stats: {}",
+            std::io::Error::from_raw_os_error(-fd)
+        );
     }
     // SAFETY: fd was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
@@ -78,7 +86,9 @@ fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<
     let mut obj2 = MaybeUninit::uninit();
     let mut empty = EmptySkelBuilder::default().open(&mut obj2)?.load()?;
     empty.attach()?;
-    let snapshot = |skel: &offcpu::OffcpuSkel<'_>, empty: &crate::probes::empty::EmptySkel<'_>| -> Result<[ProgStats; 3]> {
+    let snapshot = |skel: &offcpu::OffcpuSkel<'_>,
+                    empty: &crate::probes::empty::EmptySkel<'_>|
+     -> Result<[ProgStats; 3]> {
         Ok([
             prog_stats(skel.progs.handle__sched_switch.as_fd())?,
             prog_stats(skel.progs.handle__sched_waking.as_fd())?,
@@ -96,7 +106,10 @@ fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<
     let after = snapshot(&skel, &empty)?;
     let per = |i: usize| {
         let n = after[i].run_cnt - before[i].run_cnt;
-        ((after[i].run_time_ns - before[i].run_time_ns) as f64 / n.max(1) as f64, n)
+        (
+            (after[i].run_time_ns - before[i].run_time_ns) as f64 / n.max(1) as f64,
+            n,
+        )
     };
     Ok(Round {
         label,
@@ -117,7 +130,11 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
     let _stats_guard = enable_bpf_stats()?;
     let rounds = [
         measure("state+waker+runq", Duration::ZERO, secs)?,
-        measure("state+waker+runq+stacks(10ms)", Duration::from_millis(10), secs)?,
+        measure(
+            "state+waker+runq+stacks(10ms)",
+            Duration::from_millis(10),
+            secs,
+        )?,
     ];
     if json {
         let items: Vec<String> = rounds
@@ -151,17 +168,34 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
 
 /// Attaches the empty uprobe (and uretprobe) to `symbol` in `binary` for every process and
 /// holds them until SIGINT/SIGTERM: the baseline a CUDA probe's per-call cost is measured against.
-pub fn bare_uprobe(binary: &std::path::Path, symbol: &str, with_return: bool, ready: Option<&std::path::Path>) -> Result<()> {
+pub fn bare_uprobe(
+    binary: &std::path::Path,
+    symbol: &str,
+    with_return: bool,
+    ready: Option<&std::path::Path>,
+) -> Result<()> {
     let mut obj = MaybeUninit::uninit();
-    let skel = EmptySkelBuilder::default().open(&mut obj)?.load().context("loading the empty programs")?;
-    let opts = |ret: bool| libbpf_rs::UprobeOpts { func_name: Some(symbol.to_string()), retprobe: ret, ..Default::default() };
+    let skel = EmptySkelBuilder::default()
+        .open(&mut obj)?
+        .load()
+        .context("loading the empty programs")?;
+    let opts = |ret: bool| libbpf_rs::UprobeOpts {
+        func_name: Some(symbol.to_string()),
+        retprobe: ret,
+        ..Default::default()
+    };
     let mut links = vec![skel
         .progs
         .handle__uprobe_empty
         .attach_uprobe_with_opts(-1, binary, 0, opts(false))
         .with_context(|| format!("attaching a uprobe to {symbol} in {}", binary.display()))?];
     if with_return {
-        links.push(skel.progs.handle__uretprobe_empty.attach_uprobe_with_opts(-1, binary, 0, opts(true))?);
+        links.push(skel.progs.handle__uretprobe_empty.attach_uprobe_with_opts(
+            -1,
+            binary,
+            0,
+            opts(true),
+        )?);
     }
     if let Some(f) = ready {
         std::fs::write(f, format!("{}\n", std::process::id()))?;

@@ -1,7 +1,10 @@
 //! BPF timestamps are CLOCK_BOOTTIME; records carry UTC. The offset is sampled, not assumed.
 
 fn now(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec; clock ids used here always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -29,7 +32,9 @@ impl BootToWall {
         let r1 = realtime_ns();
         let b = boottime_ns();
         let r2 = realtime_ns();
-        BootToWall { offset_ns: r1 + (r2 - r1) / 2 - b }
+        BootToWall {
+            offset_ns: r1 + (r2 - r1) / 2 - b,
+        }
     }
 
     /// UTC nanoseconds of a CLOCK_BOOTTIME stamp.
@@ -46,6 +51,10 @@ mod tests {
     fn conversion_lands_near_now() {
         let c = BootToWall::sample();
         let w = c.wall(boottime_ns() as u64);
-        assert!((w - realtime_ns()).abs() < 50_000_000, "off by {} ns", w - realtime_ns());
+        assert!(
+            (w - realtime_ns()).abs() < 50_000_000,
+            "off by {} ns",
+            w - realtime_ns()
+        );
     }
 }

@@ -245,7 +245,10 @@ impl Default for Thresholds {
 
 impl Default for RingBuffer {
     fn default() -> Self {
-        RingBuffer { size_mib: 8, drain_interval: Duration::from_millis(100) }
+        RingBuffer {
+            size_mib: 8,
+            drain_interval: Duration::from_millis(100),
+        }
     }
 }
 
@@ -265,7 +268,10 @@ impl Config {
     /// Loads a YAML file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow!(UsageError(format!("cannot read config file {}: {e}", path.display())))
+            anyhow!(UsageError(format!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )))
         })?;
         Self::parse(&text).map_err(|e| anyhow!(UsageError(format!("{}: {e}", path.display()))))
     }
@@ -323,7 +329,10 @@ impl Config {
         if let Some(ep) = &self.otlp_endpoint {
             match url::Url::parse(ep) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                _ => return bad("otlp_endpoint", "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:4317"),
+                _ => return bad(
+                    "otlp_endpoint",
+                    "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:4317",
+                ),
             }
         }
         if !(1..=65536).contains(&self.otlp.batch_size) {
@@ -339,15 +348,22 @@ impl Config {
             return bad("otlp.max_attempts", "must be within 1..=20");
         }
         if !(self.cuda.launch_sampling > 0.0 && self.cuda.launch_sampling <= 1.0) {
-            return bad("cuda.launch_sampling", "must be within (0, 1]: the share of time launches are probed");
+            return bad(
+                "cuda.launch_sampling",
+                "must be within (0, 1]: the share of time launches are probed",
+            );
         }
-        if self.cuda.sampling_period < Duration::from_millis(100) || self.cuda.sampling_period > Duration::from_secs(600) {
+        if self.cuda.sampling_period < Duration::from_millis(100)
+            || self.cuda.sampling_period > Duration::from_secs(600)
+        {
             return bad("cuda.sampling_period", "must be within 100ms..=10m");
         }
         if self.trace_context.scan_interval < Duration::from_millis(100) {
             return bad("trace_context.scan_interval", "must be at least 100ms");
         }
-        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1024);
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1024);
         if let Some(c) = self.cpus.iter().find(|c| **c >= ncpu.max(1024)) {
             return bad("cpus", &format!("cpu {c} does not exist"));
         }
@@ -361,7 +377,9 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num
         .parse()
@@ -373,8 +391,16 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        "" => return Err(format!("invalid duration {s:?}: a unit is required (ns, us, ms, s, m, h)")),
-        u => return Err(format!("invalid duration {s:?}: unknown unit {u:?} (ns, us, ms, s, m, h)")),
+        "" => {
+            return Err(format!(
+                "invalid duration {s:?}: a unit is required (ns, us, ms, s, m, h)"
+            ))
+        }
+        u => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {u:?} (ns, us, ms, s, m, h)"
+            ))
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || secs > 1e9 {
@@ -388,10 +414,14 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+fn opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
-        Some(s) => parse_duration(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(s) => parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 

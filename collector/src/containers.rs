@@ -30,13 +30,17 @@ fn is_hex_id(s: &str) -> bool {
 pub fn owner_of(path: &str) -> Owner {
     let mut o = Owner::default();
     for seg in path.split('/').filter(|s| !s.is_empty()) {
-        let base = seg.strip_suffix(".scope").or_else(|| seg.strip_suffix(".slice")).unwrap_or(seg);
+        let base = seg
+            .strip_suffix(".scope")
+            .or_else(|| seg.strip_suffix(".slice"))
+            .unwrap_or(seg);
         // pod: systemd driver "kubepods-burstable-pod<uid_with_underscores>", cgroupfs "pod<uid>"
         if let Some(i) = base.rfind("pod") {
             let uid = &base[i + 3..];
             let uid = uid.replace('_', "-");
-            let looks_like_uid =
-                uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && uid.matches('-').count() == 4;
+            let looks_like_uid = uid.len() == 36
+                && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+                && uid.matches('-').count() == 4;
             if looks_like_uid && (i == 0 || base[..i].ends_with('-')) {
                 o.pod_uid = Some(uid);
                 continue;
@@ -55,7 +59,8 @@ fn cgroup2_roots() -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).map(str::to_string))?
+            (post.split_whitespace().next()? == "cgroup2")
+                .then(|| pre.split_whitespace().nth(4).map(str::to_string))?
         })
         .collect()
 }
@@ -75,7 +80,10 @@ impl Default for Containers {
 impl Containers {
     /// An empty map; the first lookup scans.
     pub fn new() -> Containers {
-        Containers { by_id: HashMap::new(), last_scan: None }
+        Containers {
+            by_id: HashMap::new(),
+            last_scan: None,
+        }
     }
 
     fn scan(&mut self) {
@@ -88,11 +96,21 @@ impl Containers {
                 if seen > 100_000 {
                     break;
                 }
-                let Ok(meta) = std::fs::metadata(&dir) else { continue };
-                let rel = dir.strip_prefix(&root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
+                let Ok(meta) = std::fs::metadata(&dir) else {
+                    continue;
+                };
+                let rel = dir
+                    .strip_prefix(&root)
+                    .unwrap_or(Path::new(""))
+                    .to_string_lossy()
+                    .into_owned();
                 self.by_id.insert(meta.ino(), owner_of(&rel));
                 if let Ok(rd) = std::fs::read_dir(&dir) {
-                    stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+                    stack.extend(
+                        rd.flatten()
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.path()),
+                    );
                 }
             }
         }
@@ -103,7 +121,11 @@ impl Containers {
         if id == 0 {
             return Owner::default();
         }
-        if !self.by_id.contains_key(&id) && self.last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if !self.by_id.contains_key(&id)
+            && self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
             self.scan();
         }
         self.by_id.get(&id).cloned().unwrap_or_default()
@@ -122,13 +144,36 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{id}.scope",
             uid.replace('-', "_")
         );
-        assert_eq!(owner_of(&systemd), Owner { container_id: Some(id.clone()), pod_uid: Some(uid.into()) });
+        assert_eq!(
+            owner_of(&systemd),
+            Owner {
+                container_id: Some(id.clone()),
+                pod_uid: Some(uid.into())
+            }
+        );
         let cgroupfs = format!("/kubepods/besteffort/pod{uid}/{id}");
-        assert_eq!(owner_of(&cgroupfs), Owner { container_id: Some(id.clone()), pod_uid: Some(uid.into()) });
-        for p in [format!("/system.slice/docker-{id}.scope"), format!("/machine.slice/libpod-{id}.scope"), format!("/crio-{id}.scope")] {
-            assert_eq!(owner_of(&p).container_id.as_deref(), Some(id.as_str()), "{p}");
+        assert_eq!(
+            owner_of(&cgroupfs),
+            Owner {
+                container_id: Some(id.clone()),
+                pod_uid: Some(uid.into())
+            }
+        );
+        for p in [
+            format!("/system.slice/docker-{id}.scope"),
+            format!("/machine.slice/libpod-{id}.scope"),
+            format!("/crio-{id}.scope"),
+        ] {
+            assert_eq!(
+                owner_of(&p).container_id.as_deref(),
+                Some(id.as_str()),
+                "{p}"
+            );
         }
-        assert_eq!(owner_of("/user.slice/user-0.slice/session-1.scope"), Owner::default());
+        assert_eq!(
+            owner_of("/user.slice/user-0.slice/session-1.scope"),
+            Owner::default()
+        );
         assert_eq!(owner_of("/system.slice/podman.service").pod_uid, None);
     }
 }

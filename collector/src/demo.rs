@@ -67,8 +67,13 @@ pub fn run(mut cfg: Config, hold: Duration) -> Result<()> {
     };
     eprintln!("causeway demo: recording pid {pid} (a thread sleeps {} ms holding a mutex another thread waits on)", hold.as_millis());
     let summary = crate::run::run(&cfg, opts)?;
-    let result = result_rx.recv_timeout(Duration::from_secs(5)).context("demo workload gave no result")?;
-    let (Some(holder), Some(waiter)) = (json_field(&result, "holder_tid"), json_field(&result, "waiter_tid")) else {
+    let result = result_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("demo workload gave no result")?;
+    let (Some(holder), Some(waiter)) = (
+        json_field(&result, "holder_tid"),
+        json_field(&result, "waiter_tid"),
+    ) else {
         bail!("demo workload result unreadable: {result:?}");
     };
     let waits: Vec<_> = summary
@@ -91,7 +96,11 @@ pub fn run(mut cfg: Config, hold: Duration) -> Result<()> {
     match (longest.waker_tid, longest.waker_comm.as_deref()) {
         (Some(wt), Some(wc)) => println!(
             "  woken by {wc} (tid {wt}){}",
-            if wt as i64 == holder { " — the thread that held the mutex" } else { " — NOT the holder" }
+            if wt as i64 == holder {
+                " — the thread that held the mutex"
+            } else {
+                " — NOT the holder"
+            }
         ),
         _ => println!("  no waker recorded"),
     }

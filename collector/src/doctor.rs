@@ -37,7 +37,8 @@ pub fn run() -> Result<()> {
             ring_buffer_bytes: 1 << 20,
             ..Default::default()
         };
-        let loaded = offcpu::load(&mut obj, &settings).and_then(|mut s| offcpu::attach(&mut s).map(|()| s));
+        let loaded =
+            offcpu::load(&mut obj, &settings).and_then(|mut s| offcpu::attach(&mut s).map(|()| s));
         match loaded {
             Ok(skel) => {
                 checks.push(preflight::Check {
@@ -45,16 +46,29 @@ pub fn run() -> Result<()> {
                     status: Status::Ok("offcpu.bpf.c loaded and attached (sched_switch, sched_waking, sched_wakeup_new, sched_process_exec/fork/exit, irq/softirq/hrtimer entry+exit)".into()),
                 });
                 let mut fobj = MaybeUninit::uninit();
-                let status = match futex::load(&mut fobj, &settings, &skel).and_then(|mut f| futex::attach(&mut f)) {
-                    Ok(()) => Status::Ok("futex.bpf.c loaded and attached (syscalls:sys_enter/exit_futex)".into()),
+                let status = match futex::load(&mut fobj, &settings, &skel)
+                    .and_then(|mut f| futex::attach(&mut f))
+                {
+                    Ok(()) => Status::Ok(
+                        "futex.bpf.c loaded and attached (syscalls:sys_enter/exit_futex)".into(),
+                    ),
                     Err(e) => Status::Warn(format!("futex waits will not be captured: {e:#}")),
                 };
-                checks.push(preflight::Check { name: "futex", status });
+                checks.push(preflight::Check {
+                    name: "futex",
+                    status,
+                });
             }
-            Err(e) => checks.push(preflight::Check { name: "probes", status: Status::Fail(format!("{e:#}")) }),
+            Err(e) => checks.push(preflight::Check {
+                name: "probes",
+                status: Status::Fail(format!("{e:#}")),
+            }),
         };
     }
-    checks.push(preflight::Check { name: "cuda", status: cuda_report() });
+    checks.push(preflight::Check {
+        name: "cuda",
+        status: cuda_report(),
+    });
     let mut failed = false;
     for c in &checks {
         let (tag, msg) = match &c.status {
@@ -89,11 +103,17 @@ fn cuda_library_dirs() -> Vec<std::path::PathBuf> {
     .map(PathBuf::from)
     .collect();
     let subdirs = |p: &std::path::Path| -> Vec<PathBuf> {
-        std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+        std::fs::read_dir(p)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
     };
     for base in ["/usr/lib", "/usr/local/lib", "/opt/conda/lib"] {
         for py in subdirs(std::path::Path::new(base)) {
-            if !py.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")) {
+            if !py
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("python3"))
+            {
                 continue;
             }
             for pkgs in ["site-packages", "dist-packages"] {
@@ -113,14 +133,24 @@ fn cuda_report() -> Status {
     let mut lines = Vec::new();
     let mut scanner = discovery::Scanner::new(cuda::symbols());
     for f in scanner.scan() {
-        lines.push(format!("in use: {} ({}, {} functions)", f.path, cuda::library_kind(&f.path), f.symbols.len()));
+        lines.push(format!(
+            "in use: {} ({}, {} functions)",
+            f.path,
+            cuda::library_kind(&f.path),
+            f.symbols.len()
+        ));
     }
     let mut installed = std::collections::BTreeSet::new();
     for d in cuda_library_dirs() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if ["libcudart.so", "libcuda.so", "libnccl.so"].iter().any(|p| name.starts_with(p)) {
+            if ["libcudart.so", "libcuda.so", "libnccl.so"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
                 installed.insert(e.path().display().to_string());
             }
         }

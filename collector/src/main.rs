@@ -28,7 +28,11 @@ use crate::config::Config;
 use crate::config::UsageError;
 
 #[derive(Parser)]
-#[command(name = "causeway-collector", version, about = "Capture why threads wait: off-CPU intervals with state and waker, run-queue delay and process lifecycle, via eBPF, into Parquet on object storage.")]
+#[command(
+    name = "causeway-collector",
+    version,
+    about = "Capture why threads wait: off-CPU intervals with state and waker, run-queue delay and process lifecycle, via eBPF, into Parquet on object storage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -190,7 +194,10 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
     set!(cfg.thresholds.min_runq, args.min_runq);
     set!(cfg.thresholds.stack, args.stack_threshold);
     set!(cfg.storage.flush_interval, args.flush_interval);
-    set!(cfg.thresholds.max_events_per_second, args.max_events_per_second);
+    set!(
+        cfg.thresholds.max_events_per_second,
+        args.max_events_per_second
+    );
     if let Some(r) = args.flush_rows {
         cfg.storage.flush_rows = r as usize;
     }
@@ -208,7 +215,9 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
         Some("http/protobuf") => cfg.otlp.protocol = config::OtlpProtocol::HttpProtobuf,
         _ => {}
     }
-    cfg.trace_context.libraries.extend(args.trace_context_libs.iter().cloned());
+    cfg.trace_context
+        .libraries
+        .extend(args.trace_context_libs.iter().cloned());
     cfg.cuda.libraries.extend(args.cuda_libs.iter().cloned());
     if let Some(f) = args.cuda_launch_sampling {
         cfg.cuda.launch_sampling = f;
@@ -246,7 +255,10 @@ fn main() -> ExitCode {
             run::install_signal_handlers();
             let summary = run::run(
                 &cfg,
-                run::RunOptions { ready_file: args.ready_file.clone(), ..Default::default() },
+                run::RunOptions {
+                    ready_file: args.ready_file.clone(),
+                    ..Default::default()
+                },
             )?;
             eprint!("{}", summary.report());
             Ok(())
@@ -254,20 +266,32 @@ fn main() -> ExitCode {
         Command::Doctor => doctor::run(),
         Command::Demo { store, hold } => {
             run::install_signal_handlers();
-            let cfg = Config { store, ..Config::default() };
+            let cfg = Config {
+                store,
+                ..Config::default()
+            };
             causeway_store::StoreLocation::parse(&cfg.store)
                 .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid --store: {e:#}"))))
                 .and_then(|_| demo::run(cfg, hold))
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
-        Command::BareUprobe { binary, symbol, with_return, ready_file } => {
+        Command::BareUprobe {
+            binary,
+            symbol,
+            with_return,
+            ready_file,
+        } => {
             run::install_signal_handlers();
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
         }
         Command::Workload(w) => workload::run(w),
-        Command::Synth { store, seconds, rate, hot_pid, start } => {
-            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000)
-        }
+        Command::Synth {
+            store,
+            seconds,
+            rate,
+            hot_pid,
+            start,
+        } => synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,7 +41,10 @@ fn effective_caps() -> u64 {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// The BTF check: tp_btf programs and CO-RE relocations need the kernel's own BTF.
@@ -55,7 +58,10 @@ pub fn btf() -> Check {
             kernel_release()
         ))
     };
-    Check { name: "btf", status }
+    Check {
+        name: "btf",
+        status,
+    }
 }
 
 /// The privilege check: CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN, or root).
@@ -63,14 +69,19 @@ pub fn privileges() -> Check {
     let caps = effective_caps();
     let has = |c: u32| caps & (1u64 << c) != 0;
     let status = if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        Status::Ok(format!("CapEff={caps:#x} (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)"))
+        Status::Ok(format!(
+            "CapEff={caps:#x} (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)"
+        ))
     } else {
         Status::Fail(format!(
             "missing privileges (CapEff={caps:#x}): run as root, or grant the binary \
              `setcap cap_bpf,cap_perfmon+ep causeway-collector` (kernel 5.8+)"
         ))
     };
-    Check { name: "privileges", status }
+    Check {
+        name: "privileges",
+        status,
+    }
 }
 
 fn tracefs_mounted() -> bool {
@@ -81,16 +92,28 @@ fn tracefs_mounted() -> bool {
 /// do: mount it when we may, otherwise say how.
 pub fn tracefs(try_mount: bool) -> Check {
     if tracefs_mounted() {
-        return Check { name: "tracefs", status: Status::Ok(format!("mounted at {TRACEFS}")) };
+        return Check {
+            name: "tracefs",
+            status: Status::Ok(format!("mounted at {TRACEFS}")),
+        };
     }
     if try_mount {
         let (src, target, fs) = (c"nodev", c"/sys/kernel/tracing", c"tracefs");
         // SAFETY: NUL-terminated static strings; mount(2) does not keep the pointers.
         let rc = unsafe {
-            libc::mount(src.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
         if rc == 0 && tracefs_mounted() {
-            return Check { name: "tracefs", status: Status::Ok(format!("mounted it at {TRACEFS}")) };
+            return Check {
+                name: "tracefs",
+                status: Status::Ok(format!("mounted it at {TRACEFS}")),
+            };
         }
     }
     Check {
@@ -105,7 +128,10 @@ pub fn tracefs(try_mount: bool) -> Check {
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it. On 5.11+ BPF memory is
 /// charged to the memory cgroup, so a refusal is only a warning.
 pub fn memlock() -> Check {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid struct.
     let status = if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } == 0 {
         Status::Ok("RLIMIT_MEMLOCK raised to unlimited".into())
@@ -115,12 +141,18 @@ pub fn memlock() -> Check {
             std::io::Error::last_os_error()
         ))
     };
-    Check { name: "memlock", status }
+    Check {
+        name: "memlock",
+        status,
+    }
 }
 
 /// Kernel version line (informational).
 pub fn kernel() -> Check {
-    Check { name: "kernel", status: Status::Ok(kernel_release()) }
+    Check {
+        name: "kernel",
+        status: Status::Ok(kernel_release()),
+    }
 }
 
 /// Runs the checks `run` needs; a failing one is an error that says what to do.

@@ -17,24 +17,24 @@ use std::time::Instant;
 
 use anyhow::Context;
 use anyhow::Result;
+use causeway_proto::table::CudaHistRecord;
 use causeway_proto::KernelEvent;
 use causeway_proto::StackRecord;
-use causeway_proto::table::CudaHistRecord;
 use causeway_store::StoreLocation;
 use libbpf_rs::RingBufferBuilder;
 use tokio::sync::mpsc;
 
-use crate::clock::BootToWall;
 use crate::clock::realtime_ns;
+use crate::clock::BootToWall;
 use crate::config::Config;
+use crate::probes::blockio;
 use crate::probes::cgroup;
 use crate::probes::cuda;
 use crate::probes::discovery;
-use crate::probes::blockio;
 use crate::probes::futex;
-use crate::probes::tcp;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
+use crate::probes::tcp;
 use crate::probes::tracectx;
 use crate::sink::otlp::OtlpCounters;
 use crate::sink::otlp::OtlpExporter;
@@ -127,30 +127,40 @@ struct StackWork {
 /// milliseconds the first time a binary is seen, and the ring buffer must keep draining.
 fn spawn_stack_thread(
     writer: mpsc::Sender<Batch>,
-) -> Result<(std::sync::mpsc::SyncSender<StackWork>, std::thread::JoinHandle<()>)> {
+) -> Result<(
+    std::sync::mpsc::SyncSender<StackWork>,
+    std::thread::JoinHandle<()>,
+)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<StackWork>(32);
-    let handle = std::thread::Builder::new().name("cw-stacks".into()).spawn(move || {
-        let mut table = StackTable::new(wire::MAX_STACK);
-        for work in rx {
-            let mut events = Vec::with_capacity(work.items.len());
-            for (mut ev, kernel, user) in work.items {
-                ev.kernel_stack_id = table.kernel(&kernel, ev.time_unix_nano);
-                ev.user_stack_id = table.user(ev.pid, &user, ev.time_unix_nano);
-                events.push(ev);
+    let handle = std::thread::Builder::new()
+        .name("cw-stacks".into())
+        .spawn(move || {
+            let mut table = StackTable::new(wire::MAX_STACK);
+            for work in rx {
+                let mut events = Vec::with_capacity(work.items.len());
+                for (mut ev, kernel, user) in work.items {
+                    ev.kernel_stack_id = table.kernel(&kernel, ev.time_unix_nano);
+                    ev.user_stack_id = table.user(ev.pid, &user, ev.time_unix_nano);
+                    events.push(ev);
+                }
+                for (mut ev, addr) in work.functions {
+                    ev.cuda_kernel = table.function_name(ev.pid, addr);
+                    events.push(ev);
+                }
+                for pid in work.exited {
+                    table.forget_process(pid);
+                }
+                let batch = Batch {
+                    events,
+                    stacks: table.take_new(),
+                    stats: Vec::new(),
+                    hists: Vec::new(),
+                };
+                if writer.blocking_send(batch).is_err() {
+                    break;
+                }
             }
-            for (mut ev, addr) in work.functions {
-                ev.cuda_kernel = table.function_name(ev.pid, addr);
-                events.push(ev);
-            }
-            for pid in work.exited {
-                table.forget_process(pid);
-            }
-            let batch = Batch { events, stacks: table.take_new(), stats: Vec::new(), hists: Vec::new() };
-            if writer.blocking_send(batch).is_err() {
-                break;
-            }
-        }
-    })?;
+        })?;
     Ok((tx, handle))
 }
 
@@ -208,7 +218,11 @@ impl Capture {
                 }
                 ev
             }
-            offcpu::Decoded::WithStacks { event, kernel, user } => {
+            offcpu::Decoded::WithStacks {
+                event,
+                kernel,
+                user,
+            } => {
                 if let Some(k) = self.kept.as_mut() {
                     k.push(event.clone());
                 }
@@ -256,7 +270,10 @@ fn pin_cpus(cpus: &[usize]) -> Result<()> {
             libc::CPU_SET(*c, &mut set);
         }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            anyhow::bail!("pinning the collector to cpus {cpus:?}: {}", std::io::Error::last_os_error());
+            anyhow::bail!(
+                "pinning the collector to cpus {cpus:?}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(())
@@ -265,7 +282,9 @@ fn pin_cpus(cpus: &[usize]) -> Result<()> {
 /// A probe set that adds to the capture: when it cannot load or attach (no tracefs, an older
 /// kernel), capture goes on without it and says so.
 fn optional<T>(what: &str, load_and_attach: impl FnOnce() -> Result<T>) -> Option<T> {
-    load_and_attach().map_err(|e| tracing::warn!("{what} are not captured: {e:#}")).ok()
+    load_and_attach()
+        .map_err(|e| tracing::warn!("{what} are not captured: {e:#}"))
+        .ok()
 }
 
 /// Sums per-CPU counters of one slot.
@@ -336,7 +355,12 @@ fn stats_rows(
 
 /// The `cuda_sampling` row of `collector_stats`: launches counted while their probes were
 /// attached, fast launches kept only in the histograms, calls whose entry or return was lost.
-fn cuda_row(prev: &[Vec<u64>], cur: &[Vec<u64>], window: &StatsRecord, s: cuda::WindowSampling) -> StatsRecord {
+fn cuda_row(
+    prev: &[Vec<u64>],
+    cur: &[Vec<u64>],
+    window: &StatsRecord,
+    s: cuda::WindowSampling,
+) -> StatsRecord {
     let delta = |slot: u32| sum(cur, slot).saturating_sub(sum(prev, slot)) as i64;
     StatsRecord {
         time_unix_nano: window.time_unix_nano,
@@ -374,10 +398,15 @@ fn spawn_writer(
     location: &StoreLocation,
     host: String,
 ) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<WriterResult>)> {
-    let store = location.open(true).with_context(|| format!("opening store {location}"))?;
+    let store = location
+        .open(true)
+        .with_context(|| format!("opening store {location}"))?;
     let stale = location.remove_stale_staging(Duration::from_secs(60));
     if stale > 0 {
-        tracing::info!(files = stale, "removed temporary files of an interrupted earlier run");
+        tracing::info!(
+            files = stale,
+            "removed temporary files of an interrupted earlier run"
+        );
     }
     let settings = SinkSettings {
         host,
@@ -385,7 +414,8 @@ fn spawn_writer(
         flush_rows: cfg.storage.flush_rows,
         zstd_level: cfg.storage.zstd_level,
     };
-    let (retention_hours, retention_bytes) = (cfg.storage.retention_hours, cfg.storage.retention_bytes);
+    let (retention_hours, retention_bytes) =
+        (cfg.storage.retention_hours, cfg.storage.retention_bytes);
     let mut otlp = match &cfg.otlp_endpoint {
         Some(ep) => {
             tracing::info!(endpoint = %ep, protocol = ?cfg.otlp.protocol, "exporting log records over OTLP");
@@ -394,7 +424,9 @@ fn spawn_writer(
         None => None,
     };
     let (tx, mut rx) = mpsc::channel::<Batch>(64);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     // fail fast on an unreachable or misconfigured store, before attaching anything
     rt.block_on(async {
         use futures::StreamExt;
@@ -490,7 +522,11 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         ring_buffer_bytes: (cfg.ring_buffer.size_mib.next_power_of_two()) * 1024 * 1024,
         min_block: cfg.thresholds.min_block_io,
         obi_map: if cfg.trace_context.enabled {
-            cfg.trace_context.obi_map.as_ref().map(PathBuf::from).or_else(tracectx::find_obi_map)
+            cfg.trace_context
+                .obi_map
+                .as_ref()
+                .map(PathBuf::from)
+                .or_else(tracectx::find_obi_map)
         } else {
             None
         },
@@ -558,14 +594,25 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     };
     let mut cuda_object = MaybeUninit::uninit();
     let mut cuda_probes = if cfg.cuda.enabled {
-        optional("CUDA calls", || Ok(cuda::CudaProbes::new(cuda::load(&mut cuda_object, &settings, &skel, &sampling)?, &sampling)))
+        optional("CUDA calls", || {
+            Ok(cuda::CudaProbes::new(
+                cuda::load(&mut cuda_object, &settings, &skel, &sampling)?,
+                &sampling,
+            ))
+        })
     } else {
         None
     };
     if let Some(cp) = cuda_probes.as_mut() {
         for lib in &cfg.cuda.libraries {
             let added = discovery::examine_path(std::path::Path::new(lib), &cuda::symbols())
-                .and_then(|f| if f.symbols.is_empty() { anyhow::bail!("{lib} defines no CUDA/NCCL function") } else { cp.add_file(&f) });
+                .and_then(|f| {
+                    if f.symbols.is_empty() {
+                        anyhow::bail!("{lib} defines no CUDA/NCCL function")
+                    } else {
+                        cp.add_file(&f)
+                    }
+                });
             if let Err(e) = added {
                 tracing::warn!("cuda.libraries: {e:#}");
             }
@@ -580,7 +627,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         wanted.extend(cuda::symbols());
     }
     let mut scanner = discovery::Scanner::new(wanted);
-    let mut scan = |discovery: &mut tracectx::Discovery, cuda_probes: &mut Option<cuda::CudaProbes<'_>>| {
+    let mut scan = |discovery: &mut tracectx::Discovery,
+                    cuda_probes: &mut Option<cuda::CudaProbes<'_>>| {
         for f in scanner.scan() {
             if let Some(cs) = &ctx_skel {
                 if let Err(e) = discovery.attach(cs, &f) {
@@ -646,7 +694,11 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     loop {
         // sleep in short slices so a stop request is seen quickly (and, while CUDA launch probes
         // are duty-cycled, their on-window starts and ends within a few ms)
-        let slice = if cuda_probes.as_ref().is_some_and(|c| c.duty_cycled()) { 5 } else { 10 };
+        let slice = if cuda_probes.as_ref().is_some_and(|c| c.duty_cycled()) {
+            5
+        } else {
+            10
+        };
         let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
         while Instant::now() < tick_end && !stop_requested(&opts) {
             std::thread::sleep(Duration::from_millis(slice).min(cfg.ring_buffer.drain_interval));
@@ -706,7 +758,11 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(cp) = cuda_probes.as_mut() {
                 match cp.take_window() {
                     Ok((rows, sampling)) => {
-                        let window = StatsRecord { time_unix_nano: stats_window_start, interval_ns: now - stats_window_start, ..Default::default() };
+                        let window = StatsRecord {
+                            time_unix_nano: stats_window_start,
+                            interval_ns: now - stats_window_start,
+                            ..Default::default()
+                        };
                         stats.push(cuda_row(&prev_stats, &cur, &window, sampling));
                         hists = rows;
                     }
@@ -720,12 +776,22 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         let (batch, work) = {
             let mut c = capture.borrow_mut();
             let work = std::mem::take(&mut c.stack_work);
-            (Batch { events: std::mem::take(&mut c.events), stacks: Vec::new(), stats, hists }, work)
+            (
+                Batch {
+                    events: std::mem::take(&mut c.events),
+                    stacks: Vec::new(),
+                    stats,
+                    hists,
+                },
+                work,
+            )
         };
         let mut batch = batch;
         if !work.items.is_empty() || !work.functions.is_empty() || !work.exited.is_empty() {
-            if let Err(std::sync::mpsc::TrySendError::Full(w) | std::sync::mpsc::TrySendError::Disconnected(w)) =
-                stack_tx.try_send(work)
+            if let Err(
+                std::sync::mpsc::TrySendError::Full(w)
+                | std::sync::mpsc::TrySendError::Disconnected(w),
+            ) = stack_tx.try_send(work)
             {
                 // the stack thread is behind: keep the events, without stack ids, and say so
                 stacks_skipped += (w.items.len() + w.functions.len()) as u64;
@@ -733,7 +799,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
                 batch.events.extend(w.functions.into_iter().map(|(e, _)| e));
             }
         }
-        if !(batch.events.is_empty() && batch.stacks.is_empty() && batch.stats.is_empty() && batch.hists.is_empty())
+        if !(batch.events.is_empty()
+            && batch.stacks.is_empty()
+            && batch.stats.is_empty()
+            && batch.hists.is_empty())
             && tx.blocking_send(batch).is_err()
         {
             break; // the writer died; its error is reported below
@@ -746,7 +815,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let final_stats = offcpu::read_stats(&skel)?;
     drop(rb);
     let trace_context_probes = std::mem::take(&mut discovery.probed);
-    let cuda_probes_report = cuda_probes.as_mut().map(|c| std::mem::take(&mut c.probed)).unwrap_or_default();
+    let cuda_probes_report = cuda_probes
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.probed))
+        .unwrap_or_default();
     drop(scan);
     drop(cuda_probes);
     drop(discovery);
@@ -760,9 +832,14 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let _ = stack_thread.join();
     drop(tx);
     if stacks_skipped > 0 {
-        tracing::warn!(stacks_skipped, "events written without stack ids: the stack thread fell behind");
+        tracing::warn!(
+            stacks_skipped,
+            "events written without stack ids: the stack thread fell behind"
+        );
     }
-    let (written, otlp) = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let (written, otlp) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     let otlp = otlp.map(|c| {
         (
             c.exported.load(Ordering::Relaxed),
@@ -770,7 +847,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         )
     });
 
-    let c = Rc::try_unwrap(capture).ok().expect("ring buffer callback dropped").into_inner();
+    let c = Rc::try_unwrap(capture)
+        .ok()
+        .expect("ring buffer callback dropped")
+        .into_inner();
     let mut dropped = [0u64; wire::EV_MAX];
     for (t, d) in dropped.iter_mut().enumerate().skip(1) {
         *d = sum(&final_stats, wire::STAT_DROPPED + t as u32);
@@ -812,13 +892,21 @@ impl RunSummary {
             self.shed, self.undecodable
         ));
         if let Some((exported, dropped)) = self.otlp {
-            out.push_str(&format!("  OTLP: {exported} log records exported, {dropped} dropped\n"));
+            out.push_str(&format!(
+                "  OTLP: {exported} log records exported, {dropped} dropped\n"
+            ));
         }
         if !self.cuda_probes.is_empty() {
-            out.push_str(&format!("  CUDA probed in: {}\n", self.cuda_probes.join("; ")));
+            out.push_str(&format!(
+                "  CUDA probed in: {}\n",
+                self.cuda_probes.join("; ")
+            ));
         }
         if !self.trace_context_probes.is_empty() {
-            out.push_str(&format!("  trace context probed in: {}\n", self.trace_context_probes.join(", ")));
+            out.push_str(&format!(
+                "  trace context probed in: {}\n",
+                self.trace_context_probes.join(", ")
+            ));
         }
         out
     }

@@ -98,7 +98,11 @@ impl StackTable {
         }
         let src = Source::Kernel(Kernel::default());
         let frames: Vec<String> = match self.symbolizer.symbolize(&src, Input::AbsAddr(addrs)) {
-            Ok(syms) => syms.iter().zip(addrs).map(|(s, a)| frame_name(s, *a)).collect(),
+            Ok(syms) => syms
+                .iter()
+                .zip(addrs)
+                .map(|(s, a)| frame_name(s, *a))
+                .collect(),
             Err(_) => addrs.iter().map(|a| format!("0x{a:x}")).collect(),
         };
         let mut h = Fnv::new("kernel");
@@ -165,7 +169,11 @@ impl StackTable {
         if !self.written.contains(&id) {
             let src = Source::Process(Process::new(bpid));
             let frames = match self.symbolizer.symbolize(&src, Input::AbsAddr(addrs)) {
-                Ok(syms) => syms.iter().zip(addrs).map(|(s, a)| frame_name(s, *a)).collect(),
+                Ok(syms) => syms
+                    .iter()
+                    .zip(addrs)
+                    .map(|(s, a)| frame_name(s, *a))
+                    .collect(),
                 Err(_) => addrs.iter().map(|a| format!("0x{a:x}")).collect(),
             };
             self.record(StackRecord {
@@ -238,7 +246,11 @@ mod tests {
         let rows = t.take_new();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].kind, "user");
-        assert!(rows[0].frames[0].contains("marker_function"), "{:?}", rows[0].frames);
+        assert!(
+            rows[0].frames[0].contains("marker_function"),
+            "{:?}",
+            rows[0].frames
+        );
         assert!(t.take_new().is_empty());
         // the same code in "another process" with the same normalized frames has the same id
         t.forget_process(pid);

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::array::Int64Array;
+use arrow::array::Int64Builder;
 use arrow::array::ListBuilder;
 use arrow::array::StringArray;
-use arrow::array::Int64Builder;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use causeway_proto::table;
@@ -56,14 +56,22 @@ pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
         vec![
             i64s(&|r| r.time_unix_nano),
             i64s(&|r| r.interval_ns),
-            Arc::new(rows.iter().map(|r| Some(r.kind.as_str())).collect::<StringArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.kind.as_str()))
+                    .collect::<StringArray>(),
+            ),
             i64s(&|r| r.emitted),
             i64s(&|r| r.dropped),
             Arc::new(per_cpu.finish()),
             i64s(&|r| r.below_threshold),
             i64s(&|r| r.shed),
             i64s(&|r| r.undecodable),
-            Arc::new(rows.iter().map(|r| r.detail.as_deref()).collect::<StringArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.detail.as_deref())
+                    .collect::<StringArray>(),
+            ),
         ],
     )
 }

@@ -36,7 +36,9 @@ impl Rng {
 pub fn run(store: &str, seconds: u64, rate: u64, hot_pid: i32, start_unix_ns: i64) -> Result<()> {
     let location = StoreLocation::parse(store)?;
     let store = location.open(true)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut sink = ParquetSink::new(
         Arc::clone(&store),
         SinkSettings {
@@ -64,12 +66,23 @@ pub fn run(store: &str, seconds: u64, rate: u64, hot_pid: i32, start_unix_ns: i6
         }
         rt.block_on(sink.push(events, Vec::new(), Vec::new()))?;
         if sec % 60 == 59 {
-            eprintln!("synth: {} s of {} written ({:.0} s elapsed)", sec + 1, seconds, started.elapsed().as_secs_f64());
+            eprintln!(
+                "synth: {} s of {} written ({:.0} s elapsed)",
+                sec + 1,
+                seconds,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     rt.block_on(sink.flush())?;
     let t = sink.totals();
-    eprintln!("synth: {} rows in {} files, {} bytes ({:.2} B/row) into {location}", t.rows, t.files, t.bytes, t.bytes as f64 / t.rows.max(1) as f64);
+    eprintln!(
+        "synth: {} rows in {} files, {} bytes ({:.2} B/row) into {location}",
+        t.rows,
+        t.files,
+        t.bytes,
+        t.bytes as f64 / t.rows.max(1) as f64
+    );
     Ok(())
 }
 
@@ -117,7 +130,12 @@ fn hot_event(rng: &mut Rng, pid: i32, t: i64) -> KernelEvent {
 fn background_event(rng: &mut Rng, t: i64) -> KernelEvent {
     let pid = 1000 + rng.below(200) as i32;
     let tid = pid * 10 + rng.below(8) as i32;
-    let state = [names::state::SLEEP, names::state::PREEMPTED, names::state::DISK, names::state::SLEEP][rng.below(4) as usize];
+    let state = [
+        names::state::SLEEP,
+        names::state::PREEMPTED,
+        names::state::DISK,
+        names::state::SLEEP,
+    ][rng.below(4) as usize];
     let woken = state == names::state::SLEEP;
     KernelEvent {
         time_unix_nano: t,

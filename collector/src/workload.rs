@@ -184,7 +184,9 @@ fn write_and_sync(path: &std::path::Path, bytes: usize, direct: bool) -> Result<
     if direct {
         opts.custom_flags(libc::O_DIRECT);
     }
-    let mut f = opts.open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     // O_DIRECT needs an aligned buffer and length; large writes make each wait visible (ms)
     let chunk = 8 << 20;
     let layout = std::alloc::Layout::from_size_align(chunk, 4096).expect("valid layout");
@@ -195,17 +197,21 @@ fn write_and_sync(path: &std::path::Path, bytes: usize, direct: bool) -> Result<
     let buf = unsafe { std::slice::from_raw_parts_mut(ptr, chunk) };
     let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     for w in buf.chunks_exact_mut(8) {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         w.copy_from_slice(&seed.to_ne_bytes());
     }
     let mut left = bytes.div_ceil(4096) * 4096;
     let result = (|| -> Result<()> {
         while left > 0 {
             let n = left.min(chunk);
-            f.write_all(&buf[..n]).with_context(|| format!("writing {}", path.display()))?;
+            f.write_all(&buf[..n])
+                .with_context(|| format!("writing {}", path.display()))?;
             left -= n;
         }
-        f.sync_all().with_context(|| format!("fsync {}", path.display()))
+        f.sync_all()
+            .with_context(|| format!("fsync {}", path.display()))
     })();
     // SAFETY: allocated above with the same layout.
     unsafe { std::alloc::dealloc(ptr, layout) };
@@ -220,19 +226,23 @@ pub fn run(w: Workload) -> Result<()> {
             let lock = Arc::new(Mutex::new(()));
             let barrier = Arc::new(Barrier::new(2));
             let (l, b) = (lock.clone(), barrier.clone());
-            let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(move || {
-                let guard = l.lock().expect("fresh mutex");
-                b.wait();
-                std::thread::sleep(hold);
-                drop(guard);
-                gettid()
-            })?;
-            let waiter = std::thread::Builder::new().name("cw-waiter".into()).spawn(move || {
-                barrier.wait();
-                let t0 = Instant::now();
-                let _g = lock.lock().expect("holder does not panic");
-                (gettid(), t0.elapsed())
-            })?;
+            let holder = std::thread::Builder::new()
+                .name("cw-holder".into())
+                .spawn(move || {
+                    let guard = l.lock().expect("fresh mutex");
+                    b.wait();
+                    std::thread::sleep(hold);
+                    drop(guard);
+                    gettid()
+                })?;
+            let waiter = std::thread::Builder::new()
+                .name("cw-waiter".into())
+                .spawn(move || {
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    let _g = lock.lock().expect("holder does not panic");
+                    (gettid(), t0.elapsed())
+                })?;
             // join the waiter first: the main thread then waits on the waiter, not on the holder,
             // so the holder's only victim in the recording is cw-waiter
             let (waiter_tid, waited) = waiter.join().expect("waiter thread");
@@ -244,36 +254,54 @@ pub fn run(w: Workload) -> Result<()> {
                 waited.as_nanos()
             );
         }
-        Workload::Lockio { file, bytes, rounds, direct, wait_stdin } => {
+        Workload::Lockio {
+            file,
+            bytes,
+            rounds,
+            direct,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
             let lock = Arc::new(Mutex::new(()));
             let (l, f) = (lock.clone(), file.clone());
             let started = Arc::new(Barrier::new(2));
             let s2 = started.clone();
             // a barrier per round: the waiter asks for the lock right after the holder took it
-            let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(move || -> Result<i32> {
-                for _ in 0..rounds {
-                    let g = l.lock().expect("fresh mutex");
-                    s2.wait();
-                    write_and_sync(&f, bytes, direct)?;
-                    drop(g);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Ok(gettid())
-            })?;
-            let waiter = std::thread::Builder::new().name("cw-waiter".into()).spawn(move || {
-                for _ in 0..rounds {
-                    started.wait();
-                    drop(lock.lock().expect("holder does not panic"));
-                }
-                gettid()
-            })?;
+            let holder = std::thread::Builder::new().name("cw-holder".into()).spawn(
+                move || -> Result<i32> {
+                    for _ in 0..rounds {
+                        let g = l.lock().expect("fresh mutex");
+                        s2.wait();
+                        write_and_sync(&f, bytes, direct)?;
+                        drop(g);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Ok(gettid())
+                },
+            )?;
+            let waiter = std::thread::Builder::new()
+                .name("cw-waiter".into())
+                .spawn(move || {
+                    for _ in 0..rounds {
+                        started.wait();
+                        drop(lock.lock().expect("holder does not panic"));
+                    }
+                    gettid()
+                })?;
             let waiter_tid = waiter.join().expect("waiter thread");
             let holder_tid = holder.join().expect("holder thread")?;
             let _ = std::fs::remove_file(&file);
-            println!("{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid}}}", std::process::id());
+            println!(
+                "{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid}}}",
+                std::process::id()
+            );
         }
-        Workload::Klock { file, bytes, rounds, wait_stdin } => {
+        Workload::Klock {
+            file,
+            bytes,
+            rounds,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
             use std::os::unix::fs::FileExt;
             let f = Arc::new(
@@ -287,24 +315,28 @@ pub fn run(w: Workload) -> Result<()> {
             );
             let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (f1, d1) = (f.clone(), done.clone());
-            let truncator = std::thread::Builder::new().name("cw-truncator".into()).spawn(move || -> Result<i32> {
-                let buf = vec![7u8; bytes];
-                for _ in 0..rounds {
-                    f1.write_all_at(&buf, 0)?;
-                    f1.set_len(0)?;
-                }
-                d1.store(true, std::sync::atomic::Ordering::SeqCst);
-                Ok(gettid())
-            })?;
-            let writer = std::thread::Builder::new().name("cw-writer".into()).spawn(move || -> Result<(i32, u64)> {
-                let small = [1u8; 4096];
-                let mut n = 0u64;
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    f.write_all_at(&small, 1 << 30)?;
-                    n += 1;
-                }
-                Ok((gettid(), n))
-            })?;
+            let truncator = std::thread::Builder::new()
+                .name("cw-truncator".into())
+                .spawn(move || -> Result<i32> {
+                    let buf = vec![7u8; bytes];
+                    for _ in 0..rounds {
+                        f1.write_all_at(&buf, 0)?;
+                        f1.set_len(0)?;
+                    }
+                    d1.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(gettid())
+                })?;
+            let writer = std::thread::Builder::new().name("cw-writer".into()).spawn(
+                move || -> Result<(i32, u64)> {
+                    let small = [1u8; 4096];
+                    let mut n = 0u64;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        f.write_all_at(&small, 1 << 30)?;
+                        n += 1;
+                    }
+                    Ok((gettid(), n))
+                },
+            )?;
             let truncator_tid = truncator.join().expect("truncator thread")?;
             let (writer_tid, writes) = writer.join().expect("writer thread")?;
             let _ = std::fs::remove_file(&file);
@@ -313,110 +345,175 @@ pub fn run(w: Workload) -> Result<()> {
                 std::process::id()
             );
         }
-        Workload::Fsync { file, bytes, rounds, direct, wait_stdin } => {
+        Workload::Fsync {
+            file,
+            bytes,
+            rounds,
+            direct,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
-            let t = std::thread::Builder::new().name("cw-fsync".into()).spawn(move || -> Result<i32> {
-                for _ in 0..rounds {
-                    write_and_sync(&file, bytes, direct)?;
-                }
-                let _ = std::fs::remove_file(&file);
-                Ok(gettid())
-            })?;
+            let t = std::thread::Builder::new().name("cw-fsync".into()).spawn(
+                move || -> Result<i32> {
+                    for _ in 0..rounds {
+                        write_and_sync(&file, bytes, direct)?;
+                    }
+                    let _ = std::fs::remove_file(&file);
+                    Ok(gettid())
+                },
+            )?;
             let tid = t.join().expect("fsync thread")?;
             println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
         }
-        Workload::Tcp { addr, requests, size, wait_stdin } => {
+        Workload::Tcp {
+            addr,
+            requests,
+            size,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
-            let t = std::thread::Builder::new().name("cw-tcp".into()).spawn(move || -> Result<i32> {
-                let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-                    .with_context(|| format!("connecting to {addr}"))?;
-                s.set_nodelay(true)?;
-                let out = vec![7u8; size];
-                let mut back = vec![0u8; size];
-                for _ in 0..requests {
-                    s.write_all(&out)?;
-                    s.read_exact(&mut back)?;
-                }
-                Ok(gettid())
-            })?;
+            let t = std::thread::Builder::new().name("cw-tcp".into()).spawn(
+                move || -> Result<i32> {
+                    let mut s =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                            .with_context(|| format!("connecting to {addr}"))?;
+                    s.set_nodelay(true)?;
+                    let out = vec![7u8; size];
+                    let mut back = vec![0u8; size];
+                    for _ in 0..requests {
+                        s.write_all(&out)?;
+                        s.read_exact(&mut back)?;
+                    }
+                    Ok(gettid())
+                },
+            )?;
             let tid = t.join().expect("tcp thread")?;
             println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
         }
         Workload::Waitv { after, wait_stdin } => {
             wait_for_go(wait_stdin)?;
-            let words: &'static [std::sync::atomic::AtomicU32; 2] =
-                Box::leak(Box::new([std::sync::atomic::AtomicU32::new(0), std::sync::atomic::AtomicU32::new(0)]));
+            let words: &'static [std::sync::atomic::AtomicU32; 2] = Box::leak(Box::new([
+                std::sync::atomic::AtomicU32::new(0),
+                std::sync::atomic::AtomicU32::new(0),
+            ]));
             let addr = words[0].as_ptr() as usize;
-            let waiter = std::thread::Builder::new().name("cw-waitv".into()).spawn(move || -> Result<i32> {
-                // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved } ×2, FUTEX_32
-                let w: [[u64; 3]; 2] = [[0, words[0].as_ptr() as u64, 2], [0, words[1].as_ptr() as u64, 2]];
-                while words[0].load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    // SAFETY: futex_waitv(2) (nr 449) reads the two waiters we pass; no timeout.
-                    let r = unsafe { libc::syscall(449, w.as_ptr(), 2, 0, std::ptr::null::<libc::timespec>(), 0) };
-                    if r < 0 {
-                        let e = std::io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EINTR) {
-                            anyhow::bail!("futex_waitv: {e}");
+            let waiter = std::thread::Builder::new().name("cw-waitv".into()).spawn(
+                move || -> Result<i32> {
+                    // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved } ×2, FUTEX_32
+                    let w: [[u64; 3]; 2] = [
+                        [0, words[0].as_ptr() as u64, 2],
+                        [0, words[1].as_ptr() as u64, 2],
+                    ];
+                    while words[0].load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        // SAFETY: futex_waitv(2) (nr 449) reads the two waiters we pass; no timeout.
+                        let r = unsafe {
+                            libc::syscall(
+                                449,
+                                w.as_ptr(),
+                                2,
+                                0,
+                                std::ptr::null::<libc::timespec>(),
+                                0,
+                            )
+                        };
+                        if r < 0 {
+                            let e = std::io::Error::last_os_error();
+                            if e.raw_os_error() != Some(libc::EAGAIN)
+                                && e.raw_os_error() != Some(libc::EINTR)
+                            {
+                                anyhow::bail!("futex_waitv: {e}");
+                            }
                         }
                     }
-                }
-                Ok(gettid())
-            })?;
-            std::thread::Builder::new().name("cw-waker".into()).spawn(move || {
-                std::thread::sleep(after);
-                words[0].store(1, std::sync::atomic::Ordering::SeqCst);
-                // SAFETY: FUTEX_WAKE (1) on a valid, aligned u32 we own.
-                unsafe { libc::syscall(libc::SYS_futex, words[0].as_ptr(), libc::FUTEX_WAKE, 1) };
-            })?;
+                    Ok(gettid())
+                },
+            )?;
+            std::thread::Builder::new()
+                .name("cw-waker".into())
+                .spawn(move || {
+                    std::thread::sleep(after);
+                    words[0].store(1, std::sync::atomic::Ordering::SeqCst);
+                    // SAFETY: FUTEX_WAKE (1) on a valid, aligned u32 we own.
+                    unsafe {
+                        libc::syscall(libc::SYS_futex, words[0].as_ptr(), libc::FUTEX_WAKE, 1)
+                    };
+                })?;
             let tid = waiter.join().expect("waitv thread")?;
-            println!("{{\"pid\":{},\"tid\":{tid},\"uaddr\":{addr}}}", std::process::id());
+            println!(
+                "{{\"pid\":{},\"tid\":{tid},\"uaddr\":{addr}}}",
+                std::process::id()
+            );
         }
-        Workload::Sleep { each, count, wait_stdin } => {
+        Workload::Sleep {
+            each,
+            count,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
-            let t = std::thread::Builder::new().name("cw-sleeper".into()).spawn(move || {
-                for _ in 0..count {
-                    std::thread::sleep(each);
-                }
-                gettid()
-            })?;
+            let t = std::thread::Builder::new()
+                .name("cw-sleeper".into())
+                .spawn(move || {
+                    for _ in 0..count {
+                        std::thread::sleep(each);
+                    }
+                    gettid()
+                })?;
             let tid = t.join().expect("sleeper thread");
             println!("{{\"pid\":{},\"tid\":{tid}}}", std::process::id());
         }
-        Workload::Spin { threads, cpu, time, wait_stdin } => {
+        Workload::Spin {
+            threads,
+            cpu,
+            time,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
             let handles: Vec<_> = (0..threads)
                 .map(|i| {
-                    std::thread::Builder::new().name(format!("cw-spin-{i}")).spawn(move || {
-                        pin_current_thread(cpu).expect("pin");
-                        let end = Instant::now() + time;
-                        let mut x = 0u64;
-                        while Instant::now() < end {
-                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                        }
-                        gettid()
-                    })
+                    std::thread::Builder::new()
+                        .name(format!("cw-spin-{i}"))
+                        .spawn(move || {
+                            pin_current_thread(cpu).expect("pin");
+                            let end = Instant::now() + time;
+                            let mut x = 0u64;
+                            while Instant::now() < end {
+                                x = std::hint::black_box(
+                                    x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                                );
+                            }
+                            gettid()
+                        })
                 })
                 .collect::<std::io::Result<_>>()?;
-            let tids: Vec<i32> = handles.into_iter().map(|h| h.join().expect("spinner")).collect();
+            let tids: Vec<i32> = handles
+                .into_iter()
+                .map(|h| h.join().expect("spinner"))
+                .collect();
             println!("{{\"pid\":{},\"tids\":{tids:?}}}", std::process::id());
         }
-        Workload::Pingpong { time, cpu, wait_stdin } => {
+        Workload::Pingpong {
+            time,
+            cpu,
+            wait_stdin,
+        } => {
             wait_for_go(wait_stdin)?;
             let (mut a_rx, mut b_tx) = std::io::pipe().context("pipe")?;
             let (mut b_rx, mut a_tx) = std::io::pipe().context("pipe")?;
             let end = Instant::now() + time;
-            let ponger = std::thread::Builder::new().name("cw-pong".into()).spawn(move || {
-                pin_current_thread(cpu).expect("pin");
-                let mut buf = [0u8; 1];
-                let mut n = 0u64;
-                while a_rx.read_exact(&mut buf).is_ok() && buf[0] != 0 {
-                    if a_tx.write_all(&buf).is_err() {
-                        break;
+            let ponger = std::thread::Builder::new()
+                .name("cw-pong".into())
+                .spawn(move || {
+                    pin_current_thread(cpu).expect("pin");
+                    let mut buf = [0u8; 1];
+                    let mut n = 0u64;
+                    while a_rx.read_exact(&mut buf).is_ok() && buf[0] != 0 {
+                        if a_tx.write_all(&buf).is_err() {
+                            break;
+                        }
+                        n += 1;
                     }
-                    n += 1;
-                }
-                n
-            })?;
+                    n
+                })?;
             pin_current_thread(cpu)?;
             let mut buf = [1u8; 1];
             let mut rounds = 0u64;

@@ -46,7 +46,10 @@ impl Drop for SpanGuard {
 pub fn attach(trace_id: [u8; 16], span_id: [u8; 8], trace_flags: u8) -> SpanGuard {
     // SAFETY: the pointers reference arrays of the sizes the C API reads.
     let token = unsafe { causeway_ctx_attach(trace_id.as_ptr(), span_id.as_ptr(), trace_flags) };
-    SpanGuard { token, _thread_bound: PhantomData }
+    SpanGuard {
+        token,
+        _thread_bound: PhantomData,
+    }
 }
 
 /// Replaces this thread's current span (no nesting: for runtimes that track nesting themselves).
@@ -91,7 +94,9 @@ mod tests {
         let _g = attach([0; 16], [3; 8], 1);
         assert_eq!(current(), None, "an all-zero trace id is invalid");
         set([4; 16], [5; 8], 0);
-        std::thread::spawn(|| assert_eq!(current(), None)).join().unwrap();
+        std::thread::spawn(|| assert_eq!(current(), None))
+            .join()
+            .unwrap();
         assert_eq!(current(), Some(([4; 16], [5; 8])));
         clear();
         assert_eq!(current(), None);
@@ -102,7 +107,10 @@ mod tests {
         let bytes = std::fs::read(SHARED_LIBRARY).expect("the build script wrote the library");
         for sym in [PROBE_SYMBOL, "otel_thread_ctx_v1", "causeway_ctx_attach"] {
             let needle = format!("{sym}\0");
-            assert!(bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{sym} missing");
+            assert!(
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{sym} missing"
+            );
         }
     }
 }

@@ -46,7 +46,13 @@ pub fn hour_bucket_start_ns(bucket: i64) -> i64 {
 pub fn sanitize_host(host: &str) -> String {
     let s: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "unknown".into()
@@ -59,7 +65,10 @@ pub fn sanitize_host(host: &str) -> String {
 pub fn partition_dir(table: &str, bucket: i64, host: &str) -> String {
     let (y, m, d) = civil_from_days(bucket.div_euclid(24));
     let h = bucket.rem_euclid(24);
-    format!("{table}/date={y:04}-{m:02}-{d:02}/hour={h:02}/host={}", sanitize_host(host))
+    format!(
+        "{table}/date={y:04}-{m:02}-{d:02}/hour={h:02}/host={}",
+        sanitize_host(host)
+    )
 }
 
 /// Object name of one file written by a collector.
@@ -97,7 +106,9 @@ mod tests {
 
     #[test]
     fn civil_dates_round_trip() {
-        for days in [-1_000_000, -1, 0, 1, 59, 60, 365, 10_957, 19_723, 20_784, 2_000_000] {
+        for days in [
+            -1_000_000, -1, 0, 1, 59, 60, 365, 10_957, 19_723, 20_784, 2_000_000,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
         }
@@ -111,7 +122,10 @@ mod tests {
         let t = 1_795_788_300_000_000_000_i64;
         let b = hour_bucket(t);
         let dir = partition_dir("kernel_events", b, "web-1.example");
-        assert_eq!(dir, "kernel_events/date=2026-11-27/hour=14/host=web-1.example");
+        assert_eq!(
+            dir,
+            "kernel_events/date=2026-11-27/hour=14/host=web-1.example"
+        );
         let path = format!("{dir}/{}", part_file_name(t, "r1", 3));
         assert_eq!(bucket_of_path(&path), Some(b));
         assert!(hour_bucket_start_ns(b) <= t && t < hour_bucket_start_ns(b + 1));
@@ -121,7 +135,10 @@ mod tests {
     fn hostile_host_names_stay_one_segment() {
         assert_eq!(sanitize_host("a/../b=c"), "a_.._b_c");
         assert_eq!(sanitize_host(""), "unknown");
-        assert_eq!(bucket_of_path("kernel_events/date=2026-13-01/hour=01/x"), None);
+        assert_eq!(
+            bucket_of_path("kernel_events/date=2026-13-01/hour=01/x"),
+            None
+        );
         assert_eq!(bucket_of_path("kernel_events/other/file"), None);
     }
 }

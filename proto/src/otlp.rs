@@ -12,7 +12,11 @@ use crate::names::attr;
 use crate::KernelEvent;
 
 fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn hex_bytes(s: &Option<String>, len: usize) -> Vec<u8> {
@@ -45,7 +49,10 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
         kv(attr::PROCESS_PID, Value::IntValue(e.pid as i64)),
         kv(attr::THREAD_ID, Value::IntValue(e.tid as i64)),
         kv(attr::THREAD_NAME, Value::StringValue(e.comm.clone())),
-        kv(attr::PROCESS_EXECUTABLE_NAME, Value::StringValue(e.process_name.clone())),
+        kv(
+            attr::PROCESS_EXECUTABLE_NAME,
+            Value::StringValue(e.process_name.clone()),
+        ),
         kv(attr::CPU, Value::IntValue(e.cpu as i64)),
         kv(attr::CGROUP_ID, Value::IntValue(e.cgroup_id)),
         kv(attr::DURATION_NS, Value::IntValue(e.duration_ns)),
@@ -64,7 +71,11 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_int(attr::PROCESS_PARENT_PID, e.ppid.map(i64::from));
     opt_int(attr::PROCESS_EXIT_CODE, e.exit_code.map(i64::from));
     opt_int(attr::FUTEX_UADDR, e.futex_uaddr);
-    let bytes_key = if e.cuda_function.is_some() { attr::CUDA_BYTES } else { attr::BLOCK_BYTES };
+    let bytes_key = if e.cuda_function.is_some() {
+        attr::CUDA_BYTES
+    } else {
+        attr::BLOCK_BYTES
+    };
     opt_int(bytes_key, e.bytes);
     opt_int(attr::CUDA_STREAM, e.cuda_stream);
     opt_int(attr::BLOCK_QUEUE_NS, e.io_queue_ns);
@@ -96,7 +107,9 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
         observed_time_unix_nano,
         severity_number: 0,
         severity_text: String::new(),
-        body: Some(AnyValue { value: Some(Value::StringValue(summary(e))) }),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(summary(e))),
+        }),
         attributes: a,
         dropped_attributes_count: 0,
         flags: 0,
@@ -112,10 +125,15 @@ mod tests {
     use crate::names;
 
     fn attr_int(r: &LogRecord, key: &str) -> Option<i64> {
-        r.attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value {
-            Some(AnyValue { value: Some(Value::IntValue(v)) }) => Some(v),
-            _ => None,
-        })
+        r.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| match kv.value {
+                Some(AnyValue {
+                    value: Some(Value::IntValue(v)),
+                }) => Some(v),
+                _ => None,
+            })
     }
 
     #[test]
@@ -141,7 +159,10 @@ mod tests {
         assert_eq!(attr_int(&r, "causeway.waker.tid"), Some(12));
         assert_eq!(attr_int(&r, "causeway.waker.pid"), None);
         assert_eq!(r.trace_id.len(), 16);
-        assert_eq!(r.span_id, vec![0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]);
+        assert_eq!(
+            r.span_id,
+            vec![0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]
+        );
         assert_eq!(
             summary(&e),
             "sched.off_cpu 200.000 ms (sleep), woken by holder/12"
@@ -150,7 +171,10 @@ mod tests {
 
     #[test]
     fn malformed_trace_ids_are_left_empty() {
-        let e = KernelEvent { trace_id: Some("zz".into()), ..Default::default() };
+        let e = KernelEvent {
+            trace_id: Some("zz".into()),
+            ..Default::default()
+        };
         assert!(to_log_record(&e, 0).trace_id.is_empty());
     }
 }

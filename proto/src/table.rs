@@ -117,7 +117,11 @@ pub fn collector_stats_schema() -> SchemaRef {
         required("kind", Utf8),
         required("emitted", Int64),
         required("dropped", Int64),
-        Field::new("dropped_per_cpu", List(Arc::new(Field::new("item", Int64, true))), false),
+        Field::new(
+            "dropped_per_cpu",
+            List(Arc::new(Field::new("item", Int64, true))),
+            false,
+        ),
         required("below_threshold", Int64),
         required("shed", Int64),
         required("undecodable", Int64),
@@ -196,7 +200,11 @@ pub fn cuda_histograms_batch(rows: &[CudaHistRecord]) -> Result<RecordBatch, Arr
             i64s(&|r| r.bucket_high_ns),
             i64s(&|r| r.calls),
             i64s(&|r| r.sum_ns),
-            Arc::new(rows.iter().map(|r| r.sampled_fraction).collect::<arrow::array::Float64Array>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.sampled_fraction)
+                    .collect::<arrow::array::Float64Array>(),
+            ),
         ],
     )
 }
@@ -295,12 +303,22 @@ pub fn stacks_batch(stacks: &[StackRecord]) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(stacks.iter().map(|s| s.stack_id).collect::<Int64Array>()),
         Arc::new(stacks.iter().map(|s| Some(s.kind)).collect::<StringArray>()),
-        Arc::new(stacks.iter().map(|s| s.time_unix_nano).collect::<Int64Array>()),
+        Arc::new(
+            stacks
+                .iter()
+                .map(|s| s.time_unix_nano)
+                .collect::<Int64Array>(),
+        ),
         Arc::new(stacks.iter().map(|s| s.pid).collect::<Int32Array>()),
         Arc::new(frames.finish()),
         Arc::new(build_ids.finish()),
         Arc::new(offsets.finish()),
-        Arc::new(stacks.iter().map(|s| Some(s.truncated)).collect::<BooleanArray>()),
+        Arc::new(
+            stacks
+                .iter()
+                .map(|s| Some(s.truncated))
+                .collect::<BooleanArray>(),
+        ),
     ];
     RecordBatch::try_new(stacks_schema(), columns)
 }
@@ -326,7 +344,10 @@ mod tests {
                 waker_tid: Some(12),
                 ..Default::default()
             },
-            KernelEvent { event_name: names::event::RUNQ, ..Default::default() },
+            KernelEvent {
+                event_name: names::event::RUNQ,
+                ..Default::default()
+            },
         ];
         let b = kernel_events_batch(&events).unwrap();
         assert_eq!(b.num_rows(), 2);
@@ -343,9 +364,23 @@ mod tests {
     fn contract_columns_are_present() {
         let s = kernel_events_schema();
         for c in [
-            "time_unix_nano", "duration_ns", "pid", "tid", "comm", "event_name", "cpu",
-            "cgroup_id", "container_id", "trace_id", "span_id", "state", "waker_pid",
-            "waker_tid", "waker_comm", "user_stack_id", "kernel_stack_id",
+            "time_unix_nano",
+            "duration_ns",
+            "pid",
+            "tid",
+            "comm",
+            "event_name",
+            "cpu",
+            "cgroup_id",
+            "container_id",
+            "trace_id",
+            "span_id",
+            "state",
+            "waker_pid",
+            "waker_tid",
+            "waker_comm",
+            "user_stack_id",
+            "kernel_stack_id",
         ] {
             assert!(s.field_with_name(c).is_ok(), "missing contract column {c}");
         }

@@ -21,19 +21,32 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// Runs every tool `iterations` times and prints one JSON object of p50/p99 milliseconds.
 pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), QueryError> {
     let last = engine
-        .query(&format!("SELECT max(time_unix_nano) AS t FROM kernel_events WHERE pid = {pid}"))
+        .query(&format!(
+            "SELECT max(time_unix_nano) AS t FROM kernel_events WHERE pid = {pid}"
+        ))
         .await?;
     let end = last.rows.first().and_then(|r| r["t"].as_i64()).unwrap_or(0);
     let start = end - 60_000_000_000;
     let mut results = serde_json::Map::new();
-    let names = ["resolve_causal_chain", "query_off_cpu_events", "run_sql_window_waker_p99"];
+    let names = [
+        "resolve_causal_chain",
+        "query_off_cpu_events",
+        "run_sql_window_waker_p99",
+    ];
     for (k, name) in names.iter().enumerate() {
         let mut ms = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let t = Instant::now();
             match k {
                 0 => {
-                    let a = causal_chain::ChainArgs { target_pid: Some(pid), latency_window_s: Some(60), include_stacks: Some(false), trace_id: None, span_id: None, host: None };
+                    let a = causal_chain::ChainArgs {
+                        target_pid: Some(pid),
+                        latency_window_s: Some(60),
+                        include_stacks: Some(false),
+                        trace_id: None,
+                        span_id: None,
+                        host: None,
+                    };
                     causal_chain::run(engine, &a).await?;
                 }
                 1 => {
@@ -62,7 +75,10 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);
-        results.insert((*name).into(), json!({"p50_ms": pct(&ms, 0.5), "p99_ms": pct(&ms, 0.99), "n": iterations}));
+        results.insert(
+            (*name).into(),
+            json!({"p50_ms": pct(&ms, 0.5), "p99_ms": pct(&ms, 0.99), "n": iterations}),
+        );
     }
     println!("{}", serde_json::Value::Object(results));
     Ok(())

@@ -101,7 +101,8 @@ impl Security {
 
     /// True when `pid` may be shown.
     pub fn pid_visible(&self, pid: i32) -> bool {
-        (self.allow_pids.is_empty() || self.allow_pids.contains(&pid)) && !self.deny_pids.contains(&pid)
+        (self.allow_pids.is_empty() || self.allow_pids.contains(&pid))
+            && !self.deny_pids.contains(&pid)
     }
 }
 
@@ -125,7 +126,10 @@ impl Config {
         })?;
         let bad = |f: &str, why: &str| Err(format!("invalid config field `{f}`: {why}"));
         if !cfg.read_only {
-            return bad("read_only", "causeway-query is read-only by construction; it cannot be switched off");
+            return bad(
+                "read_only",
+                "causeway-query is read-only by construction; it cannot be switched off",
+            );
         }
         if cfg.security.rate_limit_per_second == 0 {
             return bad("security.rate_limit_per_second", "must be positive");
@@ -155,15 +159,23 @@ mod tests {
 
     #[test]
     fn read_only_cannot_be_switched_off_and_keys_are_named() {
-        assert!(Config::parse("read_only: false\n").unwrap_err().contains("read_only"));
-        assert!(Config::parse("security:\n  max_rowz: 3\n").unwrap_err().contains("max_rowz"));
+        assert!(Config::parse("read_only: false\n")
+            .unwrap_err()
+            .contains("read_only"));
+        assert!(Config::parse("security:\n  max_rowz: 3\n")
+            .unwrap_err()
+            .contains("max_rowz"));
         let e = Config::parse("security:\n  max_rows: 0\n").unwrap_err();
         assert!(e.contains("security.max_rows"), "{e}");
     }
 
     #[test]
     fn pid_policy() {
-        let s = Security { allow_pids: vec![1, 2], deny_pids: vec![2], ..Default::default() };
+        let s = Security {
+            allow_pids: vec![1, 2],
+            deny_pids: vec![2],
+            ..Default::default()
+        };
         assert!(s.pid_visible(1));
         assert!(!s.pid_visible(2));
         assert!(!s.pid_visible(3));

@@ -15,8 +15,8 @@ use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::col;
 use datafusion::prelude::lit;
@@ -105,7 +105,11 @@ fn pid_policy(
     if !security.deny_pids.is_empty() {
         let denied = security.deny_pids.iter().map(|p| lit(*p)).collect();
         let keep = col("pid").in_list(denied, true);
-        df = df.filter(if nullable_pid { col("pid").is_null().or(keep) } else { keep })?;
+        df = df.filter(if nullable_pid {
+            col("pid").is_null().or(keep)
+        } else {
+            keep
+        })?;
     }
     Ok(df)
 }
@@ -162,7 +166,9 @@ impl Engine {
                     ("hour".to_string(), DataType::Utf8),
                     ("host".to_string(), DataType::Utf8),
                 ]);
-            let cfg = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+            let cfg = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(schema);
             let table = Arc::new(ListingTable::try_new(cfg)?);
             let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
             if (name == table::KERNEL_EVENTS || name == table::CUDA_HISTOGRAMS) && policy {
@@ -174,7 +180,9 @@ impl Engine {
         }
         // application traces, read in place where the OTel Collector writes them
         let spans = Arc::new(crate::spans::AppSpans::new(
-            location.open(false).map_err(|e| QueryError::Runtime(format!("opening store {location}: {e:#}")))?,
+            location
+                .open(false)
+                .map_err(|e| QueryError::Runtime(format!("opening store {location}: {e:#}")))?,
             crate::spans::TRACES_PREFIX,
         ));
         let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
@@ -192,7 +200,9 @@ impl Engine {
         if i32::try_from(pid).is_ok_and(|p| self.security.pid_visible(p)) {
             Ok(())
         } else {
-            Err(QueryError::Usage(format!("pid {pid} is not visible under this server's pid policy")))
+            Err(QueryError::Usage(format!(
+                "pid {pid} is not visible under this server's pid policy"
+            )))
         }
     }
 
@@ -265,7 +275,11 @@ pub fn format_json(batches: &[RecordBatch]) -> Result<String, QueryError> {
     w.write_batches(&refs)?;
     w.finish()?;
     let bytes = w.into_inner();
-    Ok(if bytes.is_empty() { "[]".into() } else { String::from_utf8_lossy(&bytes).into_owned() })
+    Ok(if bytes.is_empty() {
+        "[]".into()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 /// CSV with a header row. Nested columns (stack frames, per-CPU counters) are written in their
@@ -273,7 +287,9 @@ pub fn format_json(batches: &[RecordBatch]) -> Result<String, QueryError> {
 pub fn format_csv(batches: &[RecordBatch]) -> Result<String, QueryError> {
     let mut buf = Vec::new();
     {
-        let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buf);
         for b in batches {
             w.write(&flatten_nested(b)?)?;
         }
@@ -304,5 +320,8 @@ fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
             columns.push(col.clone());
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

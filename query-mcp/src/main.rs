@@ -24,7 +24,11 @@ use crate::engine::Engine;
 use crate::engine::QueryError;
 
 #[derive(Parser)]
-#[command(name = "causeway-query", version, about = "Query causeway's kernel records: SQL, diagnoses, and a read-only MCP server for agents.")]
+#[command(
+    name = "causeway-query",
+    version,
+    about = "Query causeway's kernel records: SQL, diagnoses, and a read-only MCP server for agents."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,7 +142,12 @@ enum Command {
     /// Chrome/Perfetto trace JSON: app spans and kernel intervals on one timeline per thread.
     Timeline {
         /// A trace: its spans and its threads' kernel events.
-        #[arg(long, value_name = "HEX", conflicts_with = "pid", required_unless_present = "pid")]
+        #[arg(
+            long,
+            value_name = "HEX",
+            conflicts_with = "pid",
+            required_unless_present = "pid"
+        )]
         trace_id: Option<String>,
         /// Or a process: its kernel events in the window.
         #[arg(long)]
@@ -168,7 +177,10 @@ enum Command {
 }
 
 fn parse_long_window(s: &str) -> Result<i64, String> {
-    let n: i64 = s.trim_end_matches('s').parse().map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
+    let n: i64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
     if !(1..=3600).contains(&n) {
         return Err(format!("window must be within 1s..=3600s, got {s}"));
     }
@@ -176,18 +188,27 @@ fn parse_long_window(s: &str) -> Result<i64, String> {
 }
 
 fn write_out(path: &std::path::Path, bytes: &[u8]) -> Result<(), QueryError> {
-    std::fs::write(path, bytes).map_err(|e| QueryError::Usage(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes)
+        .map_err(|e| QueryError::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 fn parse_window(s: &str) -> Result<i64, String> {
-    let n: i64 = s.trim_end_matches('s').parse().map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
+    let n: i64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("invalid window {s:?}: use seconds, e.g. 60s"))?;
     if !(1..=300).contains(&n) {
         return Err(format!("window must be within 1s..=300s, got {s}"));
     }
     Ok(n)
 }
 
-async fn serve(store: Option<String>, stdio: bool, http: Option<SocketAddr>, config: Option<PathBuf>) -> Result<(), QueryError> {
+async fn serve(
+    store: Option<String>,
+    stdio: bool,
+    http: Option<SocketAddr>,
+    config: Option<PathBuf>,
+) -> Result<(), QueryError> {
     let cfg = match &config {
         Some(p) => Config::load(p).map_err(QueryError::Usage)?,
         None => Config::default(),
@@ -203,21 +224,32 @@ async fn serve(store: Option<String>, stdio: bool, http: Option<SocketAddr>, con
             .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| QueryError::Runtime(format!("starting the stdio server: {e}")))?;
-        service.waiting().await.map_err(|e| QueryError::Runtime(format!("stdio server: {e}")))?;
+        service
+            .waiting()
+            .await
+            .map_err(|e| QueryError::Runtime(format!("stdio server: {e}")))?;
         return Ok(());
     }
     let addr = http.expect("clap requires --stdio or --http");
     let token = mcp::http::load_token(&cfg).map_err(QueryError::Usage)?;
-    mcp::http::serve(engine, addr, &cfg, token).await.map_err(|e| QueryError::Runtime(format!("{e:#}")))
+    mcp::http::serve(engine, addr, &cfg, token)
+        .await
+        .map_err(|e| QueryError::Runtime(format!("{e:#}")))
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("causeway-query: error: starting the runtime: {e}");

@@ -78,7 +78,11 @@ fn value_json(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> s
         Some(Value::BoolValue(b)) => json!(b),
         Some(Value::IntValue(i)) => json!(i),
         Some(Value::DoubleValue(d)) => json!(d),
-        Some(Value::ArrayValue(a)) => a.values.iter().map(|x| value_json(&Some(x.clone()))).collect(),
+        Some(Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .map(|x| value_json(&Some(x.clone())))
+            .collect(),
         Some(Value::KvlistValue(l)) => attrs_json(&l.values),
         Some(Value::BytesValue(b)) => json!(hex(b)),
         _ => serde_json::Value::Null,
@@ -86,32 +90,49 @@ fn value_json(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> s
 }
 
 fn attrs_json(kvs: &[KeyValue]) -> serde_json::Value {
-    serde_json::Value::Object(kvs.iter().map(|kv| (kv.key.clone(), value_json(&kv.value))).collect())
+    serde_json::Value::Object(
+        kvs.iter()
+            .map(|kv| (kv.key.clone(), value_json(&kv.value)))
+            .collect(),
+    )
 }
 
 fn int_attr(kvs: &[KeyValue], key: &str) -> Option<i64> {
-    kvs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.parse().ok(),
-        _ => None,
-    })
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::IntValue(i) => Some(*i),
+            Value::StringValue(s) => s.parse().ok(),
+            _ => None,
+        })
 }
 
 fn str_attr(kvs: &[KeyValue], key: &str) -> Option<String> {
-    kvs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.clone()),
-        _ => None,
-    })
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
-const KINDS: [&str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+const KINDS: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
 const STATUS: [&str; 3] = ["unset", "ok", "error"];
 
 /// Decodes one file's bytes by its name. Errors say what was expected.
 pub fn decode_file(name: &str, bytes: &[u8]) -> Result<Vec<TracesData>, String> {
     let (base, data) = if let Some(b) = name.strip_suffix(".gz") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| format!("gzip: {e}"))?;
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("gzip: {e}"))?;
         (b, std::borrow::Cow::Owned(out))
     } else {
         (name, std::borrow::Cow::Borrowed(bytes))
@@ -126,11 +147,16 @@ pub fn decode_file(name: &str, bytes: &[u8]) -> Result<Vec<TracesData>, String> 
             .lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
-            .map(|(i, l)| serde_json::from_str::<TracesData>(l).map_err(|e| format!("OTLP JSON line {}: {e}", i + 1)))
+            .map(|(i, l)| {
+                serde_json::from_str::<TracesData>(l)
+                    .map_err(|e| format!("OTLP JSON line {}: {e}", i + 1))
+            })
             .collect();
     }
     use prost::Message;
-    TracesData::decode(&*data).map(|t| vec![t]).map_err(|e| format!("OTLP protobuf: {e}"))
+    TracesData::decode(&*data)
+        .map(|t| vec![t])
+        .map_err(|e| format!("OTLP protobuf: {e}"))
 }
 
 /// The rows of one file as a batch.
@@ -152,8 +178,13 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
     let mut src = StringBuilder::new();
     for req in requests {
         for rs in &req.resource_spans {
-            let res_attrs = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-            let svc = str_attr(res_attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
+            let res_attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let svc =
+                str_attr(res_attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
             let res_pid = int_attr(res_attrs, "process.pid");
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
@@ -173,7 +204,11 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
                     dur.append_value((en - st).max(0));
                     let code = s.status.as_ref().map(|x| x.code as usize).unwrap_or(0);
                     status.append_value(STATUS.get(code).copied().unwrap_or("unset"));
-                    pid.append_option(int_attr(&s.attributes, "process.pid").or(res_pid).map(|p| p as i32));
+                    pid.append_option(
+                        int_attr(&s.attributes, "process.pid")
+                            .or(res_pid)
+                            .map(|p| p as i32),
+                    );
                     tid.append_option(int_attr(&s.attributes, "thread.id").map(|t| t as i32));
                     tname.append_option(str_attr(&s.attributes, "thread.name"));
                     attrs.append_value(attrs_json(&s.attributes).to_string());
@@ -214,13 +249,20 @@ pub struct AppSpans {
 impl AppSpans {
     /// Spans under `prefix` of `store`.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> AppSpans {
-        AppSpans { store, prefix: Path::from(prefix), cache: Mutex::new(HashMap::new()) }
+        AppSpans {
+            store,
+            prefix: Path::from(prefix),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn is_trace_file(p: &Path) -> bool {
         let n = p.filename().unwrap_or("");
         let n = n.strip_suffix(".gz").unwrap_or(n);
-        !n.starts_with('.') && [".binpb", ".pb", ".proto", ".json", ".jsonl"].iter().any(|e| n.ends_with(e))
+        !n.starts_with('.')
+            && [".binpb", ".pb", ".proto", ".json", ".jsonl"]
+                .iter()
+                .any(|e| n.ends_with(e))
     }
 
     /// All rows, decoding only files not seen before.
@@ -233,15 +275,26 @@ impl AppSpans {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut out = Vec::with_capacity(metas.len());
         let mut live = std::collections::HashSet::new();
-        for m in metas.into_iter().filter(|m| Self::is_trace_file(&m.location)) {
+        for m in metas
+            .into_iter()
+            .filter(|m| Self::is_trace_file(&m.location))
+        {
             live.insert(m.location.clone());
-            let cached = self.cache.lock().expect("cache lock").get(&m.location).cloned();
+            let cached = self
+                .cache
+                .lock()
+                .expect("cache lock")
+                .get(&m.location)
+                .cloned();
             if let Some((_, b)) = cached.filter(|(s, _)| *s == m.size) {
                 out.push(b);
                 continue;
             }
             let bytes = match self.store.get(&m.location).await {
-                Ok(r) => r.bytes().await.map_err(|e| DataFusionError::External(Box::new(e)))?,
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
                 Err(object_store::Error::NotFound { .. }) => continue, // deleted by retention meanwhile
                 Err(e) => return Err(DataFusionError::External(Box::new(e))),
             };
@@ -249,13 +302,19 @@ impl AppSpans {
             match decode_file(&name, &bytes) {
                 Ok(reqs) => {
                     let b = to_batch(&name, &reqs)?;
-                    self.cache.lock().expect("cache lock").insert(m.location.clone(), (m.size, b.clone()));
+                    self.cache
+                        .lock()
+                        .expect("cache lock")
+                        .insert(m.location.clone(), (m.size, b.clone()));
                     out.push(b);
                 }
                 Err(e) => tracing::warn!("app_spans: skipping {name}: {e}"),
             }
         }
-        self.cache.lock().expect("cache lock").retain(|p, _| live.contains(p));
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .retain(|p, _| live.contains(p));
         Ok(out)
     }
 }
@@ -278,7 +337,11 @@ impl TableProvider for AppSpans {
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let batches = self.batches().await?;
-        Ok(MemorySourceConfig::try_new_exec(&[batches], schema(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            schema(),
+            projection.cloned(),
+        )?)
     }
 }
 
@@ -291,7 +354,11 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::Span;
 
     fn sample() -> TracesData {
-        let kv = |k: &str, v: Value| KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() };
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
         TracesData {
             resource_spans: vec![ResourceSpans {
                 resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
@@ -306,7 +373,10 @@ mod tests {
                         kind: 2,
                         start_time_unix_nano: 1_000,
                         end_time_unix_nano: 5_000,
-                        attributes: vec![kv("thread.id", Value::IntValue(77)), kv("process.pid", Value::IntValue(70))],
+                        attributes: vec![
+                            kv("thread.id", Value::IntValue(77)),
+                            kv("process.pid", Value::IntValue(70)),
+                        ],
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -326,19 +396,33 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &pb).unwrap();
         let gz = gz.finish().unwrap();
-        for (name, bytes) in [("a.binpb", pb.clone()), ("a.json", json.clone().into_bytes()), ("a.binpb.gz", gz)] {
+        for (name, bytes) in [
+            ("a.binpb", pb.clone()),
+            ("a.json", json.clone().into_bytes()),
+            ("a.binpb.gz", gz),
+        ] {
             let reqs = decode_file(name, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             let b = to_batch(name, &reqs).unwrap();
             assert_eq!(b.num_rows(), 1, "{name}");
             let row = crate::engine::to_json_rows(&[b]).unwrap().remove(0);
             assert_eq!(row["trace_id"], "abababababababababababababababab");
             assert_eq!(row["span_id"], "0101010101010101");
-            assert_eq!((row["tid"].as_i64(), row["pid"].as_i64()), (Some(77), Some(70)));
-            assert_eq!((row["kind"].as_str(), row["service_name"].as_str()), (Some("server"), Some("shop")));
+            assert_eq!(
+                (row["tid"].as_i64(), row["pid"].as_i64()),
+                (Some(77), Some(70))
+            );
+            assert_eq!(
+                (row["kind"].as_str(), row["service_name"].as_str()),
+                (Some("server"), Some("shop"))
+            );
             assert_eq!(row["duration_ns"], 4_000);
         }
         let lines = format!("{json}\n{json}\n");
-        assert_eq!(decode_file("b.json", lines.as_bytes()).unwrap().len(), 2, "fileexporter JSON lines");
+        assert_eq!(
+            decode_file("b.json", lines.as_bytes()).unwrap().len(),
+            2,
+            "fileexporter JSON lines"
+        );
         assert!(decode_file("c.binpb", b"\xff\xff garbage").is_err());
         assert!(decode_file("c.json", b"{not json").is_err());
     }

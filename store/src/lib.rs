@@ -55,7 +55,10 @@ impl StoreLocation {
                 bail!("store URL {s:?} names no bucket: use s3://bucket/prefix");
             }
             let prefix = prefix.trim_matches('/').to_string();
-            return Ok(StoreLocation::S3 { bucket: bucket.to_string(), prefix });
+            return Ok(StoreLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            });
         }
         let path = if let Some(rest) = s.strip_prefix("file://") {
             rest
@@ -71,7 +74,9 @@ impl StoreLocation {
         let abs = if p.is_absolute() {
             p
         } else {
-            std::env::current_dir().context("reading the working directory")?.join(p)
+            std::env::current_dir()
+                .context("reading the working directory")?
+                .join(p)
         };
         Ok(StoreLocation::Local(normalize(abs)))
     }
@@ -96,7 +101,10 @@ impl StoreLocation {
                 if prefix.is_empty() {
                     Ok(s3)
                 } else {
-                    Ok(Arc::new(PrefixStore::new(s3, ObjectPath::from(prefix.as_str()))))
+                    Ok(Arc::new(PrefixStore::new(
+                        s3,
+                        ObjectPath::from(prefix.as_str()),
+                    )))
                 }
             }
         }
@@ -122,7 +130,10 @@ impl StoreLocation {
     pub fn table_url(&self, table: &str) -> String {
         match self {
             StoreLocation::Local(dir) => {
-                format!("file://{}/{table}/", dir.display().to_string().trim_end_matches('/'))
+                format!(
+                    "file://{}/{table}/",
+                    dir.display().to_string().trim_end_matches('/')
+                )
             }
             StoreLocation::S3 { bucket, prefix } if prefix.is_empty() => {
                 format!("s3://{bucket}/{table}/")
@@ -136,7 +147,9 @@ impl StoreLocation {
     /// `min_age` go, so a concurrent writer's staging file is never touched. S3 has nothing to
     /// clean: an interrupted PUT leaves no object. Returns how many files were removed.
     pub fn remove_stale_staging(&self, min_age: std::time::Duration) -> usize {
-        let StoreLocation::Local(dir) = self else { return 0 };
+        let StoreLocation::Local(dir) = self else {
+            return 0;
+        };
         let mut removed = 0;
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
@@ -148,8 +161,15 @@ impl StoreLocation {
                     continue;
                 }
                 let name = entry.file_name();
-                let stale = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|a| a >= min_age);
-                if name.to_string_lossy().contains(".parquet#") && stale && std::fs::remove_file(&path).is_ok() {
+                let stale = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|a| a >= min_age);
+                if name.to_string_lossy().contains(".parquet#")
+                    && stale
+                    && std::fs::remove_file(&path).is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -167,15 +187,20 @@ impl StoreLocation {
             .or_else(|_| std::env::var("AWS_ENDPOINT"))
             .ok();
         if let Some(ep) = endpoint {
-            b = b.with_endpoint(&ep).with_allow_http(ep.starts_with("http://"));
+            b = b
+                .with_endpoint(&ep)
+                .with_allow_http(ep.starts_with("http://"));
             // S3-compatible servers (MinIO, moto) serve buckets under the path, not the host.
             b = b.with_virtual_hosted_style_request(false);
         }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
             b = b.with_region("us-east-1");
         }
-        let s3 = b.build().with_context(|| format!("configuring S3 bucket {bucket}"))?;
+        let s3 = b
+            .build()
+            .with_context(|| format!("configuring S3 bucket {bucket}"))?;
         Ok(Arc::new(s3))
     }
 }
@@ -210,13 +235,25 @@ mod tests {
             StoreLocation::parse("file://./data").unwrap(),
             StoreLocation::Local(cwd.join("data"))
         );
-        assert_eq!(StoreLocation::parse("data/x/../y").unwrap(), StoreLocation::Local(cwd.join("data/y")));
+        assert_eq!(
+            StoreLocation::parse("data/x/../y").unwrap(),
+            StoreLocation::Local(cwd.join("data/y"))
+        );
         assert_eq!(
             StoreLocation::parse("s3://b/p/q/").unwrap(),
-            StoreLocation::S3 { bucket: "b".into(), prefix: "p/q".into() }
+            StoreLocation::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
         );
-        assert_eq!(StoreLocation::parse("s3://b").unwrap().table_url("t"), "s3://b/t/");
-        assert_eq!(StoreLocation::parse("s3://b/p").unwrap().table_url("t"), "s3://b/p/t/");
+        assert_eq!(
+            StoreLocation::parse("s3://b").unwrap().table_url("t"),
+            "s3://b/t/"
+        );
+        assert_eq!(
+            StoreLocation::parse("s3://b/p").unwrap().table_url("t"),
+            "s3://b/p/t/"
+        );
     }
 
     #[test]
@@ -229,7 +266,11 @@ mod tests {
         std::fs::write(dir.path().join("part-1.parquet#7"), b"half").unwrap();
         std::fs::write(dir.path().join("part-1.parquet"), b"whole").unwrap();
         let here = StoreLocation::Local(dir.path().to_path_buf());
-        assert_eq!(here.remove_stale_staging(std::time::Duration::from_secs(3600)), 0, "too young");
+        assert_eq!(
+            here.remove_stale_staging(std::time::Duration::from_secs(3600)),
+            0,
+            "too young"
+        );
         assert_eq!(here.remove_stale_staging(std::time::Duration::ZERO), 1);
         assert!(dir.path().join("part-1.parquet").exists());
         let missing = StoreLocation::Local(dir.path().join("nope"));

@@ -20,9 +20,16 @@ use serde_json::Value;
 /// Path of a workspace binary, next to the test executable's directory (target/<profile>/).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
     let p = dir.join(name);
-    assert!(p.exists(), "{} not built: run `cargo build --release --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --release --workspace` first",
+        p.display()
+    );
     p
 }
 
@@ -30,7 +37,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// on CI (CI=true) a missing privilege is a failure, never a skip.
 pub fn can_trace(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    require_tool(test, unsafe { libc::geteuid() } == 0, "root (to load BPF programs)")
+    require_tool(
+        test,
+        unsafe { libc::geteuid() } == 0,
+        "root (to load BPF programs)",
+    )
 }
 
 /// A running `causeway-collector run`.
@@ -64,7 +75,10 @@ impl Collector {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting causeway-collector");
-        let mut c = Collector { child: Some(child), store: PathBuf::from(store) };
+        let mut c = Collector {
+            child: Some(child),
+            store: PathBuf::from(store),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
             if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
@@ -74,7 +88,10 @@ impl Collector {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            assert!(Instant::now() < deadline, "collector did not attach within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "collector did not attach within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = std::fs::remove_file(&ready);
@@ -95,7 +112,12 @@ impl Collector {
     /// SIGINT, then waits for the final flush; returns its output.
     pub fn stop(mut self) -> Output {
         self.signal(libc::SIGINT);
-        let out = self.child.take().unwrap().wait_with_output().expect("collector output");
+        let out = self
+            .child
+            .take()
+            .unwrap()
+            .wait_with_output()
+            .expect("collector output");
         assert!(
             out.status.success(),
             "collector failed: {}\n{}",
@@ -122,11 +144,18 @@ impl Drop for Collector {
 }
 
 fn rand_suffix() -> String {
-    format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ rand_nanos())
+    format!(
+        "{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_nanos()
+    )
 }
 
 fn rand_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// Records one run of a built-in workload with the collector tracing only its pid; returns the
@@ -176,7 +205,12 @@ impl Workload {
         stdout.read_line(&mut line).unwrap();
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
         let pid = v["ready"].as_i64().expect("ready pid") as i32;
-        Workload { child, stdin, stdout, pid }
+        Workload {
+            child,
+            stdin,
+            stdout,
+            pid,
+        }
     }
 
     /// Lets it run and waits for its result line.
@@ -244,7 +278,8 @@ pub fn cgroup2_root() -> String {
         .lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).map(str::to_string))?
+            (post.split_whitespace().next()? == "cgroup2")
+                .then(|| pre.split_whitespace().nth(4).map(str::to_string))?
         })
         .next()
         .expect("a cgroup v2 mount (CI kernels have one)")
@@ -252,7 +287,9 @@ pub fn cgroup2_root() -> String {
 
 /// An i64 field of a JSON row.
 pub fn int(row: &Value, key: &str) -> i64 {
-    row[key].as_i64().unwrap_or_else(|| panic!("{key} missing or not an integer in {row}"))
+    row[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{key} missing or not an integer in {row}"))
 }
 
 /// The fake CUDA libraries and workloads (tests/cuda/build.sh), built once per test process into
@@ -263,9 +300,17 @@ pub fn fake_cuda() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let exe = std::env::current_exe().expect("test executable path");
-            let out = exe.parent().and_then(Path::parent).expect("target/<profile>/").join("fakecuda");
+            let out = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/")
+                .join("fakecuda");
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda/build.sh");
-            let o = Command::new("bash").arg(&script).arg(&out).output().expect("running tests/cuda/build.sh");
+            let o = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .output()
+                .expect("running tests/cuda/build.sh");
             assert!(
                 o.status.success(),
                 "building the fake CUDA libraries failed:\n{}",
@@ -278,8 +323,16 @@ pub fn fake_cuda() -> PathBuf {
 
 /// Parses `causeway-query <args> --json`.
 pub fn query_json(args: &[&str]) -> Value {
-    let out = Command::new(bin("causeway-query")).args(args).arg("--json").output().expect("causeway-query runs");
-    assert!(out.status.success(), "causeway-query {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("causeway-query"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("causeway-query runs");
+    assert!(
+        out.status.success(),
+        "causeway-query {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     v

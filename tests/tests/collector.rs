@@ -33,7 +33,10 @@ fn mutex_waiter_is_woken_by_the_holder() {
     let r = &rows[0];
     assert_eq!(r["state"], "sleep", "{r}");
     let ms = int(r, "duration_ns") as f64 / 1e6;
-    assert!((180.0..=220.0).contains(&ms), "waiter off CPU {ms} ms, expected 200 ± 10%: {r}");
+    assert!(
+        (180.0..=220.0).contains(&ms),
+        "waiter off CPU {ms} ms, expected 200 ± 10%: {r}"
+    );
     assert_eq!(int(r, "waker_tid"), holder, "waker must be the holder: {r}");
     assert_eq!(int(r, "waker_pid"), pid as i64, "{r}");
     assert_eq!(r["waker_comm"], "cw-holder", "{r}");
@@ -49,17 +52,37 @@ fn mutex_waiter_is_woken_by_the_holder() {
     );
     assert_eq!(fx.len(), 1, "no futex.wait row for the waiter");
     let fms = int(&fx[0], "duration_ns") as f64 / 1e6;
-    assert!((180.0..=220.0).contains(&fms), "futex wait {fms} ms: {fx:?}");
+    assert!(
+        (180.0..=220.0).contains(&fms),
+        "futex wait {fms} ms: {fx:?}"
+    );
     assert!(int(&fx[0], "futex_uaddr") > 0, "{fx:?}");
 
     let kstack = int(r, "kernel_stack_id");
-    let frames = sql(&store, &format!("SELECT frames FROM stacks WHERE stack_id = {kstack} AND kind = 'kernel'"));
-    assert!(!frames.is_empty(), "kernel stack {kstack} missing from the stacks table");
+    let frames = sql(
+        &store,
+        &format!("SELECT frames FROM stacks WHERE stack_id = {kstack} AND kind = 'kernel'"),
+    );
+    assert!(
+        !frames.is_empty(),
+        "kernel stack {kstack} missing from the stacks table"
+    );
     let text = frames[0]["frames"].to_string();
-    assert!(text.contains("futex") || text.contains("schedule"), "kernel stack of a mutex wait: {text}");
+    assert!(
+        text.contains("futex") || text.contains("schedule"),
+        "kernel stack of a mutex wait: {text}"
+    );
     let ustack = int(r, "user_stack_id");
-    let u = sql(&store, &format!("SELECT frames, build_ids FROM stacks WHERE stack_id = {ustack} AND kind = 'user'"));
-    assert!(!u.is_empty(), "user stack {ustack} missing from the stacks table");
+    let u = sql(
+        &store,
+        &format!(
+            "SELECT frames, build_ids FROM stacks WHERE stack_id = {ustack} AND kind = 'user'"
+        ),
+    );
+    assert!(
+        !u.is_empty(),
+        "user stack {ustack} missing from the stacks table"
+    );
 }
 
 /// (b) Two busy threads pinned to one CPU: `preempted` dominates their off-CPU time and both
@@ -75,12 +98,26 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
     let pid = w.pid;
     let c = Collector::start(
         &store,
-        &["--pid", &pid.to_string(), "--min-off-cpu", "0", "--min-runq", "0", "--flush-interval", "1s"],
+        &[
+            "--pid",
+            &pid.to_string(),
+            "--min-off-cpu",
+            "0",
+            "--min-runq",
+            "0",
+            "--flush-interval",
+            "1s",
+        ],
     );
     let result = w.run();
     let out = c.stop();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let tids: Vec<i64> = result["tids"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    let tids: Vec<i64> = result["tids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
     assert_eq!(tids.len(), 2);
     for tid in tids {
         let by_state = sql(
@@ -91,7 +128,10 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
             ),
         );
         assert!(!by_state.is_empty(), "no off-CPU rows for spinner {tid}");
-        assert_eq!(by_state[0]["state"], "preempted", "spinner {tid}: {by_state:?}");
+        assert_eq!(
+            by_state[0]["state"], "preempted",
+            "spinner {tid}: {by_state:?}"
+        );
         let rq = sql(
             &store,
             &format!(
@@ -99,7 +139,10 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
                  WHERE pid = {pid} AND tid = {tid} AND event_name = 'sched.runq'"
             ),
         );
-        assert!(int(&rq[0], "n") > 0 && int(&rq[0], "total") > 0, "spinner {tid} run-queue: {rq:?}");
+        assert!(
+            int(&rq[0], "n") > 0 && int(&rq[0], "total") > 0,
+            "spinner {tid} run-queue: {rq:?}"
+        );
     }
     // the collector's own counters are data too: what the kernel emitted, and nothing was lost
     // (sched.off_cpu rows come from two record kinds: with and without stacks)
@@ -112,10 +155,20 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
     for s in &stats {
         assert_eq!(int(s, "dropped"), 0, "{stats:?}");
     }
-    assert!(stats.iter().filter(|s| s["kind"] != "off_cpu_stack").all(|s| int(s, "emitted") > 0), "{stats:?}");
+    assert!(
+        stats
+            .iter()
+            .filter(|s| s["kind"] != "off_cpu_stack")
+            .all(|s| int(s, "emitted") > 0),
+        "{stats:?}"
+    );
     let written = sql(&store, "SELECT count(*) AS n FROM kernel_events WHERE event_name IN ('sched.off_cpu', 'sched.runq')");
     let emitted: i64 = stats.iter().map(|s| int(s, "emitted")).sum();
-    assert_eq!(int(&written[0], "n"), emitted, "every emitted record was written");
+    assert_eq!(
+        int(&written[0], "n"),
+        emitted,
+        "every emitted record was written"
+    );
 }
 
 /// (c) The pid filter keeps other processes out, in the kernel.
@@ -129,7 +182,10 @@ fn pid_filter_excludes_other_processes() {
     let traced = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let other = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let (tp, op) = (traced.pid, other.pid);
-    let c = Collector::start(&store, &["--pid", &tp.to_string(), "--flush-interval", "1s"]);
+    let c = Collector::start(
+        &store,
+        &["--pid", &tp.to_string(), "--flush-interval", "1s"],
+    );
     let t = std::thread::spawn(move || traced.run());
     other.run();
     t.join().unwrap();
@@ -163,8 +219,16 @@ fn kill_9_during_flushes_leaves_only_complete_files() {
         let c = Collector::start(
             &store,
             &[
-                "--min-off-cpu", "0", "--min-runq", "0", "--flush-interval", "20ms",
-                "--flush-rows", "2000", "--max-events-per-second", "0",
+                "--min-off-cpu",
+                "0",
+                "--min-runq",
+                "0",
+                "--flush-interval",
+                "20ms",
+                "--flush-rows",
+                "2000",
+                "--max-events-per-second",
+                "0",
             ],
         );
         // flushes run every drain from the first one on: wait for one more file than before,
@@ -172,7 +236,10 @@ fn kill_9_during_flushes_leaves_only_complete_files() {
         let before = parquet_files(&store).len();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while parquet_files(&store).len() <= before {
-            assert!(std::time::Instant::now() < deadline, "round {round}: no flush within 30 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no flush within 30 s"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -222,7 +289,16 @@ fn timer_wakeups_under_cpu_load_have_no_waker_task() {
     let hogs: Vec<_> = (0..2)
         .map(|cpu| {
             std::process::Command::new(causeway_tests::bin("causeway-collector"))
-                .args(["workload", "spin", "--threads", "1", "--cpu", &cpu.to_string(), "--time", "4s"])
+                .args([
+                    "workload",
+                    "spin",
+                    "--threads",
+                    "1",
+                    "--cpu",
+                    &cpu.to_string(),
+                    "--time",
+                    "4s",
+                ])
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
@@ -243,7 +319,10 @@ fn timer_wakeups_under_cpu_load_have_no_waker_task() {
     );
     assert_eq!(rows.len(), 1, "the holder's sleep was captured");
     assert!(int(&rows[0], "duration_ns") >= 190_000_000, "{rows:?}");
-    assert!(rows[0]["waker_tid"].is_null(), "a timer woke the holder, not a task: {rows:?}");
+    assert!(
+        rows[0]["waker_tid"].is_null(),
+        "a timer woke the holder, not a task: {rows:?}"
+    );
     let waiter = sql(
         &store,
         &format!(
@@ -278,7 +357,10 @@ fn cgroup_filter_keeps_only_that_cgroup() {
     let outside = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let (ip, op) = (inside.pid, outside.pid);
     std::fs::write(cg.join("cgroup.procs"), ip.to_string()).unwrap();
-    let c = Collector::start(&store, &["--cgroup", cg.to_str().unwrap(), "--flush-interval", "1s"]);
+    let c = Collector::start(
+        &store,
+        &["--cgroup", cg.to_str().unwrap(), "--flush-interval", "1s"],
+    );
     let t = std::thread::spawn(move || inside.run());
     outside.run();
     t.join().unwrap();
@@ -319,7 +401,10 @@ fn futex_waitv_waits_are_recorded() {
     assert_eq!(r["futex_op"], "waitv", "{rows:?}");
     assert_eq!(int(r, "futex_uaddr"), int(&result, "uaddr"), "{rows:?}");
     assert!(int(r, "duration_ns") >= 140_000_000, "{rows:?}");
-    assert!(r["exit_code"].is_null(), "a woken waitv is not an error: {rows:?}");
+    assert!(
+        r["exit_code"].is_null(),
+        "a woken waitv is not an error: {rows:?}"
+    );
 }
 
 /// Container and pod attribution: a task in a cgroup named the way containerd under the kubelet
@@ -332,7 +417,10 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
     let root = causeway_tests::cgroup2_root();
     let uid = format!("0f1e2d3c-4b5a-6978-8796-{:012x}", std::process::id());
     let container = format!("{:064x}", 0xc0ffee_u64 << 20 | std::process::id() as u64);
-    let pod = std::path::PathBuf::from(&root).join(format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")));
+    let pod = std::path::PathBuf::from(&root).join(format!(
+        "kubepods-besteffort-pod{}.slice",
+        uid.replace('-', "_")
+    ));
     let scope = pod.join(format!("cri-containerd-{container}.scope"));
     std::fs::create_dir_all(&scope).unwrap();
     struct Cleanup(Vec<std::path::PathBuf>);
@@ -349,7 +437,10 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
     let w = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let pid = w.pid;
     std::fs::write(scope.join("cgroup.procs"), pid.to_string()).unwrap();
-    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    let c = Collector::start(
+        &store,
+        &["--pid", &pid.to_string(), "--flush-interval", "1s"],
+    );
     w.run();
     std::thread::sleep(std::time::Duration::from_millis(300));
     c.stop();

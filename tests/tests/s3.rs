@@ -40,16 +40,30 @@ fn moto_available() -> bool {
 }
 
 fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto");
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not listen on {port} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "moto did not listen on {port} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto { child, port }
@@ -64,7 +78,10 @@ fn moto_with_bucket(bucket: &str) -> (Moto, Vec<(&'static str, String)>) {
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.port)),
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", moto.port),
+        ),
     ];
     (moto, env)
 }
@@ -79,14 +96,22 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, resp)
 }
 
 #[test]
 fn collector_writes_and_query_reads_through_s3() {
     if !can_trace("collector_writes_and_query_reads_through_s3")
-        || !require_tool("collector_writes_and_query_reads_through_s3", moto_available(), "python moto[server]")
+        || !require_tool(
+            "collector_writes_and_query_reads_through_s3",
+            moto_available(),
+            "python moto[server]",
+        )
     {
         return;
     }
@@ -94,14 +119,25 @@ fn collector_writes_and_query_reads_through_s3() {
     let store = "s3://causeway-test/fleet/a";
     let w = Workload::spawn(&["mutex", "--hold", "100ms"]);
     let pid = w.pid;
-    let c = Collector::start_with_env(store, &env, &["--pid", &pid.to_string(), "--host", "s3-host"]);
+    let c = Collector::start_with_env(
+        store,
+        &env,
+        &["--pid", &pid.to_string(), "--host", "s3-host"],
+    );
     let result = w.run();
     std::thread::sleep(Duration::from_millis(300));
     c.stop();
 
-    let (code, listing) = http(moto.port, "GET", "/causeway-test?list-type=2&prefix=fleet/a/kernel_events/");
+    let (code, listing) = http(
+        moto.port,
+        "GET",
+        "/causeway-test?list-type=2&prefix=fleet/a/kernel_events/",
+    );
     assert_eq!(code, 200, "{listing}");
-    assert!(listing.contains("/hour="), "objects are hive-partitioned: {listing}");
+    assert!(
+        listing.contains("/hour="),
+        "objects are hive-partitioned: {listing}"
+    );
     assert!(listing.contains("host=s3-host/part-"), "{listing}");
 
     let rows = sql_env(
@@ -114,7 +150,11 @@ fn collector_writes_and_query_reads_through_s3() {
         ),
     );
     assert_eq!(rows.len(), 1, "the waiter's interval came back through S3");
-    assert_eq!(int(&rows[0], "waker_tid"), int(&result, "holder_tid"), "{rows:?}");
+    assert_eq!(
+        int(&rows[0], "waker_tid"),
+        int(&result, "holder_tid"),
+        "{rows:?}"
+    );
     assert_eq!(rows[0]["host"], "s3-host");
     let ms = int(&rows[0], "duration_ns") as f64 / 1e6;
     assert!((90.0..=110.0).contains(&ms), "{ms} ms");
@@ -125,7 +165,11 @@ fn an_unreachable_store_fails_before_capture_with_a_clear_error() {
     if !can_trace("an_unreachable_store_fails_before_capture_with_a_clear_error") {
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = Command::new(causeway_tests::bin("causeway-collector"))
         .args(["run", "--duration", "1s", "--store", "s3://nobucket/x"])
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -136,7 +180,10 @@ fn an_unreachable_store_fails_before_capture_with_a_clear_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("s3://nobucket/x"), "the error names the store: {err}");
+    assert!(
+        err.contains("s3://nobucket/x"),
+        "the error names the store: {err}"
+    );
 }
 
 /// A fleet: two collectors write as two hosts into one bucket; queries see both, and a host
@@ -144,7 +191,11 @@ fn an_unreachable_store_fails_before_capture_with_a_clear_error() {
 #[test]
 fn two_hosts_share_one_store_and_answers_filter_by_host() {
     if !can_trace("two_hosts_share_one_store_and_answers_filter_by_host")
-        || !require_tool("two_hosts_share_one_store_and_answers_filter_by_host", moto_available(), "python moto[server]")
+        || !require_tool(
+            "two_hosts_share_one_store_and_answers_filter_by_host",
+            moto_available(),
+            "python moto[server]",
+        )
     {
         return;
     }
@@ -153,25 +204,47 @@ fn two_hosts_share_one_store_and_answers_filter_by_host() {
     let wa = Workload::spawn(&["mutex", "--hold", "100ms"]);
     let wb = Workload::spawn(&["sleep", "--each", "20ms", "--count", "5"]);
     let (pa, pb) = (wa.pid, wb.pid);
-    let ca = Collector::start_with_env(store, &env, &["--pid", &pa.to_string(), "--host", "node-a"]);
-    let cb = Collector::start_with_env(store, &env, &["--pid", &pb.to_string(), "--host", "node-b"]);
+    let ca =
+        Collector::start_with_env(store, &env, &["--pid", &pa.to_string(), "--host", "node-a"]);
+    let cb =
+        Collector::start_with_env(store, &env, &["--pid", &pb.to_string(), "--host", "node-b"]);
     let holder = int(&wa.run(), "holder_tid");
     wb.run();
     std::thread::sleep(Duration::from_millis(300));
     ca.stop();
     cb.stop();
 
-    let hosts = sql_env(store, &env, "SELECT host, count(DISTINCT pid) AS pids FROM kernel_events GROUP BY host ORDER BY host");
+    let hosts = sql_env(
+        store,
+        &env,
+        "SELECT host, count(DISTINCT pid) AS pids FROM kernel_events GROUP BY host ORDER BY host",
+    );
     assert_eq!(hosts.len(), 2, "{hosts:?}");
-    assert_eq!((hosts[0]["host"].as_str(), hosts[1]["host"].as_str()), (Some("node-a"), Some("node-b")));
+    assert_eq!(
+        (hosts[0]["host"].as_str(), hosts[1]["host"].as_str()),
+        (Some("node-a"), Some("node-b"))
+    );
 
     let diagnose = |host: &str| {
         let out = Command::new(causeway_tests::bin("causeway-query"))
-            .args(["diagnose", "--pid", &pa.to_string(), "--json", "--store", store, "--host", host])
+            .args([
+                "diagnose",
+                "--pid",
+                &pa.to_string(),
+                "--json",
+                "--store",
+                store,
+                "--host",
+                host,
+            ])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, a, err) = diagnose("node-a");
     assert_eq!(code, Some(0), "{err}");
@@ -180,7 +253,10 @@ fn two_hosts_share_one_store_and_answers_filter_by_host() {
     assert_eq!(a["contention_source"]["tid"].as_i64(), Some(holder), "{a}");
     let (code, b, err) = diagnose("node-b");
     assert_eq!(code, Some(0), "{err}");
-    assert!(b.contains("No kernel events are recorded"), "pid {pa} has no events on node-b: {b}");
+    assert!(
+        b.contains("No kernel events are recorded"),
+        "pid {pa} has no events on node-b: {b}"
+    );
     let (code, _, err) = diagnose("node-a' OR 1=1 --");
     assert_eq!(code, Some(2), "a bad host name is a usage error: {err}");
     assert!(err.contains("host must be a host name"), "{err}");

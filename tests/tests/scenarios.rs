@@ -20,11 +20,23 @@ use serde_json::Value;
 
 fn diagnose(store: &Path, pid: i32) -> Value {
     let out = Command::new(bin("causeway-query"))
-        .args(["diagnose", "--pid", &pid.to_string(), "--window", "60s", "--json", "--store"])
+        .args([
+            "diagnose",
+            "--pid",
+            &pid.to_string(),
+            "--window",
+            "60s",
+            "--json",
+            "--store",
+        ])
         .arg(store)
         .output()
         .expect("causeway-query runs");
-    assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "diagnose failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("diagnose --json prints JSON");
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     v
@@ -43,18 +55,37 @@ fn cpu_hog_on_the_targets_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let mut hog = Command::new(bin("causeway-collector"))
-        .args(["workload", "spin", "--threads", "1", "--cpu", "0", "--time", "5s"])
+        .args([
+            "workload",
+            "spin",
+            "--threads",
+            "1",
+            "--cpu",
+            "0",
+            "--time",
+            "5s",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let (pid, _) = record(&store, &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"], &[]);
+    let (pid, _) = record(
+        &store,
+        &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
+        &[],
+    );
     let hog_pid = hog.id() as i64;
     let _ = hog.kill();
     let _ = hog.wait();
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "cpu_contention", "{v}");
     assert_eq!(v["contention_source"]["pid"].as_i64(), Some(hog_pid), "{v}");
-    assert!(v["recommended_action"].as_str().unwrap().contains(&hog_pid.to_string()), "{v}");
+    assert!(
+        v["recommended_action"]
+            .as_str()
+            .unwrap()
+            .contains(&hog_pid.to_string()),
+        "{v}"
+    );
 }
 
 /// A mutex holder sleeping inside its critical section.
@@ -68,10 +99,17 @@ fn mutex_holder_doing_a_slow_operation() {
     let (pid, result) = record(&store, &["mutex", "--hold", "300ms"], &[]);
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
-    assert_eq!(v["contention_source"]["tid"].as_i64(), Some(int(&result, "holder_tid")), "{v}");
+    assert_eq!(
+        v["contention_source"]["tid"].as_i64(),
+        Some(int(&result, "holder_tid")),
+        "{v}"
+    );
     assert_eq!(v["contention_source"]["comm"], "cw-holder", "{v}");
     let share = v["chain"][0]["share_of_window"].as_f64().unwrap();
-    assert!(share > 0.0 && share <= 1.0, "each link carries its share of the window: {v}");
+    assert!(
+        share > 0.0 && share <= 1.0,
+        "each link carries its share of the window: {v}"
+    );
 }
 
 /// Two hops: the waiter blocks on a lock whose holder is writing (O_DIRECT) and fsyncing.
@@ -85,7 +123,16 @@ fn two_hop_chain_lock_then_io() {
     let file = dir.path().join("data.bin");
     let (pid, result) = record(
         &store,
-        &["lockio", "--file", file.to_str().unwrap(), "--bytes", "33554432", "--rounds", "3", "--direct"],
+        &[
+            "lockio",
+            "--file",
+            file.to_str().unwrap(),
+            "--bytes",
+            "33554432",
+            "--rounds",
+            "3",
+            "--direct",
+        ],
         &["--min-off-cpu", "200us"],
     );
     let v = diagnose(&store, pid);
@@ -96,8 +143,14 @@ fn two_hop_chain_lock_then_io() {
     let chain = v["chain"].as_array().unwrap();
     let root = chain.last().unwrap();
     assert_eq!(root["role"], "root", "{v}");
-    assert!(root["detail"].as_str().unwrap().contains("(disk)"), "the holder was in D-state: {v}");
-    assert!(root["detail"].as_str().unwrap().contains("doing I/O on"), "{v}");
+    assert!(
+        root["detail"].as_str().unwrap().contains("(disk)"),
+        "the holder was in D-state: {v}"
+    );
+    assert!(
+        root["detail"].as_str().unwrap().contains("doing I/O on"),
+        "{v}"
+    );
 }
 
 /// Mounts a fresh ext4 on a loop device; unmounts and detaches on drop.
@@ -112,20 +165,37 @@ impl LoopFs {
         let img_dir = tempfile::tempdir_in("/var/tmp").ok()?;
         let img = img_dir.path().join("fs.img");
         std::fs::File::create(&img).ok()?.set_len(256 << 20).ok()?;
-        let out = Command::new("losetup").args(["--find", "--show"]).arg(&img).output().ok()?;
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&img)
+            .output()
+            .ok()?;
         if !out.status.success() {
             eprintln!("losetup failed: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let mnt = tempfile::tempdir().ok()?;
-        let ok = Command::new("mkfs.ext4").args(["-q", "-F", &dev]).status().ok()?.success()
-            && Command::new("mount").arg(&dev).arg(mnt.path()).status().ok()?.success();
+        let ok = Command::new("mkfs.ext4")
+            .args(["-q", "-F", &dev])
+            .status()
+            .ok()?
+            .success()
+            && Command::new("mount")
+                .arg(&dev)
+                .arg(mnt.path())
+                .status()
+                .ok()?
+                .success();
         if !ok {
             let _ = Command::new("losetup").args(["-d", &dev]).status();
             return None;
         }
-        Some(LoopFs { dev, mnt, _img: img_dir })
+        Some(LoopFs {
+            dev,
+            mnt,
+            _img: img_dir,
+        })
     }
 }
 
@@ -143,9 +213,17 @@ fn io_stall_on_a_loop_device() {
         return;
     }
     let tools = ["losetup", "mkfs.ext4", "mount"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     });
-    if !require_tool("io_stall_on_a_loop_device", tools, "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)") {
+    if !require_tool(
+        "io_stall_on_a_loop_device",
+        tools,
+        "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)",
+    ) {
         return;
     }
     let Some(fs) = LoopFs::new() else {
@@ -156,14 +234,29 @@ fn io_stall_on_a_loop_device() {
     let file = fs.mnt.path().join("stall.bin");
     let (pid, _) = record(
         &store,
-        &["fsync", "--file", file.to_str().unwrap(), "--bytes", "8388608", "--rounds", "6", "--direct"],
+        &[
+            "fsync",
+            "--file",
+            file.to_str().unwrap(),
+            "--bytes",
+            "8388608",
+            "--rounds",
+            "6",
+            "--direct",
+        ],
         &[],
     );
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "io_wait", "{v}");
     let loop_name = fs.dev.trim_start_matches("/dev/");
     assert_eq!(v["contention_source"]["device"], loop_name, "{v}");
-    assert!(v["recommended_action"].as_str().unwrap().contains(loop_name), "{v}");
+    assert!(
+        v["recommended_action"]
+            .as_str()
+            .unwrap()
+            .contains(loop_name),
+        "{v}"
+    );
 }
 
 /// A CPU quota (cgroup CFS bandwidth: cpu.max on v2, cpu.cfs_quota_us on v1): the target is
@@ -175,19 +268,28 @@ fn cpu_quota_throttling() {
     }
     // v2 with the cpu controller, else the v1 cpu hierarchy
     let v2 = Path::new("/sys/fs/cgroup/cgroup.subtree_control");
-    let (dir, quota): (std::path::PathBuf, Box<dyn Fn(&Path)>) = if std::fs::read_to_string(v2).is_ok_and(|s| s.contains("cpu")) {
-        (Path::new("/sys/fs/cgroup").join(format!("cw-throttle-{}", std::process::id())),
-         Box::new(|d: &Path| std::fs::write(d.join("cpu.max"), "10000 100000").unwrap()))
-    } else if Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
-        (Path::new("/sys/fs/cgroup/cpu").join(format!("cw-throttle-{}", std::process::id())),
-         Box::new(|d: &Path| {
-            std::fs::write(d.join("cpu.cfs_period_us"), "100000").unwrap();
-            std::fs::write(d.join("cpu.cfs_quota_us"), "10000").unwrap();
-         }))
-    } else {
-        assert!(require_tool("cpu_quota_throttling", false, "a cgroup cpu controller (v2 cpu.max or v1 cfs quota)"));
-        return;
-    };
+    let (dir, quota): (std::path::PathBuf, Box<dyn Fn(&Path)>) =
+        if std::fs::read_to_string(v2).is_ok_and(|s| s.contains("cpu")) {
+            (
+                Path::new("/sys/fs/cgroup").join(format!("cw-throttle-{}", std::process::id())),
+                Box::new(|d: &Path| std::fs::write(d.join("cpu.max"), "10000 100000").unwrap()),
+            )
+        } else if Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+            (
+                Path::new("/sys/fs/cgroup/cpu").join(format!("cw-throttle-{}", std::process::id())),
+                Box::new(|d: &Path| {
+                    std::fs::write(d.join("cpu.cfs_period_us"), "100000").unwrap();
+                    std::fs::write(d.join("cpu.cfs_quota_us"), "10000").unwrap();
+                }),
+            )
+        } else {
+            assert!(require_tool(
+                "cpu_quota_throttling",
+                false,
+                "a cgroup cpu controller (v2 cpu.max or v1 cfs quota)"
+            ));
+            return;
+        };
     std::fs::create_dir_all(&dir).unwrap();
     quota(&dir);
     let tmp = tempfile::tempdir().unwrap();
@@ -195,7 +297,10 @@ fn cpu_quota_throttling() {
     let w = Workload::spawn(&["spin", "--threads", "1", "--cpu", "1", "--time", "2s"]);
     std::fs::write(dir.join("cgroup.procs"), w.pid.to_string()).unwrap();
     let pid = w.pid;
-    let c = Collector::start(&store, &["--pid", &pid.to_string(), "--flush-interval", "1s"]);
+    let c = Collector::start(
+        &store,
+        &["--pid", &pid.to_string(), "--flush-interval", "1s"],
+    );
     w.run();
     std::thread::sleep(std::time::Duration::from_millis(300));
     c.stop();
@@ -203,7 +308,10 @@ fn cpu_quota_throttling() {
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "cpu_throttling", "{v}");
     assert!(v["contention_source"]["cgroup_id"].is_i64(), "{v}");
-    assert!(v["recommended_action"].as_str().unwrap().contains("quota"), "{v}");
+    assert!(
+        v["recommended_action"].as_str().unwrap().contains("quota"),
+        "{v}"
+    );
 }
 
 /// The negative control: a thread that only sleeps is not contended.
@@ -235,20 +343,40 @@ struct LossyPeer {
 impl LossyPeer {
     fn new(drop_percent: u32) -> LossyPeer {
         let id = std::process::id() % 100_000;
-        let (ns, veth, peer, table) =
-            (format!("cwns{id}"), format!("cwa{id}"), format!("cwb{id}"), format!("cwtest{id}"));
+        let (ns, veth, peer, table) = (
+            format!("cwns{id}"),
+            format!("cwa{id}"),
+            format!("cwb{id}"),
+            format!("cwtest{id}"),
+        );
         let run = |args: &[&str]| {
-            let st = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let st = Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(st.success(), "{args:?} failed");
         };
         let octet = 1 + (id % 200);
         let (local, remote) = (format!("10.{octet}.77.1"), format!("10.{octet}.77.2"));
         run(&["ip", "netns", "add", &ns]);
-        run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        run(&[
+            "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
+        ]);
         run(&["ip", "link", "set", &peer, "netns", &ns]);
         run(&["ip", "addr", "add", &format!("{local}/24"), "dev", &veth]);
         run(&["ip", "link", "set", &veth, "up"]);
-        run(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("{remote}/24"), "dev", &peer]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "addr",
+            "add",
+            &format!("{remote}/24"),
+            "dev",
+            &peer,
+        ]);
         run(&["ip", "netns", "exec", &ns, "ip", "link", "set", &peer, "up"]);
         run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
         let server = Command::new("ip")
@@ -262,30 +390,90 @@ impl LossyPeer {
             )
             .spawn()
             .expect("echo server");
-        run(&["ip", "netns", "exec", &ns, "nft", "add", "table", "inet", &table]);
-        run(&["ip", "netns", "exec", &ns, "nft", "add", "chain", "inet", &table, "in", "{ type filter hook input priority 0 ; }"]);
         run(&[
-            "ip", "netns", "exec", &ns, "nft", "add", "rule", "inet", &table, "in", "tcp", "dport", "9000", "meta",
-            "length", "gt", "200", "numgen", "random", "mod", "100", "<", &drop_percent.to_string(), "drop",
+            "ip", "netns", "exec", &ns, "nft", "add", "table", "inet", &table,
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            &table,
+            "in",
+            "{ type filter hook input priority 0 ; }",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            &table,
+            "in",
+            "tcp",
+            "dport",
+            "9000",
+            "meta",
+            "length",
+            "gt",
+            "200",
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            &drop_percent.to_string(),
+            "drop",
         ]);
         // wait for the server to listen
         let addr = format!("{remote}:9000");
         for _ in 0..100 {
-            if std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), std::time::Duration::from_millis(200)).is_ok() {
+            if std::net::TcpStream::connect_timeout(
+                &addr.parse().unwrap(),
+                std::time::Duration::from_millis(200),
+            )
+            .is_ok()
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        LossyPeer { ns, veth, table, server, addr }
+        LossyPeer {
+            ns,
+            veth,
+            table,
+            server,
+            addr,
+        }
     }
 }
 
 impl Drop for LossyPeer {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "exec", &self.ns, "nft", "delete", "table", "inet", &self.table]).status();
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                &self.table,
+            ])
+            .status();
         let _ = self.server.kill();
         let _ = self.server.wait();
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
@@ -297,24 +485,50 @@ fn tcp_retransmits_on_a_lossy_path() {
         return;
     }
     let tools = ["ip", "nft"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     });
-    if !require_tool("tcp_retransmits_on_a_lossy_path", tools, "ip (iproute2) and nft (nftables)") {
+    if !require_tool(
+        "tcp_retransmits_on_a_lossy_path",
+        tools,
+        "ip (iproute2) and nft (nftables)",
+    ) {
         return;
     }
     let peer = LossyPeer::new(25);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let (pid, result) = record(&store, &["tcp", "--addr", &peer.addr, "--requests", "30", "--size", "8192"], &[]);
+    let (pid, result) = record(
+        &store,
+        &[
+            "tcp",
+            "--addr",
+            &peer.addr,
+            "--requests",
+            "30",
+            "--size",
+            "8192",
+        ],
+        &[],
+    );
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "network_retransmit", "{v}");
     assert_eq!(v["contention_source"]["peer"], peer.addr.as_str(), "{v}");
-    assert!(v["contention_source"]["retransmits"].as_i64().unwrap() >= 1, "{v}");
+    assert!(
+        v["contention_source"]["retransmits"].as_i64().unwrap() >= 1,
+        "{v}"
+    );
     let rows = causeway_tests::sql(
         &store,
         &format!("SELECT count(*) AS n FROM kernel_events WHERE event_name = 'tcp.retransmit' AND tid = {}", int(&result, "tid")),
     );
-    assert!(int(&rows[0], "n") >= 1, "retransmits are attributed to the sending thread, not softirq: {rows:?}");
+    assert!(
+        int(&rows[0], "n") >= 1,
+        "retransmits are attributed to the sending thread, not softirq: {rows:?}"
+    );
 }
 
 /// A kernel lock held across slow work: the truncator rewrites and truncates a file while the
@@ -329,12 +543,30 @@ fn kernel_lock_held_across_a_truncate() {
     // tmpfs: the wait is the inode lock alone, with no device behind it
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let file = shm.path().join("shared.bin");
-    let (pid, result) = record(&store, &["klock", "--file", file.to_str().unwrap(), "--rounds", "10"], &[]);
+    let (pid, result) = record(
+        &store,
+        &["klock", "--file", file.to_str().unwrap(), "--rounds", "10"],
+        &[],
+    );
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
     let src = &v["contention_source"];
-    assert_eq!(src["kind"], "kernel_lock", "a kernel lock, not the device: {v}");
-    assert_eq!(src["lock_kind"], "rwsem_write", "the inode lock taken for writing: {v}");
-    assert_eq!(src["tid"].as_i64(), Some(int(&result, "holder_tid")), "the truncator holds it: {v}");
-    assert_eq!(v["chain"][0]["tid"].as_i64(), Some(int(&result, "waiter_tid")), "{v}");
+    assert_eq!(
+        src["kind"], "kernel_lock",
+        "a kernel lock, not the device: {v}"
+    );
+    assert_eq!(
+        src["lock_kind"], "rwsem_write",
+        "the inode lock taken for writing: {v}"
+    );
+    assert_eq!(
+        src["tid"].as_i64(),
+        Some(int(&result, "holder_tid")),
+        "the truncator holds it: {v}"
+    );
+    assert_eq!(
+        v["chain"][0]["tid"].as_i64(),
+        Some(int(&result, "waiter_tid")),
+        "{v}"
+    );
 }

@@ -27,8 +27,12 @@ fn a_statically_linked_rust_writer_tags_its_spans() {
         "the executable was not probed: {report}"
     );
     let tid = int(&result, "tid");
-    let spans: Vec<String> =
-        result["spans"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let spans: Vec<String> = result["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
     let rows = sql(
         &store,
         &format!(
@@ -37,7 +41,10 @@ fn a_statically_linked_rust_writer_tags_its_spans() {
         ),
     );
     // sleeps alternate: in span 1, outside, in span 2, outside, …
-    let got: Vec<Option<String>> = rows.iter().map(|r| r["span_id"].as_str().map(String::from)).collect();
+    let got: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r["span_id"].as_str().map(String::from))
+        .collect();
     let want: Vec<Option<String>> = spans.iter().flat_map(|s| [Some(s.clone()), None]).collect();
     assert_eq!(got, want, "{rows:?}");
     for r in rows.iter().filter(|r| r["span_id"].is_string()) {

@@ -7,8 +7,14 @@ use causeway_tests::bin;
 use causeway_tests::query_cmd;
 
 fn collector(args: &[&str]) -> (i32, String) {
-    let out = Command::new(bin("causeway-collector")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin("causeway-collector"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn with_config(text: &str) -> (i32, String) {
@@ -75,12 +81,25 @@ fn query_rejects_writes_and_bad_sql_with_exit_2() {
         "SET datafusion.execution.batch_size = 1",
     ] {
         let out = query_cmd(dir.path(), q);
-        assert_eq!(out.status.code(), Some(2), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty(), "{q}: no message");
     }
     let out = query_cmd(dir.path(), "SELECT count(*) AS n FROM kernel_events");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let missing = query_cmd(&dir.path().join("absent"), "SELECT 1");
-    assert_eq!(missing.status.code(), Some(1), "a missing store is a runtime error");
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "a missing store is a runtime error"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
 }

@@ -36,17 +36,25 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<BlockioSkel<'obj>> {
-    let mut open = BlockioSkelBuilder::default().open(open_object).context("opening the block I/O BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = BlockioSkelBuilder::default()
+        .open(open_object)
+        .context("opening the block I/O BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     ro.min_block_ns = s.min_block.as_nanos() as u64;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the block I/O BPF programs (verifier)")
+    open.load()
+        .context("loading the block I/O BPF programs (verifier)")
 }
 
 /// Attaches block_io_start / block_rq_issue / block_rq_complete (tp_btf).
 pub fn attach(skel: &mut BlockioSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to block_io_start/block_rq_issue/block_rq_complete (tp_btf)")
+    skel.attach()
+        .context("attaching to block_io_start/block_rq_issue/block_rq_complete (tp_btf)")
 }
 
 /// The name of a device number (kernel dev_t: major << 20 | minor): `vda`, `loop0`, or `maj:min`
@@ -62,7 +70,10 @@ pub fn device_name(dev: u32) -> String {
                 let (major, minor) = (dev >> 20, dev & 0xfffff);
                 std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
                     .ok()
-                    .and_then(|u| u.lines().find_map(|l| l.strip_prefix("DEVNAME=").map(String::from)))
+                    .and_then(|u| {
+                        u.lines()
+                            .find_map(|l| l.strip_prefix("DEVNAME=").map(String::from))
+                    })
                     .unwrap_or_else(|| format!("{major}:{minor}"))
             })
             .clone()
@@ -98,7 +109,14 @@ pub fn op_name(op: u32) -> String {
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
     let e: types::cw_block_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let common = Common::interval(
+        &hdr,
+        e.start_ns,
+        e.duration_ns,
+        e.cgroup_id,
+        &e.comm,
+        &e.process_name,
+    );
     Some(KernelEvent {
         device: Some(device_name(e.dev)),
         bytes: Some(e.bytes as i64),
@@ -115,7 +133,10 @@ mod tests {
 
     #[test]
     fn block_record_layout_and_decoding() {
-        assert_eq!(std::mem::size_of::<types::cw_block_event>(), 48 + 40 + 16 + 32);
+        assert_eq!(
+            std::mem::size_of::<types::cw_block_event>(),
+            48 + 40 + 16 + 32
+        );
         let mut e = types::cw_block_event::default();
         e.hdr.r#type = offcpu::wire::EV_BLOCK;
         e.hdr.pid = 7;

@@ -48,7 +48,11 @@ pub fn resolve(path: &str) -> Result<CgroupTarget> {
         let mounts = cgroup2_mounts();
         bail!(
             "cgroup {path} is not on a cgroup v2 file system (v2 is mounted at: {})",
-            if mounts.is_empty() { "nowhere".to_string() } else { mounts.join(", ") }
+            if mounts.is_empty() {
+                "nowhere".to_string()
+            } else {
+                mounts.join(", ")
+            }
         );
     }
     let canon = std::fs::canonicalize(p)?;
@@ -57,6 +61,12 @@ pub fn resolve(path: &str) -> Result<CgroupTarget> {
         .filter(|m| canon.starts_with(m))
         .max_by_key(|m| m.len())
         .with_context(|| format!("no cgroup2 mount contains {path}"))?;
-    let level = canon.strip_prefix(&root).map(|r| r.components().count()).unwrap_or(0);
-    Ok(CgroupTarget { id: meta.ino(), level: level as u32 })
+    let level = canon
+        .strip_prefix(&root)
+        .map(|r| r.components().count())
+        .unwrap_or(0);
+    Ok(CgroupTarget {
+        id: meta.ino(),
+        level: level as u32,
+    })
 }

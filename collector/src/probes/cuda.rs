@@ -110,7 +110,10 @@ pub const FUNCS: &[(u32, &str, Class)] = &[
 
 /// Function name and class of an id.
 pub fn func(id: u32) -> Option<(&'static str, Class)> {
-    FUNCS.iter().find(|(i, _, _)| *i == id).map(|(_, n, c)| (*n, *c))
+    FUNCS
+        .iter()
+        .find(|(i, _, _)| *i == id)
+        .map(|(_, n, c)| (*n, *c))
 }
 
 /// The symbol names discovery looks for.
@@ -152,12 +155,19 @@ pub fn load<'obj>(
     offcpu: &offcpu::OffcpuSkel<'_>,
     sampling: &Sampling,
 ) -> Result<CudaSkel<'obj>> {
-    let mut open = CudaSkelBuilder::default().open(open_object).context("opening the CUDA BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = CudaSkelBuilder::default()
+        .open(open_object)
+        .context("opening the CUDA BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     ro.slow_launch_ns = sampling.slow_launch.as_nanos() as u64;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the CUDA uprobe programs (verifier)")
+    open.load()
+        .context("loading the CUDA uprobe programs (verifier)")
 }
 
 /// Decodes a `cw_cuda_event` record; a launch naming its kernel's host function leaves that
@@ -166,7 +176,14 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
     let e: types::cw_cuda_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
     let (name, class) = func(e.func)?;
-    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let common = Common::interval(
+        &hdr,
+        e.start_ns,
+        e.duration_ns,
+        e.cgroup_id,
+        &e.comm,
+        &e.process_name,
+    );
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
     let event = KernelEvent {
@@ -216,7 +233,11 @@ impl Reaper {
                     let n = links.len();
                     let droppers: Vec<_> = links
                         .into_iter()
-                        .map(|l| std::thread::Builder::new().name("cw-cuda-unlink".into()).spawn(move || drop(l)))
+                        .map(|l| {
+                            std::thread::Builder::new()
+                                .name("cw-cuda-unlink".into())
+                                .spawn(move || drop(l))
+                        })
                         .collect();
                     for d in droppers.into_iter().flatten() {
                         let _ = d.join();
@@ -225,7 +246,10 @@ impl Reaper {
                 }
             })
             .ok();
-        Reaper { tx: Some(tx), handle }
+        Reaper {
+            tx: Some(tx),
+            handle,
+        }
     }
 
     fn reap(&self, links: Vec<Link>) {
@@ -233,7 +257,9 @@ impl Reaper {
             return;
         }
         // without the thread (it could not start) the links are dropped here, slowly
-        if let Some(Err(std::sync::mpsc::SendError(links))) = self.tx.as_ref().map(|t| t.send(links)) {
+        if let Some(Err(std::sync::mpsc::SendError(links))) =
+            self.tx.as_ref().map(|t| t.send(links))
+        {
             drop(links);
         }
     }
@@ -377,8 +403,17 @@ impl<'obj> CudaProbes<'obj> {
     }
 
     /// One uprobe_multi link over these (function id, file offset) pairs of a file.
-    fn attach_multi(&self, host_path: &std::path::Path, funcs: &[(u32, u64)], ret: bool) -> Result<Link> {
-        let prog = if ret { &self.skel.progs.handle__cuda_return } else { &self.skel.progs.handle__cuda_enter };
+    fn attach_multi(
+        &self,
+        host_path: &std::path::Path,
+        funcs: &[(u32, u64)],
+        ret: bool,
+    ) -> Result<Link> {
+        let prog = if ret {
+            &self.skel.progs.handle__cuda_return
+        } else {
+            &self.skel.progs.handle__cuda_enter
+        };
         let opts = UprobeMultiOpts {
             offsets: funcs.iter().map(|(_, off)| *off as usize).collect(),
             cookies: funcs.iter().map(|(id, _)| *id as u64).collect(),
@@ -409,7 +444,9 @@ impl<'obj> CudaProbes<'obj> {
         let mut launches = Vec::new();
         let mut names = Vec::new();
         for (id, name, class) in FUNCS {
-            let Some(off) = f.symbols.get(*name) else { continue };
+            let Some(off) = f.symbols.get(*name) else {
+                continue;
+            };
             names.push(*name);
             if *class == Class::Launch {
                 launches.push((*id, *off));
@@ -423,7 +460,12 @@ impl<'obj> CudaProbes<'obj> {
         let always = self
             .attach_pair(&f.probe_path(), &always)
             .with_context(|| format!("attaching the CUDA uprobes in {}", f.path))?;
-        let shown = format!("{} ({}: {})", f.path, library_kind(&f.path), names.join(", "));
+        let shown = format!(
+            "{} ({}: {})",
+            f.path,
+            library_kind(&f.path),
+            names.join(", ")
+        );
         tracing::info!(file = %f.path, kind = library_kind(&f.path), functions = names.len(), "CUDA: probing");
         self.probed.push(shown);
         let mut pf = ProbedFile {
@@ -507,7 +549,9 @@ impl<'obj> CudaProbes<'obj> {
         self.process_names
             .entry(pid)
             .or_insert_with(|| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim_end().to_string()).unwrap_or_default()
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default()
             })
             .clone()
     }
@@ -522,7 +566,9 @@ impl<'obj> CudaProbes<'obj> {
         let mut rows = Vec::new();
         let mut sampled_launches = 0i64;
         for (&(pid, fid), (count, sum, buckets)) in &cur {
-            let Some((name, class)) = func(fid) else { continue };
+            let Some((name, class)) = func(fid) else {
+                continue;
+            };
             let (pc, ps, pb) = match self.prev_hist.get(&(pid, fid)) {
                 // a smaller count means the LRU map evicted and recreated the entry
                 Some((pc, ps, pb)) if pc <= count => (*pc, *ps, pb.clone()),
@@ -531,7 +577,11 @@ impl<'obj> CudaProbes<'obj> {
             if *count == pc {
                 continue;
             }
-            let fraction = if class == Class::Launch { launch_fraction } else { 1.0 };
+            let fraction = if class == Class::Launch {
+                launch_fraction
+            } else {
+                1.0
+            };
             let mut first = true;
             for (b, n) in buckets.iter().enumerate() {
                 let d = n.saturating_sub(pb.get(b).copied().unwrap_or(0)) as i64;
@@ -551,7 +601,11 @@ impl<'obj> CudaProbes<'obj> {
                     bucket_low_ns: if b == 0 { 0 } else { 1i64 << b },
                     bucket_high_ns: 1i64 << (b + 1),
                     calls: d,
-                    sum_ns: if first { sum.saturating_sub(ps) as i64 } else { 0 },
+                    sum_ns: if first {
+                        sum.saturating_sub(ps) as i64
+                    } else {
+                        0
+                    },
                     sampled_fraction: fraction,
                 });
                 first = false;
@@ -573,7 +627,8 @@ impl<'obj> CudaProbes<'obj> {
             },
         };
         // forget processes whose histograms are gone (a recycled pid gets its own name)
-        self.process_names.retain(|p, _| cur.keys().any(|(q, _)| q == p));
+        self.process_names
+            .retain(|p, _| cur.keys().any(|(q, _)| q == p));
         self.prev_hist = cur;
         self.window_start = now;
         self.window_start_ns = now_ns;
@@ -584,13 +639,24 @@ impl<'obj> CudaProbes<'obj> {
         let map = &self.skel.maps.cuda_hists;
         let mut out = HistSnapshot::new();
         for key in map.keys() {
-            let Some(k) = read_record::<types::cw_cuda_hist_key>(&key) else { continue };
-            let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY).context("reading CUDA histograms")? else {
+            let Some(k) = read_record::<types::cw_cuda_hist_key>(&key) else {
                 continue;
             };
-            let mut total = (0u64, 0u64, vec![0u64; types::cw_cuda_hist::default().buckets.len()]);
+            let Some(per_cpu) = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading CUDA histograms")?
+            else {
+                continue;
+            };
+            let mut total = (
+                0u64,
+                0u64,
+                vec![0u64; types::cw_cuda_hist::default().buckets.len()],
+            );
             for v in per_cpu {
-                let Some(h) = read_record::<types::cw_cuda_hist>(&v) else { continue };
+                let Some(h) = read_record::<types::cw_cuda_hist>(&v) else {
+                    continue;
+                };
                 total.0 += h.count;
                 total.1 += h.sum_ns;
                 for (t, b) in total.2.iter_mut().zip(h.buckets.iter()) {
@@ -621,7 +687,10 @@ mod tests {
 
     #[test]
     fn cuda_record_layout_and_decoding() {
-        assert_eq!(std::mem::size_of::<types::cw_cuda_event>(), 48 + 6 * 8 + 24 + 8 + 32);
+        assert_eq!(
+            std::mem::size_of::<types::cw_cuda_event>(),
+            48 + 6 * 8 + 24 + 8 + 32
+        );
         let mut e = types::cw_cuda_event::default();
         e.hdr.r#type = offcpu::wire::EV_CUDA;
         e.hdr.pid = 7;
@@ -634,14 +703,26 @@ mod tests {
         let ev = super::super::decode_struct(&e, "CUDA");
         assert_eq!(ev.event_name, "cuda.launch");
         assert_eq!(ev.cuda_function, Some("cudaLaunchKernel"));
-        assert_eq!((ev.cuda_grid.as_deref(), ev.cuda_block.as_deref()), (Some("128,1,1"), Some("256,1,1")));
-        assert_eq!((ev.cuda_stream, ev.bytes, ev.exit_code), (Some(0x55), None, None));
+        assert_eq!(
+            (ev.cuda_grid.as_deref(), ev.cuda_block.as_deref()),
+            (Some("128,1,1"), Some("256,1,1"))
+        );
+        assert_eq!(
+            (ev.cuda_stream, ev.bytes, ev.exit_code),
+            (Some(0x55), None, None)
+        );
         e.func = 99;
         // SAFETY: reading the bytes of a plain C struct we own.
         let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, std::mem::size_of::<types::cw_cuda_event>())
+            std::slice::from_raw_parts(
+                &e as *const _ as *const u8,
+                std::mem::size_of::<types::cw_cuda_event>(),
+            )
         };
-        assert!(offcpu::decode(bytes, &BootToWall::sample()).is_none(), "unknown function ids are undecodable");
+        assert!(
+            offcpu::decode(bytes, &BootToWall::sample()).is_none(),
+            "unknown function ids are undecodable"
+        );
     }
 
     #[test]
@@ -661,9 +742,18 @@ mod tests {
 
     #[test]
     fn library_kinds_by_name() {
-        assert_eq!(library_kind("/x/nvidia/cu13/lib/libcudart.so.13"), "CUDA runtime");
-        assert_eq!(library_kind("/usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06"), "CUDA driver");
+        assert_eq!(
+            library_kind("/x/nvidia/cu13/lib/libcudart.so.13"),
+            "CUDA runtime"
+        );
+        assert_eq!(
+            library_kind("/usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06"),
+            "CUDA driver"
+        );
         assert_eq!(library_kind("/x/libnccl.so.2"), "NCCL");
-        assert_eq!(library_kind("/opt/app/bin/train"), "executable with the CUDA runtime linked statically");
+        assert_eq!(
+            library_kind("/opt/app/bin/train"),
+            "executable with the CUDA runtime linked statically"
+        );
     }
 }

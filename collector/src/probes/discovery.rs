@@ -49,13 +49,26 @@ pub fn parse_maps(pid: u32, text: &str) -> Vec<MappedFile> {
         let mut f = line.split_whitespace();
         let (_addr, perms, _off, dev, inode) = (f.next(), f.next(), f.next(), f.next(), f.next());
         let path = f.collect::<Vec<_>>().join(" ");
-        let (Some(perms), Some(dev), Some(inode)) = (perms, dev, inode) else { continue };
-        let Ok(inode) = inode.parse::<u64>() else { continue };
-        if !perms.contains('x') || inode == 0 || !path.starts_with('/') || path.ends_with(" (deleted)") {
+        let (Some(perms), Some(dev), Some(inode)) = (perms, dev, inode) else {
+            continue;
+        };
+        let Ok(inode) = inode.parse::<u64>() else {
+            continue;
+        };
+        if !perms.contains('x')
+            || inode == 0
+            || !path.starts_with('/')
+            || path.ends_with(" (deleted)")
+        {
             continue;
         }
         if !out.iter().any(|m| m.inode == inode && m.dev == dev) {
-            out.push(MappedFile { pid, path, dev: dev.to_string(), inode });
+            out.push(MappedFile {
+                pid,
+                path,
+                dev: dev.to_string(),
+                inode,
+            });
         }
     }
     out
@@ -86,7 +99,10 @@ fn elf_symbols_in(file: &std::fs::File, wanted: &[&str]) -> HashMap<String, u64>
         })
         .collect();
     let to_offset = |addr: u64| {
-        segments.iter().find(|(va, size, _)| addr >= *va && addr < va + size).map(|(va, _, off)| addr - va + off)
+        segments
+            .iter()
+            .find(|(va, size, _)| addr >= *va && addr < va + size)
+            .map(|(va, _, off)| addr - va + off)
     };
     let mut out: HashMap<String, u64> = HashMap::new();
     for s in elf.dynamic_symbols().chain(elf.symbols()) {
@@ -133,10 +149,18 @@ impl FoundFile {
     /// Opens `host_path` and reads its wanted symbols.
     fn open(host_path: &Path, shown: String, wanted: &[&str]) -> Result<FoundFile> {
         use std::os::unix::fs::MetadataExt;
-        let file = std::fs::File::open(host_path).with_context(|| format!("opening {}", host_path.display()))?;
-        let meta = file.metadata().with_context(|| format!("reading {}", host_path.display()))?;
+        let file = std::fs::File::open(host_path)
+            .with_context(|| format!("opening {}", host_path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {}", host_path.display()))?;
         let symbols = elf_symbols_in(&file, wanted);
-        Ok(FoundFile { id: (meta.dev(), meta.ino()), path: shown, file: std::sync::Arc::new(file), symbols })
+        Ok(FoundFile {
+            id: (meta.dev(), meta.ino()),
+            path: shown,
+            file: std::sync::Arc::new(file),
+            symbols,
+        })
     }
 
     /// The path a uprobe attaches to.
@@ -157,26 +181,41 @@ pub struct Scanner {
 impl Scanner {
     /// A scanner for these symbols.
     pub fn new(wanted: Vec<&'static str>) -> Self {
-        Scanner { wanted, examined: HashMap::new() }
+        Scanner {
+            wanted,
+            examined: HashMap::new(),
+        }
     }
 
     /// One pass over /proc: the files not reported before that define a wanted symbol.
     pub fn scan(&mut self) -> Vec<FoundFile> {
         let me = std::process::id();
         let mut found = Vec::new();
-        let Ok(dir) = std::fs::read_dir("/proc") else { return found };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return found;
+        };
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if pid == me {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                continue;
+            };
             for m in parse_maps(pid, &text) {
                 let id = (m.dev.clone(), m.inode);
                 if self.examined.contains_key(&id) {
                     continue;
                 }
-                let Ok(f) = FoundFile::open(&m.host_path(), m.path.clone(), &self.wanted) else { continue };
+                let Ok(f) = FoundFile::open(&m.host_path(), m.path.clone(), &self.wanted) else {
+                    continue;
+                };
                 self.examined.insert(id, !f.symbols.is_empty());
                 if !f.symbols.is_empty() {
                     found.push(f);
@@ -209,8 +248,14 @@ mod tests {
         let m = parse_maps(42, text);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].path, "/usr/bin/python3.11");
-        assert_eq!((m[1].path.as_str(), m[1].inode), ("/opt/my app/libcauseway_ctx.so", 99));
-        assert_eq!(m[1].host_path(), PathBuf::from("/proc/42/root/opt/my app/libcauseway_ctx.so"));
+        assert_eq!(
+            (m[1].path.as_str(), m[1].inode),
+            ("/opt/my app/libcauseway_ctx.so", 99)
+        );
+        assert_eq!(
+            m[1].host_path(),
+            PathBuf::from("/proc/42/root/opt/my app/libcauseway_ctx.so")
+        );
     }
 
     #[test]
@@ -219,7 +264,10 @@ mod tests {
         assert!(!elf_defines(&me, "causeway_ctx_publish").unwrap());
         let syms = elf_symbols(&me, &["main", "no_such_symbol_here"]).unwrap();
         let off = *syms.get("main").expect("a test binary defines main");
-        assert!(off > 0 && off < std::fs::metadata(&me).unwrap().len(), "offset inside the file: {off}");
+        assert!(
+            off > 0 && off < std::fs::metadata(&me).unwrap().len(),
+            "offset inside the file: {off}"
+        );
         assert!(!syms.contains_key("no_such_symbol_here"));
         let not_elf = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(not_elf.path(), b"#!/bin/sh\n").unwrap();

@@ -34,17 +34,25 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<FutexSkel<'obj>> {
-    let mut open = FutexSkelBuilder::default().open(open_object).context("opening the futex BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = FutexSkelBuilder::default()
+        .open(open_object)
+        .context("opening the futex BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     ro.min_futex_ns = s.min_off_cpu.as_nanos() as u64;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the futex BPF programs (verifier)")
+    open.load()
+        .context("loading the futex BPF programs (verifier)")
 }
 
 /// Attaches sys_enter_futex / sys_exit_futex (syscall tracepoints: these need tracefs).
 pub fn attach(skel: &mut FutexSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to syscalls:sys_enter/exit_futex and futex_waitv (needs tracefs)")
+    skel.attach()
+        .context("attaching to syscalls:sys_enter/exit_futex and futex_waitv (needs tracefs)")
 }
 
 fn op_name(op: u32) -> &'static str {
@@ -63,7 +71,14 @@ fn op_name(op: u32) -> &'static str {
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
     let e: types::cw_futex_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let common = Common::interval(
+        &hdr,
+        e.start_ns,
+        e.duration_ns,
+        e.cgroup_id,
+        &e.comm,
+        &e.process_name,
+    );
     Some(KernelEvent {
         futex_uaddr: Some(e.uaddr as i64),
         futex_op: Some(op_name(e.op)),
@@ -78,7 +93,10 @@ mod tests {
 
     #[test]
     fn futex_record_layout_and_decoding() {
-        assert_eq!(std::mem::size_of::<types::cw_futex_event>(), 48 + 32 + 8 + 32);
+        assert_eq!(
+            std::mem::size_of::<types::cw_futex_event>(),
+            48 + 32 + 8 + 32
+        );
         let mut e = types::cw_futex_event::default();
         e.hdr.r#type = offcpu::wire::EV_FUTEX;
         e.hdr.pid = 7;
@@ -88,6 +106,9 @@ mod tests {
         e.duration_ns = 5_000_000;
         let ev = super::super::decode_struct(&e, "futex");
         assert_eq!(ev.event_name, "futex.wait");
-        assert_eq!((ev.pid, ev.tid, ev.futex_uaddr, ev.futex_op), (7, 8, Some(0x7f00_dead_beef), Some("wait_bitset")));
+        assert_eq!(
+            (ev.pid, ev.tid, ev.futex_uaddr, ev.futex_op),
+            (7, 8, Some(0x7f00_dead_beef), Some("wait_bitset"))
+        );
     }
 }

@@ -34,17 +34,25 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<LockcontSkel<'obj>> {
-    let mut open = LockcontSkelBuilder::default().open(open_object).context("opening the lock-contention BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = LockcontSkelBuilder::default()
+        .open(open_object)
+        .context("opening the lock-contention BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     ro.min_klock_ns = s.min_off_cpu.as_nanos() as u64;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the lock-contention BPF programs (verifier)")
+    open.load()
+        .context("loading the lock-contention BPF programs (verifier)")
 }
 
 /// Attaches lock:contention_begin / contention_end (tp_btf; Linux 5.19+).
 pub fn attach(skel: &mut LockcontSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to lock:contention_begin/end (tp_btf, Linux 5.19+)")
+    skel.attach()
+        .context("attaching to lock:contention_begin/end (tp_btf, Linux 5.19+)")
 }
 
 /// The lock's kind from the tracepoint's flags (include/trace/events/lock.h).
@@ -71,7 +79,14 @@ pub fn kind(flags: u32) -> &'static str {
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
     let e: types::cw_klock_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(&hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let common = Common::interval(
+        &hdr,
+        e.start_ns,
+        e.duration_ns,
+        e.cgroup_id,
+        &e.comm,
+        &e.process_name,
+    );
     Some(KernelEvent {
         kernel_lock: Some(format!("0x{:x}", e.lock_addr)),
         kernel_lock_kind: Some(kind(e.flags)),

@@ -37,11 +37,26 @@ macro_rules! share_maps {
         use anyhow::Context as _;
         use std::os::fd::AsFd as _;
         let (open, offcpu) = ($open, $offcpu);
-        open.maps.tgid_filter.reuse_fd(offcpu.maps.tgid_filter.as_fd()).context("sharing the pid filter")?;
-        open.maps.events.reuse_fd(offcpu.maps.events.as_fd()).context("sharing the ring buffer")?;
-        open.maps.stats.reuse_fd(offcpu.maps.stats.as_fd()).context("sharing the counters")?;
-        open.maps.thread_ctx.reuse_fd(offcpu.maps.thread_ctx.as_fd()).context("sharing the trace contexts")?;
-        open.maps.traces_ctx_v1.reuse_fd(offcpu.maps.traces_ctx_v1.as_fd()).context("sharing the OBI map")?;
+        open.maps
+            .tgid_filter
+            .reuse_fd(offcpu.maps.tgid_filter.as_fd())
+            .context("sharing the pid filter")?;
+        open.maps
+            .events
+            .reuse_fd(offcpu.maps.events.as_fd())
+            .context("sharing the ring buffer")?;
+        open.maps
+            .stats
+            .reuse_fd(offcpu.maps.stats.as_fd())
+            .context("sharing the counters")?;
+        open.maps
+            .thread_ctx
+            .reuse_fd(offcpu.maps.thread_ctx.as_fd())
+            .context("sharing the trace contexts")?;
+        open.maps
+            .traces_ctx_v1
+            .reuse_fd(offcpu.maps.traces_ctx_v1.as_fd())
+            .context("sharing the OBI map")?;
     }};
 }
 pub(crate) use share_maps;
@@ -60,7 +75,9 @@ pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
 #[cfg(test)]
 pub(crate) fn decode_struct<T>(record: &T, what: &str) -> causeway_proto::KernelEvent {
     // SAFETY: reading the bytes of a plain C struct the caller owns, for its size.
-    let bytes = unsafe { std::slice::from_raw_parts(record as *const T as *const u8, std::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        std::slice::from_raw_parts(record as *const T as *const u8, std::mem::size_of::<T>())
+    };
     match offcpu::decode(bytes, &crate::clock::BootToWall::sample()) {
         Some(offcpu::Decoded::Event(ev)) => ev,
         other => panic!("a {what} record decodes to one event, got {other:?}"),

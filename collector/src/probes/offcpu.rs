@@ -14,9 +14,9 @@ use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::MapCore;
-use std::os::fd::AsFd;
 use libbpf_rs::MapFlags;
 use libbpf_rs::OpenObject;
+use std::os::fd::AsFd;
 
 use super::cgroup::CgroupTarget;
 use super::cstr;
@@ -122,8 +122,14 @@ pub fn load<'obj>(
     s: &Settings,
 ) -> Result<OffcpuSkel<'obj>> {
     let builder = OffcpuSkelBuilder::default();
-    let mut open = builder.open(open_object).context("opening the off-CPU BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = builder
+        .open(open_object)
+        .context("opening the off-CPU BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
     ro.min_runq_ns = s.min_runq.as_nanos() as u64;
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
@@ -135,9 +141,14 @@ pub fn load<'obj>(
     // kept alive until load: reuse_fd duplicates the descriptor
     let obi = s.obi_map.as_deref().and_then(open_obi_map);
     if let Some(m) = &obi {
-        open.maps.traces_ctx_v1.reuse_fd(m.as_fd()).context("sharing OBI's traces_ctx_v1 map")?;
+        open.maps
+            .traces_ctx_v1
+            .reuse_fd(m.as_fd())
+            .context("sharing OBI's traces_ctx_v1 map")?;
     }
-    let skel = open.load().context("loading the off-CPU BPF programs (verifier)")?;
+    let skel = open
+        .load()
+        .context("loading the off-CPU BPF programs (verifier)")?;
     for pid in &s.pids {
         skel.maps
             .tgid_filter
@@ -157,7 +168,10 @@ fn open_obi_map(path: &std::path::Path) -> Option<libbpf_rs::MapHandle> {
             return None;
         }
     };
-    let ok_type = matches!(m.map_type(), libbpf_rs::MapType::LruHash | libbpf_rs::MapType::Hash);
+    let ok_type = matches!(
+        m.map_type(),
+        libbpf_rs::MapType::LruHash | libbpf_rs::MapType::Hash
+    );
     // the skeleton finds maps by name, and a reused map takes the pinned map's name
     if m.name() != "traces_ctx_v1" || !ok_type || m.key_size() != 8 || m.value_size() < 24 {
         tracing::warn!(
@@ -176,7 +190,9 @@ fn open_obi_map(path: &std::path::Path) -> Option<libbpf_rs::MapHandle> {
 
 /// Attaches every program of the skeleton.
 pub fn attach(skel: &mut OffcpuSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to sched_switch/sched_waking/sched_wakeup_new/process tracepoints (tp_btf)")
+    skel.attach().context(
+        "attaching to sched_switch/sched_waking/sched_wakeup_new/process tracepoints (tp_btf)",
+    )
 }
 
 /// Per-CPU counters from the `stats` map: `[slot][cpu]`.
@@ -228,7 +244,14 @@ impl<'a, C: Copy> Common<'a, C> {
         comm: &'a [C],
         process_name: &'a [C],
     ) -> Self {
-        Common { hdr, boot_ns, duration_ns, cgroup_id, comm, process_name }
+        Common {
+            hdr,
+            boot_ns,
+            duration_ns,
+            cgroup_id,
+            comm,
+            process_name,
+        }
     }
 
     pub fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
@@ -237,7 +260,11 @@ impl<'a, C: Copy> Common<'a, C> {
             1 | 2 if ctx.trace_id.iter().any(|b| *b != 0) => (
                 Some(hex(&ctx.trace_id)),
                 Some(hex(&ctx.span_id)),
-                Some(if ctx.source == 1 { names::correlation::UPROBE } else { names::correlation::OBI_MAP }),
+                Some(if ctx.source == 1 {
+                    names::correlation::UPROBE
+                } else {
+                    names::correlation::OBI_MAP
+                }),
             ),
             _ => (None, None, None),
         };
@@ -261,15 +288,24 @@ impl<'a, C: Copy> Common<'a, C> {
 
 fn hex<T: Copy + Into<u8>>(bytes: &[T]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{:02x}", (*b).into());
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{:02x}", (*b).into());
+            s
+        })
 }
 
 fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
-    let common = Common::interval(&e.hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+    let common = Common::interval(
+        &e.hdr,
+        e.start_ns,
+        e.duration_ns,
+        e.cgroup_id,
+        &e.comm,
+        &e.process_name,
+    );
     KernelEvent {
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
@@ -330,8 +366,14 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         }
         wire::EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
-            let common =
-                Common::interval(&e.hdr, e.start_ns, e.duration_ns, e.cgroup_id, &e.comm, &e.process_name);
+            let common = Common::interval(
+                &e.hdr,
+                e.start_ns,
+                e.duration_ns,
+                e.cgroup_id,
+                &e.comm,
+                &e.process_name,
+            );
             KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
@@ -342,18 +384,30 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         wire::EV_PROC => {
             let e: types::cw_proc_event = read_record(data)?;
             let (name, ppid, exit_code, path) = match e.kind {
-                1 => (names::event::PROCESS_EXEC, Some(e.ppid as i32), None, Some(cstr(&e.path))),
+                1 => (
+                    names::event::PROCESS_EXEC,
+                    Some(e.ppid as i32),
+                    None,
+                    Some(cstr(&e.path)),
+                ),
                 2 => (names::event::PROCESS_FORK, Some(e.ppid as i32), None, None),
                 3 => (names::event::THREAD_START, Some(e.ppid as i32), None, None),
                 4 => (names::event::PROCESS_EXIT, None, Some(e.exit_code), None),
                 5 => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
                 _ => return None,
             };
-            let common = Common::interval(&e.hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
+            let common =
+                Common::interval(&e.hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
             // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
             let exiting = matches!(e.kind, 4 | 5) && e.child_tid_addr != 0;
             let futex_uaddr = exiting.then_some(e.child_tid_addr as i64);
-            KernelEvent { ppid, exit_code, path, futex_uaddr, ..common.event(name, clock) }
+            KernelEvent {
+                ppid,
+                exit_code,
+                path,
+                futex_uaddr,
+                ..common.event(name, clock)
+            }
         }
         _ => return None,
     };
@@ -404,16 +458,24 @@ mod tests {
         }
         // SAFETY: reading the bytes of a plain C struct we own.
         let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, size_of::<types::cw_off_cpu_event>())
+            std::slice::from_raw_parts(
+                &e as *const _ as *const u8,
+                size_of::<types::cw_off_cpu_event>(),
+            )
         };
         let clock = BootToWall::sample();
-        let Some(Decoded::Event(ev)) = decode(bytes, &clock) else { panic!("not an event") };
+        let Some(Decoded::Event(ev)) = decode(bytes, &clock) else {
+            panic!("not an event")
+        };
         assert_eq!(ev.event_name, "sched.off_cpu");
         assert_eq!((ev.pid, ev.tid, ev.waker_tid), (10, 11, Some(12)));
         assert_eq!(ev.state, Some("sleep"));
         assert_eq!(ev.waker_comm.as_deref(), Some("holder"));
         assert_eq!(ev.duration_ns, 200_000_000);
-        assert_eq!((ev.trace_id.as_deref(), ev.correlation_method), (None, None));
+        assert_eq!(
+            (ev.trace_id.as_deref(), ev.correlation_method),
+            (None, None)
+        );
         assert!(decode(&bytes[..20], &clock).is_none(), "short record");
     }
 
@@ -426,10 +488,18 @@ mod tests {
         e.hdr.ctx.span_id = [1, 2, 3, 4, 5, 6, 7, 8];
         // SAFETY: reading the bytes of a plain C struct we own.
         let bytes = unsafe {
-            std::slice::from_raw_parts(&e as *const _ as *const u8, size_of::<types::cw_off_cpu_event>())
+            std::slice::from_raw_parts(
+                &e as *const _ as *const u8,
+                size_of::<types::cw_off_cpu_event>(),
+            )
         };
-        let Some(Decoded::Event(ev)) = decode(bytes, &BootToWall::sample()) else { panic!("not an event") };
-        assert_eq!(ev.trace_id.as_deref(), Some("abababababababababababababababab"));
+        let Some(Decoded::Event(ev)) = decode(bytes, &BootToWall::sample()) else {
+            panic!("not an event")
+        };
+        assert_eq!(
+            ev.trace_id.as_deref(),
+            Some("abababababababababababababababab")
+        );
         assert_eq!(ev.span_id.as_deref(), Some("0102030405060708"));
         assert_eq!(ev.correlation_method, Some("uprobe"));
     }

@@ -37,16 +37,24 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<TcpSkel<'obj>> {
-    let mut open = TcpSkelBuilder::default().open(open_object).context("opening the TCP BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = TcpSkelBuilder::default()
+        .open(open_object)
+        .context("opening the TCP BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the TCP BPF programs (verifier)")
+    open.load()
+        .context("loading the TCP BPF programs (verifier)")
 }
 
 /// Attaches inet_sock_set_state / tcp_retransmit_skb (tp_btf).
 pub fn attach(skel: &mut TcpSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching to inet_sock_set_state/tcp_retransmit_skb (tp_btf)")
+    skel.attach()
+        .context("attaching to inet_sock_set_state/tcp_retransmit_skb (tp_btf)")
 }
 
 fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> String {
@@ -79,7 +87,10 @@ mod tests {
 
     #[test]
     fn tcp_record_layout_and_endpoints() {
-        assert_eq!(std::mem::size_of::<types::cw_tcp_event>(), 48 + 16 + 32 + 8 + 32);
+        assert_eq!(
+            std::mem::size_of::<types::cw_tcp_event>(),
+            48 + 16 + 32 + 8 + 32
+        );
         let mut e = types::cw_tcp_event::default();
         e.hdr.r#type = offcpu::wire::EV_TCP;
         e.family = 2;
@@ -91,6 +102,9 @@ mod tests {
         assert_eq!(ev.event_name, "tcp.retransmit");
         assert_eq!(ev.saddr.as_deref(), Some("10.77.0.1:40000"));
         assert_eq!(ev.daddr.as_deref(), Some("10.77.0.2:9000"));
-        assert_eq!(endpoint(10, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 80), "[::1]:80");
+        assert_eq!(
+            endpoint(10, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 80),
+            "[::1]:80"
+        );
     }
 }

@@ -43,12 +43,18 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<TracectxSkel<'obj>> {
-    let mut open =
-        TracectxSkelBuilder::default().open(open_object).context("opening the trace-context BPF object")?;
-    let ro = open.maps.rodata_data.as_deref_mut().context("rodata is not memory-mapped")?;
+    let mut open = TracectxSkelBuilder::default()
+        .open(open_object)
+        .context("opening the trace-context BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("rodata is not memory-mapped")?;
     super::write_filter!(&mut *ro, s);
     super::share_maps!(&mut open, offcpu);
-    open.load().context("loading the trace-context BPF program (verifier)")
+    open.load()
+        .context("loading the trace-context BPF program (verifier)")
 }
 
 /// Keeps one uprobe on every writer copy that discovery reports.
@@ -73,7 +79,9 @@ impl Discovery {
 
     /// Attaches to a file discovery found, when it defines the probe point (once per file).
     pub fn attach(&mut self, skel: &TracectxSkel<'_>, f: &FoundFile) -> Result<()> {
-        let Some(offset) = f.symbols.get(PROBE_SYMBOL) else { return Ok(()) };
+        let Some(offset) = f.symbols.get(PROBE_SYMBOL) else {
+            return Ok(());
+        };
         if self.attached.contains(&f.id) {
             return Ok(());
         }
@@ -97,5 +105,9 @@ pub fn find_obi_map() -> Option<PathBuf> {
     if direct.exists() {
         return Some(direct);
     }
-    std::fs::read_dir(root).ok()?.flatten().map(|e| e.path().join("traces_ctx_v1")).find(|p| p.exists())
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("traces_ctx_v1"))
+        .find(|p| p.exists())
 }

@@ -51,7 +51,12 @@ struct InQueue<'a>(&'a OtlpCounters, u64);
 
 impl Drop for InQueue<'_> {
     fn drop(&mut self) {
-        let _ = self.0.in_queue.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(self.1)));
+        let _ = self
+            .0
+            .in_queue
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(self.1))
+            });
     }
 }
 
@@ -68,7 +73,9 @@ pub struct OtlpExporter {
 fn kv(key: &str, v: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
         ..Default::default()
     }
 }
@@ -76,14 +83,19 @@ fn kv(key: &str, v: &str) -> KeyValue {
 /// The gRPC URL as given; the HTTP URL gets `/v1/logs` when it has no path.
 fn http_url(endpoint: &str) -> String {
     match url::Url::parse(endpoint) {
-        Ok(u) if u.path() == "/" || u.path().is_empty() => format!("{}/v1/logs", endpoint.trim_end_matches('/')),
+        Ok(u) if u.path() == "/" || u.path().is_empty() => {
+            format!("{}/v1/logs", endpoint.trim_end_matches('/'))
+        }
         _ => endpoint.to_string(),
     }
 }
 
 enum Client {
     Grpc(LogsServiceClient<tonic::transport::Channel>),
-    Http { client: reqwest::Client, url: String },
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
 }
 
 /// Outcome of one attempt.
@@ -102,8 +114,8 @@ impl Client {
                     use tonic::Code::*;
                     let msg = format!("gRPC {:?}: {}", s.code(), s.message());
                     match s.code() {
-                        Unavailable | ResourceExhausted | Aborted | DeadlineExceeded | Cancelled | Unknown
-                        | Internal => Attempt::Retry(msg),
+                        Unavailable | ResourceExhausted | Aborted | DeadlineExceeded
+                        | Cancelled | Unknown | Internal => Attempt::Retry(msg),
                         _ => Attempt::Fail(msg),
                     }
                 }
@@ -138,7 +150,9 @@ impl OtlpExporter {
     /// Starts the sender thread. Connections are lazy: an endpoint that is down at start only
     /// shows as retries and drops.
     pub fn start(endpoint: &str, cfg: &Otlp, host: &str) -> Result<OtlpExporter> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let client = match cfg.protocol {
             OtlpProtocol::Grpc => {
                 let ch = {
@@ -256,7 +270,9 @@ impl OtlpExporter {
         self.counters.in_queue.fetch_add(n, Ordering::Relaxed);
         if tx.try_send(batch).is_err() {
             self.counters.in_queue.fetch_sub(n, Ordering::Relaxed);
-            self.counters.dropped_queue_full.fetch_add(n, Ordering::Relaxed);
+            self.counters
+                .dropped_queue_full
+                .fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -274,7 +290,9 @@ impl OtlpExporter {
             } else {
                 let left = self.counters.in_queue.swap(0, Ordering::Relaxed);
                 self.counters.failed.fetch_add(left, Ordering::Relaxed);
-                tracing::warn!("OTLP queue not drained within {deadline:?}: {left} records dropped");
+                tracing::warn!(
+                    "OTLP queue not drained within {deadline:?}: {left} records dropped"
+                );
             }
         }
         self.counters.clone()
@@ -289,23 +307,44 @@ mod tests {
     fn http_urls_get_the_logs_path() {
         assert_eq!(http_url("http://h:4318"), "http://h:4318/v1/logs");
         assert_eq!(http_url("http://h:4318/"), "http://h:4318/v1/logs");
-        assert_eq!(http_url("http://h:4318/custom/logs"), "http://h:4318/custom/logs");
+        assert_eq!(
+            http_url("http://h:4318/custom/logs"),
+            "http://h:4318/custom/logs"
+        );
     }
 
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         // nothing listens on port 9 (discard): every export fails, the queue of 1 fills up
-        let cfg = Otlp { batch_size: 10, queue_batches: 1, max_attempts: 2, timeout: Duration::from_millis(200), ..Otlp::default() };
+        let cfg = Otlp {
+            batch_size: 10,
+            queue_batches: 1,
+            max_attempts: 2,
+            timeout: Duration::from_millis(200),
+            ..Otlp::default()
+        };
         let mut ex = OtlpExporter::start("http://127.0.0.1:9", &cfg, "h").unwrap();
-        let events = vec![KernelEvent { event_name: "sched.off_cpu", ..Default::default() }; 1000];
+        let events = vec![
+            KernelEvent {
+                event_name: "sched.off_cpu",
+                ..Default::default()
+            };
+            1000
+        ];
         let t = std::time::Instant::now();
         ex.offer(&events);
-        assert!(t.elapsed() < Duration::from_millis(500), "offer must not block");
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "offer must not block"
+        );
         let c = ex.shutdown(Duration::from_secs(10));
         let dropped = c.dropped_queue_full.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
         assert_eq!(c.exported.load(Ordering::Relaxed), 0);
         assert_eq!(dropped + failed, 1000, "every record is accounted for");
-        assert!(dropped >= 980, "at most two batches were in flight: {dropped}");
+        assert!(
+            dropped >= 980,
+            "at most two batches were in flight: {dropped}"
+        );
     }
 }

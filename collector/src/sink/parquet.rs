@@ -80,7 +80,11 @@ pub struct ParquetSink {
 impl ParquetSink {
     /// A writer into `store` (paths relative to the store root).
     pub fn new(store: Arc<dyn ObjectStore>, settings: SinkSettings) -> Self {
-        let run_id = format!("{:x}{:05x}", crate::clock::realtime_ns() / 1_000_000, std::process::id());
+        let run_id = format!(
+            "{:x}{:05x}",
+            crate::clock::realtime_ns() / 1_000_000,
+            std::process::id()
+        );
         ParquetSink {
             store,
             settings,
@@ -102,13 +106,25 @@ impl ParquetSink {
     ) -> Result<()> {
         self.buffered_rows += events.len() + stacks.len();
         for e in events {
-            self.pending.entry(layout::hour_bucket(e.time_unix_nano)).or_default().events.push(e);
+            self.pending
+                .entry(layout::hour_bucket(e.time_unix_nano))
+                .or_default()
+                .events
+                .push(e);
         }
         for s in stacks {
-            self.pending.entry(layout::hour_bucket(s.time_unix_nano)).or_default().stacks.push(s);
+            self.pending
+                .entry(layout::hour_bucket(s.time_unix_nano))
+                .or_default()
+                .stacks
+                .push(s);
         }
         for s in stats {
-            self.pending.entry(layout::hour_bucket(s.time_unix_nano)).or_default().stats.push(s);
+            self.pending
+                .entry(layout::hour_bucket(s.time_unix_nano))
+                .or_default()
+                .stats
+                .push(s);
         }
         if self.buffered_rows >= self.settings.flush_rows
             || self.last_flush.elapsed() >= self.settings.flush_interval
@@ -121,7 +137,11 @@ impl ParquetSink {
     /// Buffers CUDA histogram rows; they are written with the next flush.
     pub fn add_histograms(&mut self, rows: Vec<CudaHistRecord>) {
         for r in rows {
-            self.pending.entry(layout::hour_bucket(r.time_unix_nano)).or_default().hists.push(r);
+            self.pending
+                .entry(layout::hour_bucket(r.time_unix_nano))
+                .or_default()
+                .hists
+                .push(r);
         }
     }
 
@@ -131,7 +151,9 @@ impl ParquetSink {
         let mut first_err = None;
         let buckets: Vec<i64> = self.pending.keys().copied().collect();
         for bucket in buckets {
-            let Some(mut p) = self.pending.remove(&bucket) else { continue };
+            let Some(mut p) = self.pending.remove(&bucket) else {
+                continue;
+            };
             match self.write_partition(bucket, &mut p).await {
                 Ok(()) => {}
                 Err(e) => {
@@ -141,7 +163,11 @@ impl ParquetSink {
                 }
             }
         }
-        self.buffered_rows = self.pending.values().map(|p| p.events.len() + p.stacks.len()).sum();
+        self.buffered_rows = self
+            .pending
+            .values()
+            .map(|p| p.events.len() + p.stacks.len())
+            .sum();
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -155,7 +181,8 @@ impl ParquetSink {
             p.events.sort_by_key(|e| (e.pid, e.tid, e.time_unix_nano));
             let start = p.events.iter().map(|e| e.time_unix_nano).min().unwrap_or(0);
             let batch = table::kernel_events_batch(&p.events)?;
-            self.write(table::KERNEL_EVENTS, bucket, start, &batch).await?;
+            self.write(table::KERNEL_EVENTS, bucket, start, &batch)
+                .await?;
             self.totals.rows += p.events.len() as u64;
             p.events.clear();
         }
@@ -168,19 +195,27 @@ impl ParquetSink {
         if !p.stats.is_empty() {
             let start = p.stats.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
             let batch = crate::stats::stats_batch(&p.stats)?;
-            self.write(crate::stats::TABLE, bucket, start, &batch).await?;
+            self.write(crate::stats::TABLE, bucket, start, &batch)
+                .await?;
             p.stats.clear();
         }
         if !p.hists.is_empty() {
             let start = p.hists.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
             let batch = table::cuda_histograms_batch(&p.hists)?;
-            self.write(table::CUDA_HISTOGRAMS, bucket, start, &batch).await?;
+            self.write(table::CUDA_HISTOGRAMS, bucket, start, &batch)
+                .await?;
             p.hists.clear();
         }
         Ok(())
     }
 
-    async fn write(&mut self, table: &str, bucket: i64, start: i64, batch: &RecordBatch) -> Result<()> {
+    async fn write(
+        &mut self,
+        table: &str,
+        bucket: i64,
+        start: i64,
+        batch: &RecordBatch,
+    ) -> Result<()> {
         let bytes = encode(batch, self.settings.zstd_level)?;
         self.seq += 1;
         let path = format!(
@@ -243,9 +278,23 @@ mod tests {
             },
         );
         let hour = 3_600_000_000_000_i64;
-        let ev = |t: i64| KernelEvent { time_unix_nano: t, event_name: names::event::OFF_CPU, ..Default::default() };
-        sink.push(vec![ev(10 * hour + 5), ev(10 * hour + 1), ev(11 * hour)], vec![], vec![]).await.unwrap();
-        assert_eq!(sink.totals().files, 0, "below thresholds nothing is written");
+        let ev = |t: i64| KernelEvent {
+            time_unix_nano: t,
+            event_name: names::event::OFF_CPU,
+            ..Default::default()
+        };
+        sink.push(
+            vec![ev(10 * hour + 5), ev(10 * hour + 1), ev(11 * hour)],
+            vec![],
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sink.totals().files,
+            0,
+            "below thresholds nothing is written"
+        );
         sink.flush().await.unwrap();
         let mut paths: Vec<String> = futures::StreamExt::collect::<Vec<_>>(store.list(None))
             .await
@@ -254,7 +303,10 @@ mod tests {
             .collect();
         paths.sort();
         assert_eq!(paths.len(), 2, "{paths:?}");
-        assert!(paths[0].starts_with("kernel_events/date=1970-01-01/hour=10/host=h1/part-"), "{paths:?}");
+        assert!(
+            paths[0].starts_with("kernel_events/date=1970-01-01/hour=10/host=h1/part-"),
+            "{paths:?}"
+        );
         assert!(paths[1].contains("hour=11"), "{paths:?}");
         assert_eq!(sink.totals().rows, 3);
         assert_eq!(sink.buffered_rows(), 0);

@@ -21,7 +21,12 @@ pub struct Deleted {
 }
 
 /// Tables whose partitions retention manages.
-const TABLES: &[&str] = &["kernel_events", "stacks", "collector_stats", "cuda_histograms"];
+const TABLES: &[&str] = &[
+    "kernel_events",
+    "stacks",
+    "collector_stats",
+    "cuda_histograms",
+];
 
 /// One retention pass at `now_unix_nano`. `max_age_hours` 0 or `max_bytes` 0 disable that limit.
 pub async fn enforce(
@@ -40,7 +45,10 @@ pub async fn enforce(
                 continue;
             }
             if let Some(b) = layout::bucket_of_path(meta.location.as_ref()) {
-                by_bucket.entry(b).or_default().push((meta.location, meta.size));
+                by_bucket
+                    .entry(b)
+                    .or_default()
+                    .push((meta.location, meta.size));
             }
         }
     }
@@ -91,8 +99,14 @@ mod tests {
     const HOUR: i64 = 3_600_000_000_000;
 
     async fn put(store: &Arc<dyn ObjectStore>, table: &str, bucket: i64, size: usize) {
-        let p = format!("{}/part-x.parquet", layout::partition_dir(table, bucket, "h"));
-        store.put(&ObjectPath::from(p), PutPayload::from(vec![0u8; size])).await.unwrap();
+        let p = format!(
+            "{}/part-x.parquet",
+            layout::partition_dir(table, bucket, "h")
+        );
+        store
+            .put(&ObjectPath::from(p), PutPayload::from(vec![0u8; size]))
+            .await
+            .unwrap();
     }
 
     async fn count(store: &Arc<dyn ObjectStore>) -> usize {
@@ -108,10 +122,23 @@ mod tests {
         put(&store, "kernel_events", 500 - 72, 10).await;
         put(&store, "kernel_events", 500, 10).await;
         let foreign = ObjectPath::from("kernel_events/README");
-        store.put(&foreign, PutPayload::from(vec![1u8])).await.unwrap();
+        store
+            .put(&foreign, PutPayload::from(vec![1u8]))
+            .await
+            .unwrap();
         let d = enforce(&store, now, 72, 0).await.unwrap();
-        assert_eq!(d, Deleted { objects: 2, bytes: 20 });
-        assert_eq!(count(&store).await, 3, "foreign objects and recent hours stay");
+        assert_eq!(
+            d,
+            Deleted {
+                objects: 2,
+                bytes: 20
+            }
+        );
+        assert_eq!(
+            count(&store).await,
+            3,
+            "foreign objects and recent hours stay"
+        );
     }
 
     #[tokio::test]
@@ -122,8 +149,15 @@ mod tests {
         }
         let d = enforce(&store, 105 * HOUR, 0, 250).await.unwrap();
         assert_eq!(d.objects, 3);
-        let left: Vec<String> =
-            store.list(None).map(|m| m.unwrap().location.to_string()).collect().await;
-        assert!(left.iter().all(|p| p.contains("hour=07") || p.contains("hour=08")), "{left:?}");
+        let left: Vec<String> = store
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert!(
+            left.iter()
+                .all(|p| p.contains("hour=07") || p.contains("hour=08")),
+            "{left:?}"
+        );
     }
 }

@@ -41,7 +41,11 @@ pub struct ChainArgs {
 }
 
 /// The window of a trace's span and its process: (pid, start, end).
-async fn span_window(engine: &Engine, trace: &str, span: Option<&str>) -> Result<(i64, i64, i64), QueryError> {
+async fn span_window(
+    engine: &Engine,
+    trace: &str,
+    span: Option<&str>,
+) -> Result<(i64, i64, i64), QueryError> {
     let trace_id = super::trace::parse_trace_id(trace)?;
     let span_filter = match span {
         Some(s) => format!(" AND span_id = '{}'", super::trace::parse_span_id(s)?),
@@ -52,9 +56,14 @@ async fn span_window(engine: &Engine, trace: &str, span: Option<&str>) -> Result
          WHERE trace_id = '{trace_id}'{span_filter} ORDER BY duration_ns DESC LIMIT 1"
     );
     let Some(row) = engine.query(&q).await?.rows.into_iter().next() else {
-        return Err(QueryError::Usage(format!("span not found in app_spans for trace {trace_id}{span_filter}")));
+        return Err(QueryError::Usage(format!(
+            "span not found in app_spans for trace {trace_id}{span_filter}"
+        )));
     };
-    let (start, end) = (i(&row, "start_time_unix_nano"), i(&row, "end_time_unix_nano"));
+    let (start, end) = (
+        i(&row, "start_time_unix_nano"),
+        i(&row, "end_time_unix_nano"),
+    );
     let pid = match row["pid"].as_i64() {
         Some(p) => p,
         None => {
@@ -176,14 +185,25 @@ fn cgroup_by_id(id: i64) -> Option<std::path::PathBuf> {
             return Some(dir);
         }
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            stack.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
     }
     None
 }
 
 /// ` on futex 0x… (op)`: the lock a wait was on, when the futex probe saw it; empty otherwise.
-async fn lock_of(engine: &Engine, pid: i64, hp: &str, tid: i64, start: i64, duration: i64) -> Result<String, QueryError> {
+async fn lock_of(
+    engine: &Engine,
+    pid: i64,
+    hp: &str,
+    tid: i64,
+    start: i64,
+    duration: i64,
+) -> Result<String, QueryError> {
     let fx = engine
         .query(&format!(
             "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {pid}{hp} AND tid = {tid} \
@@ -198,7 +218,13 @@ async fn lock_of(engine: &Engine, pid: i64, hp: &str, tid: i64, start: i64, dura
     Ok(fx
         .rows
         .first()
-        .map(|f| format!(" on futex 0x{:x} ({})", i(f, "futex_uaddr"), f["futex_op"].as_str().unwrap_or("wait")))
+        .map(|f| {
+            format!(
+                " on futex 0x{:x} ({})",
+                i(f, "futex_uaddr"),
+                f["futex_op"].as_str().unwrap_or("wait")
+            )
+        })
         .unwrap_or_default())
 }
 
@@ -215,19 +241,31 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let pid = match (a.target_pid, span) {
         (Some(p), _) => p,
         (None, Some((p, _, _))) => p,
-        (None, None) => return Err(QueryError::Usage("target_pid is required (or give trace_id)".into())),
+        (None, None) => {
+            return Err(QueryError::Usage(
+                "target_pid is required (or give trace_id)".into(),
+            ))
+        }
     };
     if pid <= 0 || pid > i32::MAX as i64 {
-        return Err(QueryError::Usage(format!("target_pid must be a positive process id, got {pid}")));
+        return Err(QueryError::Usage(format!(
+            "target_pid must be a positive process id, got {pid}"
+        )));
     }
     engine.check_pid(pid)?;
     let latency_window_s = match (a.latency_window_s, span) {
         (_, Some(_)) => 1,
         (Some(w), None) => w,
-        (None, None) => return Err(QueryError::Usage("latency_window_s is required (1..=300) unless trace_id is given".into())),
+        (None, None) => {
+            return Err(QueryError::Usage(
+                "latency_window_s is required (1..=300) unless trace_id is given".into(),
+            ))
+        }
     };
     if !(1..=300).contains(&latency_window_s) {
-        return Err(QueryError::Usage(format!("latency_window_s must be within 1..=300, got {latency_window_s}")));
+        return Err(QueryError::Usage(format!(
+            "latency_window_s must be within 1..=300, got {latency_window_s}"
+        )));
     }
     let end = match span {
         Some((_, _, e)) => e,
@@ -252,7 +290,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     let (start, window_ns) = match span {
         Some((_, s, e)) => (s, (e - s).max(1)),
-        None => (end - latency_window_s * 1_000_000_000, latency_window_s * 1_000_000_000),
+        None => (
+            end - latency_window_s * 1_000_000_000,
+            latency_window_s * 1_000_000_000,
+        ),
     };
     let w = format!(
         "pid = {pid}{hp} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {}",
@@ -260,7 +301,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     );
     let mut evidence = Vec::new();
     let mut q = |description: &str, sql: String| {
-        evidence.push(Evidence { description: description.into(), sql: sql.clone() });
+        evidence.push(Evidence {
+            description: description.into(),
+            sql: sql.clone(),
+        });
         sql
     };
 
@@ -289,7 +333,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let mut not_joins = String::new();
     let exits = engine.query(&exits_sql).await?.rows;
     if !exits.is_empty() {
-        let addrs: Vec<String> = exits.iter().map(|x| i(x, "futex_uaddr").to_string()).collect();
+        let addrs: Vec<String> = exits
+            .iter()
+            .map(|x| i(x, "futex_uaddr").to_string())
+            .collect();
         let joiners = engine
             .query(&format!(
                 "SELECT tid, futex_uaddr, time_unix_nano + duration_ns AS end_ns FROM kernel_events WHERE {w} \
@@ -300,7 +347,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             .rows;
         for x in &exits {
             let (t, at, addr) = (i(x, "tid"), i(x, "time_unix_nano"), i(x, "futex_uaddr"));
-            for j in joiners.iter().filter(|j| i(j, "futex_uaddr") == addr && (i(j, "end_ns") - at).abs() <= JOIN_SLACK_NS) {
+            for j in joiners.iter().filter(|j| {
+                i(j, "futex_uaddr") == addr && (i(j, "end_ns") - at).abs() <= JOIN_SLACK_NS
+            }) {
                 not_joins.push_str(&format!(
                     " AND NOT (tid = {} AND waker_tid = {t} AND time_unix_nano + duration_ns BETWEEN {} AND {})",
                     i(j, "tid"),
@@ -357,7 +406,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         let rows: Vec<&Value> = per_thread.iter().filter(|r| r["state"] == state).collect();
         let total = rows.iter().map(|r| i(r, "total_ns")).sum();
         let longest = rows.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
-        let worst = rows.iter().map(|r| i(r, "total_ns")).max().unwrap_or(0) as f64 / window_ns as f64;
+        let worst =
+            rows.iter().map(|r| i(r, "total_ns")).max().unwrap_or(0) as f64 / window_ns as f64;
         (total, longest, worst)
     };
     let lock_total = wakers.iter().map(|r| i(r, "total_ns")).sum::<i64>();
@@ -374,9 +424,14 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         ),
     );
     let klocks = engine.query(&klock_sql).await?.rows;
-    let klock_total: i64 = klocks.iter().map(|r| i(r, "total_ns")).sum::<i64>().min(disk_total.max(0) + runq_total_hint(&per_thread));
+    let klock_total: i64 = klocks
+        .iter()
+        .map(|r| i(r, "total_ns"))
+        .sum::<i64>()
+        .min(disk_total.max(0) + runq_total_hint(&per_thread));
     let klock_longest = klocks.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
-    let klock_share = klocks.first().map(|r| i(r, "total_ns")).unwrap_or(0) as f64 / window_ns as f64;
+    let klock_share =
+        klocks.first().map(|r| i(r, "total_ns")).unwrap_or(0) as f64 / window_ns as f64;
     // what is left of D-state once the kernel lock waits are taken out
     let (disk_total, disk_share) = if disk_total > 0 {
         let left = (disk_total - klock_total).max(0);
@@ -386,11 +441,19 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     };
     let (runq_total, runq_longest, runq_share) = sum_state("runq");
     let (sleep_total, _, sleep_share) = sum_state("sleep");
-    let lock_share = if sleep_total > 0 { sleep_share * lock_total as f64 / sleep_total as f64 } else { 0.0 };
+    let lock_share = if sleep_total > 0 {
+        sleep_share * lock_total as f64 / sleep_total as f64
+    } else {
+        0.0
+    };
 
     // run-queue waits while the CPU ran its idle task (pid 0): the scheduler had the CPU free but
     // would not run the target — its cgroup was throttled (cpu.max), not out-competed
-    let idle_total: i64 = cpu_holders.iter().filter(|h| i(h, "prev_pid") == 0).map(|h| i(h, "total_ns")).sum();
+    let idle_total: i64 = cpu_holders
+        .iter()
+        .filter(|h| i(h, "prev_pid") == 0)
+        .map(|h| i(h, "total_ns"))
+        .sum();
     let throttled = runq_total > 0 && idle_total * 2 >= runq_total;
     // network: sleeps with no waking task (the network stack woke them from softirq) during which
     // the same thread's socket retransmitted
@@ -420,8 +483,14 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             .await?
             .rows;
         for s in &sleeps {
-            let (st, en) = (i(s, "time_unix_nano"), i(s, "time_unix_nano") + i(s, "duration_ns"));
-            if times.iter().any(|t| i(t, "tid") == i(s, "tid") && (st..=en).contains(&i(t, "time_unix_nano"))) {
+            let (st, en) = (
+                i(s, "time_unix_nano"),
+                i(s, "time_unix_nano") + i(s, "duration_ns"),
+            );
+            if times
+                .iter()
+                .any(|t| i(t, "tid") == i(s, "tid") && (st..=en).contains(&i(t, "time_unix_nano")))
+            {
                 net_total += en - st;
                 net_longest = net_longest.max(en - st);
             }
@@ -429,7 +498,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     let net_share = net_total as f64 / window_ns as f64;
     let gpu_total: i64 = gpu_waits.iter().map(|r| i(r, "total_ns")).sum();
-    let gpu_longest = gpu_waits.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
+    let gpu_longest = gpu_waits
+        .iter()
+        .map(|r| i(r, "longest_ns"))
+        .max()
+        .unwrap_or(0);
     let mut gpu_by_thread: std::collections::BTreeMap<i64, i64> = Default::default();
     for r in &gpu_waits {
         *gpu_by_thread.entry(i(r, "tid")).or_default() += i(r, "total_ns");
@@ -441,7 +514,16 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         ("lock_contention", lock_total, lock_longest, lock_share),
         ("io_wait", disk_total, disk_longest, disk_share),
         ("kernel_lock", klock_total, klock_longest, klock_share),
-        (if throttled { "cpu_throttling" } else { "cpu_contention" }, runq_total, runq_longest, runq_share),
+        (
+            if throttled {
+                "cpu_throttling"
+            } else {
+                "cpu_contention"
+            },
+            runq_total,
+            runq_longest,
+            runq_share,
+        ),
     ];
     candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
     let mut top = candidates[0];
@@ -450,9 +532,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     if top.0 == "io_wait" && klock_total > 0 {
         let own_io_sql = q(
             "Block requests the target itself submitted in the window",
-            format!("SELECT count(*) AS n FROM kernel_events WHERE {w} AND event_name = 'block.io'"),
+            format!(
+                "SELECT count(*) AS n FROM kernel_events WHERE {w} AND event_name = 'block.io'"
+            ),
         );
-        let own_io = engine.query(&own_io_sql).await?.rows.first().map(|r| i(r, "n")).unwrap_or(0);
+        let own_io = engine
+            .query(&own_io_sql)
+            .await?
+            .rows
+            .first()
+            .map(|r| i(r, "n"))
+            .unwrap_or(0);
         if own_io == 0 {
             if let Some(k) = candidates.iter().find(|c| c.0 == "kernel_lock") {
                 top = *k;
@@ -546,7 +636,16 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             };
             match holder.first() {
                 Some(h) => {
-                    let link = task_link(h, "waker_", 1, "holder", format!("released the {kind} and woke the target {} times", i(h, "n")));
+                    let link = task_link(
+                        h,
+                        "waker_",
+                        1,
+                        "holder",
+                        format!(
+                            "released the {kind} and woke the target {} times",
+                            i(h, "n")
+                        ),
+                    );
                     contention_source = serde_json::json!({
                         "kind": "kernel_lock", "lock": lock, "lock_kind": kind,
                         "pid": link.pid, "tid": link.tid, "comm": link.comm,
@@ -561,7 +660,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     );
                 }
                 None => {
-                    contention_source = serde_json::json!({"kind": "kernel_lock", "lock": lock, "lock_kind": kind});
+                    contention_source =
+                        serde_json::json!({"kind": "kernel_lock", "lock": lock, "lock_kind": kind});
                     action = format!(
                         "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}); its holder was not traced. Trace the whole host (no --pid) to name it",
                         ms(klock_total)
@@ -571,7 +671,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
         "gpu_sync" => {
             let top = &gpu_waits[0];
-            let (tid, f) = (i(top, "tid"), super::data_text(top["cuda_function"].as_str().unwrap_or("?")));
+            let (tid, f) = (
+                i(top, "tid"),
+                super::data_text(top["cuda_function"].as_str().unwrap_or("?")),
+            );
             let thread_total = gpu_by_thread.get(&tid).copied().unwrap_or(0);
             chain.push(target_link(
                 pid,
@@ -618,7 +721,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             );
             let longest = engine.query(&longest_sql).await?.rows;
             let Some(l) = longest.first() else {
-                return Err(QueryError::Runtime("the top waker's wait vanished between queries".into()));
+                return Err(QueryError::Runtime(
+                    "the top waker's wait vanished between queries".into(),
+                ));
             };
             chain.push(target_link(
                 pid,
@@ -637,9 +742,15 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             }
             // walk the wait-for chain: while the thread that ended a wait was itself waiting
             // (off CPU for most of it) and was woken by yet another thread, follow that thread
-            let (mut cur_pid, mut cur_tid, mut cur_comm) =
-                (first_pid, first_tid, super::data_text(wk["waker_comm"].as_str().unwrap_or("")));
-            let (mut ws, mut we) = (i(l, "time_unix_nano"), i(l, "time_unix_nano") + i(l, "duration_ns"));
+            let (mut cur_pid, mut cur_tid, mut cur_comm) = (
+                first_pid,
+                first_tid,
+                super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
+            );
+            let (mut ws, mut we) = (
+                i(l, "time_unix_nano"),
+                i(l, "time_unix_nano") + i(l, "duration_ns"),
+            );
             let mut activity = String::new();
             let mut root_device: Option<String> = None;
             for hop in 1..=MAX_HOPS {
@@ -657,7 +768,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 );
                 let mut act = engine.query(&act_sql).await?.rows;
                 let half = 0.5 * (we - ws) as f64;
-                if act.first().is_some_and(|r| (i(r, "overlap_ns") as f64) < half) {
+                if act
+                    .first()
+                    .is_some_and(|r| (i(r, "overlap_ns") as f64) < half)
+                {
                     // no single wait covers it; many short D-state waits can (O_DIRECT, fsync)
                     let agg_sql = q(
                         &format!("Hop {hop}: off-CPU time of thread {cur_tid} by state while the previous hop waited"),
@@ -677,20 +791,49 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 let waited = act.first().filter(|r| i(r, "overlap_ns") as f64 >= half);
                 let Some(r) = waited else {
                     activity = "was running on CPU while the previous hop waited on it".into();
-                    chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(we - ws), detail: activity.clone(), ..Default::default() });
+                    chain.push(Link {
+                        hop,
+                        role: "root".into(),
+                        pid: cur_pid,
+                        tid: cur_tid,
+                        comm: cur_comm.clone(),
+                        ms: ms(we - ws),
+                        detail: activity.clone(),
+                        ..Default::default()
+                    });
                     break;
                 };
                 let frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
                 let place = if frames.is_empty() {
                     String::new()
                 } else {
-                    format!(", in {}", frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← "))
+                    format!(
+                        ", in {}",
+                        frames
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" ← ")
+                    )
                 };
                 let (next_pid, next_tid) = (i(r, "waker_pid"), i(r, "waker_tid"));
                 let state = r["state"].as_str().unwrap_or("?").to_string();
-                let follows = state == "sleep" && next_pid != 0 && next_tid != 0 && next_tid != cur_tid && hop < MAX_HOPS;
+                let follows = state == "sleep"
+                    && next_pid != 0
+                    && next_tid != 0
+                    && next_tid != cur_tid
+                    && hop < MAX_HOPS;
                 if follows {
-                    let lock = lock_of(engine, cur_pid, &hp, cur_tid, i(r, "time_unix_nano"), i(r, "duration_ns")).await?;
+                    let lock = lock_of(
+                        engine,
+                        cur_pid,
+                        &hp,
+                        cur_tid,
+                        i(r, "time_unix_nano"),
+                        i(r, "duration_ns"),
+                    )
+                    .await?;
                     chain.push(Link {
                         hop,
                         role: "waiter".into(),
@@ -704,9 +847,15 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         ),
                         ..Default::default()
                     });
-                    (cur_pid, cur_tid, cur_comm) =
-                        (next_pid, next_tid, super::data_text(r["waker_comm"].as_str().unwrap_or("")));
-                    (ws, we) = (i(r, "time_unix_nano"), i(r, "time_unix_nano") + i(r, "duration_ns"));
+                    (cur_pid, cur_tid, cur_comm) = (
+                        next_pid,
+                        next_tid,
+                        super::data_text(r["waker_comm"].as_str().unwrap_or("")),
+                    );
+                    (ws, we) = (
+                        i(r, "time_unix_nano"),
+                        i(r, "time_unix_nano") + i(r, "duration_ns"),
+                    );
                     continue;
                 }
                 let mut io = String::new();
@@ -737,10 +886,20 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ms(i(r, "overlap_ns")),
                     ms(we - ws)
                 );
-                chain.push(Link { hop, role: "root".into(), pid: cur_pid, tid: cur_tid, comm: cur_comm.clone(), ms: ms(i(r, "overlap_ns")), detail: activity.clone(), ..Default::default() });
+                chain.push(Link {
+                    hop,
+                    role: "root".into(),
+                    pid: cur_pid,
+                    tid: cur_tid,
+                    comm: cur_comm.clone(),
+                    ms: ms(i(r, "overlap_ns")),
+                    detail: activity.clone(),
+                    ..Default::default()
+                });
                 break;
             }
-            contention_source = serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
+            contention_source =
+                serde_json::json!({"pid": cur_pid, "tid": cur_tid, "comm": cur_comm});
             if let Some(dev) = &root_device {
                 contention_source["device"] = Value::from(dev.clone());
             }
@@ -754,7 +913,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
         "network_retransmit" => {
             let r = &retrans[0];
-            let n: i64 = retrans.iter().filter(|x| x["daddr"] == r["daddr"]).map(|x| i(x, "n")).sum();
+            let n: i64 = retrans
+                .iter()
+                .filter(|x| x["daddr"] == r["daddr"])
+                .map(|x| i(x, "n"))
+                .sum();
             let peer = super::data_text(r["daddr"].as_str().unwrap_or("?"));
             contention_source = serde_json::json!({
                 "peer": peer, "local": super::data_text(r["saddr"].as_str().unwrap_or("?")), "retransmits": n,
@@ -780,14 +943,21 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 "The target's cgroup in the window",
                 format!("SELECT cgroup_id, count(*) AS n FROM kernel_events WHERE {w} GROUP BY cgroup_id ORDER BY n DESC LIMIT 1"),
             );
-            let cg = engine.query(&cg_sql).await?.rows.first().map(|r| i(r, "cgroup_id")).unwrap_or(0);
+            let cg = engine
+                .query(&cg_sql)
+                .await?
+                .rows
+                .first()
+                .map(|r| i(r, "cgroup_id"))
+                .unwrap_or(0);
             let local = cgroup_by_id(cg);
             let limit = local
                 .as_ref()
                 .and_then(|p| std::fs::read_to_string(p.join("cpu.max")).ok())
                 .map(|s| s.trim().to_string());
             let path = local.as_ref().map(|p| p.display().to_string());
-            contention_source = serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
+            contention_source =
+                serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
             chain.push(Link {
                 hop: 1,
                 role: "cgroup".into(),
@@ -811,8 +981,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         }
         "cpu_contention" => {
             if let Some(h) = cpu_holders.first() {
-                let link = task_link(h, "prev_", 1, "cpu_holder", format!("held the CPU before {} of the target's run-queue waits ended", i(h, "n")));
-                contention_source = serde_json::json!({"pid": link.pid, "tid": link.tid, "comm": link.comm});
+                let link = task_link(
+                    h,
+                    "prev_",
+                    1,
+                    "cpu_holder",
+                    format!(
+                        "held the CPU before {} of the target's run-queue waits ended",
+                        i(h, "n")
+                    ),
+                );
+                contention_source =
+                    serde_json::json!({"pid": link.pid, "tid": link.tid, "comm": link.comm});
                 chain.push(link);
                 action = format!(
                     "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, cpu.weight)",
@@ -835,7 +1015,13 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                      WHERE {w} AND event_name = 'cuda.launch'"
                 ),
             );
-            if let Some(l) = engine.query(&launch_sql).await?.rows.first().filter(|l| i(l, "n") > 0) {
+            if let Some(l) = engine
+                .query(&launch_sql)
+                .await?
+                .rows
+                .first()
+                .filter(|l| i(l, "n") > 0)
+            {
                 action.push_str(&format!(
                     ". It is feeding a GPU: {} CUDA launches were slow ({:.1} ms in all, longest {:.1} ms) while it waited for a CPU, so the GPU sat idle — keep the launching thread on a CPU of its own (analyze_gpu_launch_latency {{pid: {pid}}} names each)",
                     i(l, "n"),
@@ -857,7 +1043,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             match devs.first() {
                 Some(d) => {
                     let dev = super::data_text(d["device"].as_str().unwrap_or("?"));
-                    let on_dev: Vec<&Value> = devs.iter().filter(|r| r["device"] == d["device"]).collect();
+                    let on_dev: Vec<&Value> =
+                        devs.iter().filter(|r| r["device"] == d["device"]).collect();
                     let n: i64 = on_dev.iter().map(|r| i(r, "n")).sum();
                     let bytes: i64 = on_dev.iter().map(|r| i(r, "bytes")).sum();
                     let longest = on_dev.iter().map(|r| i(r, "longest_ns")).max().unwrap_or(0);
@@ -903,7 +1090,12 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     Ok(ChainReport {
         severity: severity(mech_share, ms(mech_longest)).into(),
-        blocking_mechanism: if mechanism == "kernel_lock" { "lock_contention" } else { mechanism }.into(),
+        blocking_mechanism: if mechanism == "kernel_lock" {
+            "lock_contention"
+        } else {
+            mechanism
+        }
+        .into(),
         contention_source,
         chain,
         stack_trace,
@@ -946,7 +1138,11 @@ fn task_link(row: &Value, prefix: &str, hop: i64, role: &str, detail: String) ->
 
 /// Run-queue time that can hide inside a kernel lock wait (a woken waiter queues before it runs).
 fn runq_total_hint(per_thread: &[Value]) -> i64 {
-    per_thread.iter().filter(|r| r["state"] == "runq").map(|r| i(r, "total_ns")).sum()
+    per_thread
+        .iter()
+        .filter(|r| r["state"] == "runq")
+        .map(|r| i(r, "total_ns"))
+        .sum()
 }
 
 /// End of the process's last recorded event, 0 when it has none.
@@ -955,7 +1151,9 @@ fn runq_total_hint(per_thread: &[Value]) -> i64 {
 /// comes from file statistics alone, and files are pruned by their time range, so the search
 /// looks back from there in growing steps (5 min, 1 h, 1 day) before scanning everything.
 async fn last_event_end(engine: &Engine, pid: i64, hp: &str) -> Result<i64, QueryError> {
-    let newest = engine.query("SELECT max(time_unix_nano) AS t FROM kernel_events").await?;
+    let newest = engine
+        .query("SELECT max(time_unix_nano) AS t FROM kernel_events")
+        .await?;
     let newest = newest.rows.first().map(|r| i(r, "t")).unwrap_or(0);
     if newest == 0 {
         return Ok(0);
@@ -981,12 +1179,20 @@ async fn stack_frames(engine: &Engine, id: i64) -> Result<Vec<String>, QueryErro
     if id == 0 {
         return Ok(Vec::new());
     }
-    let rows = engine.query(&format!("SELECT frames FROM stacks WHERE stack_id = {id} LIMIT 1")).await?;
+    let rows = engine
+        .query(&format!(
+            "SELECT frames FROM stacks WHERE stack_id = {id} LIMIT 1"
+        ))
+        .await?;
     Ok(rows
         .rows
         .first()
         .and_then(|r| r["frames"].as_array())
-        .map(|a| a.iter().map(|v| super::data_text(v.as_str().unwrap_or(""))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| super::data_text(v.as_str().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -995,7 +1201,11 @@ impl ChainReport {
     pub fn summary(&self) -> String {
         let src = match &self.contention_source {
             Value::Null => "unknown".to_string(),
-            v if v["kind"] == "gpu" => format!("the GPU ({}, stream {:#x})", quoted(&v["function"]), i(v, "stream")),
+            v if v["kind"] == "gpu" => format!(
+                "the GPU ({}, stream {:#x})",
+                quoted(&v["function"]),
+                i(v, "stream")
+            ),
             v if v.get("device").is_some() => format!("device {}", quoted(&v["device"])),
             v if v.get("peer").is_some() => format!("peer {}", quoted(&v["peer"])),
             v if v.get("cgroup_id").is_some() => match v["cgroup_path"].as_str() {

@@ -173,18 +173,26 @@ const SLOWEST_WAITS: usize = 5;
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> {
     if a.pid <= 0 || a.pid > i32::MAX as i64 {
-        return Err(QueryError::Usage(format!("pid must be a positive process id, got {}", a.pid)));
+        return Err(QueryError::Usage(format!(
+            "pid must be a positive process id, got {}",
+            a.pid
+        )));
     }
     engine.check_pid(a.pid)?;
     let window = a.window_s.unwrap_or(60);
     if !(1..=3600).contains(&window) {
-        return Err(QueryError::Usage(format!("window_s must be within 1..=3600, got {window}")));
+        return Err(QueryError::Usage(format!(
+            "window_s must be within 1..=3600, got {window}"
+        )));
     }
     let hp = super::host_predicate(&a.host)?;
     let pid = a.pid;
     let mut evidence = Vec::new();
     let mut q = |description: &str, sql: String| {
-        evidence.push(Evidence { description: description.into(), sql: sql.clone() });
+        evidence.push(Evidence {
+            description: description.into(),
+            sql: sql.clone(),
+        });
         sql
     };
     let is_cuda = "(event_name LIKE 'cuda.%' OR event_name = 'nccl.collective')";
@@ -216,7 +224,9 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
     }
     let start = end - window * 1_000_000_000;
     let dp = date_predicate(start, end);
-    let w = format!("pid = {pid}{hp} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {dp}");
+    let w = format!(
+        "pid = {pid}{hp} AND time_unix_nano >= {start} AND time_unix_nano < {end} AND {dp}"
+    );
 
     // histograms: every sampled call, per function and bucket
     let hist_sql = q(
@@ -247,17 +257,24 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
     let mut by_function: Vec<FunctionLatency> = Vec::new();
     let mut grouped: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for h in &hist {
-        grouped.entry(h["cuda_function"].as_str().unwrap_or("?").to_string()).or_default().push(h);
+        grouped
+            .entry(h["cuda_function"].as_str().unwrap_or("?").to_string())
+            .or_default()
+            .push(h);
     }
     for (name, hs) in &grouped {
         let class = class_of(hs[0]["event_name"].as_str().unwrap_or(""));
-        let buckets: Vec<(i64, i64, i64)> =
-            hs.iter().map(|h| (i(h, "bucket_low_ns"), i(h, "bucket_high_ns"), i(h, "calls"))).collect();
+        let buckets: Vec<(i64, i64, i64)> = hs
+            .iter()
+            .map(|h| (i(h, "bucket_low_ns"), i(h, "bucket_high_ns"), i(h, "calls")))
+            .collect();
         let observed: i64 = buckets.iter().map(|b| b.2).sum();
         let estimated = hs.iter().map(|h| f(h, "estimated")).sum::<f64>().round() as i64;
         let fraction = hs.iter().map(|h| f(h, "fraction")).fold(0.0, f64::max);
         let total_ns: i64 = hs.iter().map(|h| i(h, "sum_ns")).sum();
-        let exact = rows.iter().find(|r| r["cuda_function"].as_str() == Some(name.as_str()));
+        let exact = rows
+            .iter()
+            .find(|r| r["cuda_function"].as_str() == Some(name.as_str()));
         // call-by-call rows are exact when they cover every observed call (not launches)
         let (p50, p99, p999, source) = match exact {
             Some(r) if class != "launch" && i(r, "n") >= observed => {
@@ -369,9 +386,15 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
     let mut slowest_calls = Vec::new();
     for c in &slow {
         let (tid, s, dur) = (i(c, "tid"), i(c, "time_unix_nano"), i(c, "duration_ns"));
-        let mine: Vec<&Value> = overlaps.iter().filter(|o| i(o, "tid") == tid && i(o, "s") == s).collect();
+        let mine: Vec<&Value> = overlaps
+            .iter()
+            .filter(|o| i(o, "tid") == tid && i(o, "s") == s)
+            .collect();
         let sum = |pred: &dyn Fn(&Value) -> bool| -> i64 {
-            mine.iter().filter(|o| pred(o)).map(|o| i(o, "overlap_ns")).sum()
+            mine.iter()
+                .filter(|o| pred(o))
+                .map(|o| i(o, "overlap_ns"))
+                .sum()
         };
         let runq = sum(&|o| o["event_name"] == "sched.runq");
         let off = sum(&|o| o["event_name"] == "sched.off_cpu").min(dur);
@@ -380,10 +403,13 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         let blocked = (off - runq).max(0);
         let mut behind: BTreeMap<i64, (String, i64)> = BTreeMap::new();
         for o in mine.iter().filter(|o| o["event_name"] == "sched.runq") {
-            let e = behind.entry(i(o, "prev_pid")).or_insert_with(|| (o["prev_comm"].as_str().unwrap_or("").to_string(), 0));
+            let e = behind
+                .entry(i(o, "prev_pid"))
+                .or_insert_with(|| (o["prev_comm"].as_str().unwrap_or("").to_string(), 0));
             e.1 += i(o, "overlap_ns");
         }
-        let mut behind: Vec<(i64, String, i64)> = behind.into_iter().map(|(p, (c, n))| (p, c, n)).collect();
+        let mut behind: Vec<(i64, String, i64)> =
+            behind.into_iter().map(|(p, (c, n))| (p, c, n)).collect();
         behind.sort_by_key(|b| std::cmp::Reverse(b.2));
         let run_queue_behind: Vec<Value> = behind
             .iter()
@@ -401,7 +427,10 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
             .collect();
         let kernel = c["cuda_kernel"].as_str().map(super::data_text);
         let function = match &kernel {
-            Some(k) => format!("{} ⟦{k}⟧", super::data_text(c["cuda_function"].as_str().unwrap_or("?"))),
+            Some(k) => format!(
+                "{} ⟦{k}⟧",
+                super::data_text(c["cuda_function"].as_str().unwrap_or("?"))
+            ),
             None => super::data_text(c["cuda_function"].as_str().unwrap_or("?")),
         };
         let class = class_of(c["event_name"].as_str().unwrap_or(""));
@@ -409,7 +438,11 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         let who = behind.first().map(|(p, comm, _)| {
             let o = owners.get(p);
             let place = o
-                .and_then(|o| o["container_id"].as_str().map(|c| format!(", container {}", super::data_text(&c[..c.len().min(12)]))))
+                .and_then(|o| {
+                    o["container_id"]
+                        .as_str()
+                        .map(|c| format!(", container {}", super::data_text(&c[..c.len().min(12)])))
+                })
                 .or_else(|| o.map(|o| format!(", cgroup {}", i(o, "cgroup_id"))))
                 .unwrap_or_default();
             if *p == 0 {
@@ -423,11 +456,19 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         let on_cpu = (dur - off).max(0);
         let reason = if waits_for_gpu {
             let host = if runq > 0 {
-                format!("; then {:.3} ms in the run queue behind {} before the thread ran again", ms(runq), who.clone().unwrap_or_else(|| "other tasks".into()))
+                format!(
+                    "; then {:.3} ms in the run queue behind {} before the thread ran again",
+                    ms(runq),
+                    who.clone().unwrap_or_else(|| "other tasks".into())
+                )
             } else {
                 String::new()
             };
-            format!("{function} {:.3} ms: waiting for the GPU {:.3} ms{host}", ms(dur), ms(blocked + on_cpu))
+            format!(
+                "{function} {:.3} ms: waiting for the GPU {:.3} ms{host}",
+                ms(dur),
+                ms(blocked + on_cpu)
+            )
         } else if runq * 2 >= dur && runq > 0 {
             format!(
                 "{function} {:.3} ms: {:.3} ms run-queue wait behind {}",
@@ -436,11 +477,23 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
                 who.clone().unwrap_or_else(|| "other tasks".into())
             )
         } else if futex > 0 && futex * 2 >= dur {
-            format!("{function} {:.3} ms: {:.3} ms blocked on a lock (futex) inside the call", ms(dur), ms(futex))
+            format!(
+                "{function} {:.3} ms: {:.3} ms blocked on a lock (futex) inside the call",
+                ms(dur),
+                ms(futex)
+            )
         } else if disk > 0 && disk * 2 >= dur {
-            format!("{function} {:.3} ms: {:.3} ms in D-state (I/O or reclaim) inside the call", ms(dur), ms(disk))
+            format!(
+                "{function} {:.3} ms: {:.3} ms in D-state (I/O or reclaim) inside the call",
+                ms(dur),
+                ms(disk)
+            )
         } else if blocked * 2 >= dur {
-            format!("{function} {:.3} ms: {:.3} ms off CPU (sleeping) inside the call", ms(dur), ms(blocked))
+            format!(
+                "{function} {:.3} ms: {:.3} ms off CPU (sleeping) inside the call",
+                ms(dur),
+                ms(blocked)
+            )
         } else {
             format!(
                 "{function} {:.3} ms: {:.3} ms on CPU inside the call (library/driver work; no host wait seen{})",
@@ -492,7 +545,10 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         .query(&format!("SELECT count(*) AS n, sum(duration_ns) AS ns FROM kernel_events WHERE {w} AND event_name = 'cuda.launch'"))
         .await?
         .rows;
-    let (n_slow, slow_ns) = slow_launches.first().map(|r| (i(r, "n"), i(r, "ns"))).unwrap_or((0, 0));
+    let (n_slow, slow_ns) = slow_launches
+        .first()
+        .map(|r| (i(r, "n"), i(r, "ns")))
+        .unwrap_or((0, 0));
     let starve_ns: i64 = starve.iter().map(|r| i(r, "runq_ns")).sum();
     let launch_starvation = serde_json::json!({
         "slow_launches": n_slow,
@@ -503,7 +559,11 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
             "launches": i(r, "launches"), "ms": ms(i(r, "runq_ns")),
         })).collect::<Vec<_>>(),
     });
-    let sync_ms: f64 = by_function.iter().filter(|x| x.class == "sync").map(|x| x.total_ms).sum();
+    let sync_ms: f64 = by_function
+        .iter()
+        .filter(|x| x.class == "sync")
+        .map(|x| x.total_ms)
+        .sum();
     let window_ms = (end - start) as f64 / 1e6;
     let gpu_wait = serde_json::json!({
         "sync_ms": sync_ms,
@@ -511,15 +571,27 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
     });
 
     let total_calls: i64 = by_function.iter().map(|x| x.calls).sum();
-    let mut message = format!("{total_calls} CUDA/NCCL calls by pid {pid} in the {window} s window");
-    if let Some(worst) = by_function.iter().filter(|x| x.class == "launch").max_by_key(|x| x.calls) {
+    let mut message =
+        format!("{total_calls} CUDA/NCCL calls by pid {pid} in the {window} s window");
+    if let Some(worst) = by_function
+        .iter()
+        .filter(|x| x.class == "launch")
+        .max_by_key(|x| x.calls)
+    {
         message.push_str(&format!(
             "; {} p50 {:.3} ms, p99 {:.3} ms ({} calls{})",
             worst.function,
             worst.p50_ms,
             worst.p99_ms,
             worst.calls,
-            if worst.sampled_fraction < 0.999 { format!(", estimated from {:.0}% sampling", worst.sampled_fraction * 100.0) } else { String::new() }
+            if worst.sampled_fraction < 0.999 {
+                format!(
+                    ", estimated from {:.0}% sampling",
+                    worst.sampled_fraction * 100.0
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     if n_slow > 0 {
@@ -534,7 +606,10 @@ pub async fn run(engine: &Engine, a: &GpuArgs) -> Result<GpuReport, QueryError> 
         }
     }
     if sync_ms > 0.0 {
-        message.push_str(&format!(". The host waited {sync_ms:.1} ms ({:.1}% of the window) for the GPU in sync calls", sync_ms / window_ms * 100.0));
+        message.push_str(&format!(
+            ". The host waited {sync_ms:.1} ms ({:.1}% of the window) for the GPU in sync calls",
+            sync_ms / window_ms * 100.0
+        ));
     }
     if let Some(c) = slowest_calls.first() {
         message.push_str(&format!(". Slowest: {}", c.reason));

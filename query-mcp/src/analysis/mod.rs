@@ -20,7 +20,11 @@ pub fn date_predicate(start_ns: i64, end_ns: i64) -> String {
         let (y, m, d) = layout::civil_from_days(layout::hour_bucket(ns).div_euclid(24));
         format!("{y:04}-{m:02}-{d:02}")
     };
-    format!("date >= '{}' AND date <= '{}'", day(start_ns), day(end_ns.saturating_sub(1).max(start_ns)))
+    format!(
+        "date >= '{}' AND date <= '{}'",
+        day(start_ns),
+        day(end_ns.saturating_sub(1).max(start_ns))
+    )
 }
 
 /// ` AND host = '…'` for an optional host partition (a fleet writes many hosts into one store and
@@ -28,7 +32,12 @@ pub fn date_predicate(start_ns: i64, end_ns: i64) -> String {
 pub fn host_predicate(host: &Option<String>) -> Result<String, crate::engine::QueryError> {
     match host {
         None => Ok(String::new()),
-        Some(h) if !h.is_empty() && h.len() <= 253 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => {
+        Some(h)
+            if !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
             Ok(format!(" AND host = '{h}'"))
         }
         Some(h) => Err(crate::engine::QueryError::Usage(format!(
@@ -50,7 +59,10 @@ pub fn quoted(v: &Value) -> String {
 
 /// An integer column of a JSON row (0 when null).
 pub fn i(v: &Value, k: &str) -> i64 {
-    v.get(k).and_then(Value::as_i64).or_else(|| v.get(k).and_then(Value::as_f64).map(|f| f as i64)).unwrap_or(0)
+    v.get(k)
+        .and_then(Value::as_i64)
+        .or_else(|| v.get(k).and_then(Value::as_f64).map(|f| f as i64))
+        .unwrap_or(0)
 }
 
 /// A float column of a JSON row (0 when null).
@@ -65,8 +77,14 @@ mod tests {
     #[test]
     fn date_predicates_cover_the_window() {
         let day = 86_400_000_000_000_i64;
-        assert_eq!(date_predicate(0, day), "date >= '1970-01-01' AND date <= '1970-01-01'");
-        assert_eq!(date_predicate(day - 1, day + 1), "date >= '1970-01-01' AND date <= '1970-01-02'");
+        assert_eq!(
+            date_predicate(0, day),
+            "date >= '1970-01-01' AND date <= '1970-01-01'"
+        );
+        assert_eq!(
+            date_predicate(day - 1, day + 1),
+            "date >= '1970-01-01' AND date <= '1970-01-02'"
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ fn validate(a: &OffCpuArgs, max_rows: usize) -> Result<(), QueryError> {
     }
     if let Some(m) = a.min_duration_ms {
         if !m.is_finite() || m < 0.0 {
-            return bad(format!("min_duration_ms must be a non-negative number, got {m}"));
+            return bad(format!(
+                "min_duration_ms must be a non-negative number, got {m}"
+            ));
         }
     }
     if let Some(l) = a.limit {
@@ -119,7 +121,11 @@ fn validate(a: &OffCpuArgs, max_rows: usize) -> Result<(), QueryError> {
 pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryError> {
     validate(a, engine.security().max_rows)?;
     engine.check_pid(a.pid)?;
-    let mut w = format!("event_name = 'sched.off_cpu' AND pid = {}{}", a.pid, super::host_predicate(&a.host)?);
+    let mut w = format!(
+        "event_name = 'sched.off_cpu' AND pid = {}{}",
+        a.pid,
+        super::host_predicate(&a.host)?
+    );
     if let Some(t) = a.tid {
         w += &format!(" AND tid = {t}");
     }
@@ -176,7 +182,8 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
             total_ms: f(r, "total_ms"),
         })
         .collect();
-    let columns = "time_unix_nano, duration_ns, duration_ns / 1e6 AS duration_ms, pid, tid, comm, state, \
+    let columns =
+        "time_unix_nano, duration_ns, duration_ns / 1e6 AS duration_ms, pid, tid, comm, state, \
                    waker_pid, waker_tid, waker_comm, cpu, kernel_stack_id, user_stack_id, host";
     let limit = a.limit.unwrap_or(50);
     let rows = engine
@@ -205,15 +212,26 @@ impl OffCpuReport {
     /// A short text summary.
     pub fn summary(&self) -> String {
         if self.total_events == 0 {
-            return format!("No off-CPU intervals recorded for pid {} with these filters.", self.pid);
+            return format!(
+                "No off-CPU intervals recorded for pid {} with these filters.",
+                self.pid
+            );
         }
         let top = self
             .by_waker
             .first()
-            .map(|w| format!("; top waker ⟦{}⟧ (tid {}) ended {:.1} ms", w.waker_comm, w.waker_tid, w.total_ms))
+            .map(|w| {
+                format!(
+                    "; top waker ⟦{}⟧ (tid {}) ended {:.1} ms",
+                    w.waker_comm, w.waker_tid, w.total_ms
+                )
+            })
             .unwrap_or_default();
-        let states: Vec<String> =
-            self.by_state.iter().map(|s| format!("{} {:.1} ms", s.state, s.total_ms)).collect();
+        let states: Vec<String> = self
+            .by_state
+            .iter()
+            .map(|s| format!("{} {:.1} ms", s.state, s.total_ms))
+            .collect();
         format!(
             "pid {}: {} off-CPU intervals, {:.1} ms in all ({}); p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{top}.",
             self.pid,

@@ -145,7 +145,14 @@ pub fn parse_span_id(s: &str) -> Result<String, QueryError> {
 }
 
 /// Causes in precedence order (the first that covers an instant wins).
-const CAUSES: [&str; 6] = ["runqueue_wait", "gpu_sync", "lock_wait", "io", "network", "unexplained"];
+const CAUSES: [&str; 6] = [
+    "runqueue_wait",
+    "gpu_sync",
+    "lock_wait",
+    "io",
+    "network",
+    "unexplained",
+];
 
 /// One classified interval.
 #[derive(Debug, Clone)]
@@ -167,7 +174,12 @@ fn sweep(pieces: &[Piece], lo: i64, hi: i64) -> [i64; 6] {
     let mut out = [0i64; 6];
     for w in bounds.windows(2) {
         let (a, b) = (w[0], w[1]);
-        if let Some(c) = pieces.iter().filter(|p| p.start <= a && p.end >= b).map(|p| p.cause).min() {
+        if let Some(c) = pieces
+            .iter()
+            .filter(|p| p.start <= a && p.end >= b)
+            .map(|p| p.cause)
+            .min()
+        {
             out[c] += b - a;
         }
     }
@@ -175,7 +187,16 @@ fn sweep(pieces: &[Piece], lo: i64, hi: i64) -> [i64; 6] {
 }
 
 fn stack_cause(frames: &str) -> Option<usize> {
-    const IO: [&str; 8] = ["blk_", "io_schedule", "ext4", "xfs_", "jbd2", "fsync", "submit_bio", "nfs"];
+    const IO: [&str; 8] = [
+        "blk_",
+        "io_schedule",
+        "ext4",
+        "xfs_",
+        "jbd2",
+        "fsync",
+        "submit_bio",
+        "nfs",
+    ];
     const NET: [&str; 6] = ["tcp_", "sock_", "inet_", "unix_stream", "skb_", "udp_"];
     if IO.iter().any(|k| frames.contains(k)) {
         Some(3)
@@ -203,15 +224,24 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             "trace {trace_id} is not in app_spans: its spans are read from OTLP files under `traces/` in the store (see otel-config/); check the id and that the OTel Collector has flushed them"
         )));
     }
-    let lo = spans.iter().map(|s| i(s, "start_time_unix_nano")).min().unwrap_or(0);
-    let hi = spans.iter().map(|s| i(s, "end_time_unix_nano")).max().unwrap_or(lo);
+    let lo = spans
+        .iter()
+        .map(|s| i(s, "start_time_unix_nano"))
+        .min()
+        .unwrap_or(0);
+    let hi = spans
+        .iter()
+        .map(|s| i(s, "end_time_unix_nano"))
+        .max()
+        .unwrap_or(lo);
     let cols = "time_unix_nano, duration_ns, pid, tid, event_name, state, waker_pid, waker_tid, waker_comm, \
                 span_id, correlation_method, futex_uaddr, kernel_stack_id, cuda_function";
     let window = format!(
         "time_unix_nano < {hi} AND time_unix_nano + duration_ns > {lo} AND {}",
         date_predicate(lo - 300_000_000_000, hi)
     );
-    let tagged_sql = format!("SELECT {cols} FROM kernel_events WHERE trace_id = '{trace_id}' AND {window}");
+    let tagged_sql =
+        format!("SELECT {cols} FROM kernel_events WHERE trace_id = '{trace_id}' AND {window}");
     let mut events = engine.query(&tagged_sql).await?.rows;
 
     // threads of the trace: span attributes, and where tagged events came from
@@ -220,25 +250,39 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
     for s in &spans {
         if let (Some(p), Some(t)) = (s["pid"].as_i64(), s["tid"].as_i64()) {
             threads.insert((p, t));
-            span_threads.entry(s["span_id"].as_str().unwrap_or("").into()).or_default().insert((p, t));
+            span_threads
+                .entry(s["span_id"].as_str().unwrap_or("").into())
+                .or_default()
+                .insert((p, t));
         }
     }
     for e in &events {
         let th = (i(e, "pid"), i(e, "tid"));
         threads.insert(th);
-        span_threads.entry(e["span_id"].as_str().unwrap_or("").into()).or_default().insert(th);
+        span_threads
+            .entry(e["span_id"].as_str().unwrap_or("").into())
+            .or_default()
+            .insert(th);
     }
     let mut untagged_sql = String::new();
     if !threads.is_empty() {
         let list: Vec<String> = threads.iter().map(|(_, t)| t.to_string()).collect();
-        let pids: Vec<String> = threads.iter().map(|(p, _)| p.to_string()).collect::<HashSet<_>>().into_iter().collect();
+        let pids: Vec<String> = threads
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         untagged_sql = format!(
             "SELECT {cols} FROM kernel_events WHERE trace_id IS NULL AND pid IN ({}) AND tid IN ({}) AND {window}",
             pids.join(","),
             list.join(",")
         );
         let more = engine.query(&untagged_sql).await?.rows;
-        events.extend(more.into_iter().filter(|e| threads.contains(&(i(e, "pid"), i(e, "tid")))));
+        events.extend(
+            more.into_iter()
+                .filter(|e| threads.contains(&(i(e, "pid"), i(e, "tid")))),
+        );
     }
 
     // kernel stacks of off-CPU sleeps, to tell I/O and network waits apart
@@ -265,7 +309,10 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
     let mut children: HashMap<String, Vec<String>> = HashMap::new();
     for s in &spans {
         if let Some(p) = s["parent_span_id"].as_str() {
-            children.entry(p.into()).or_default().push(s["span_id"].as_str().unwrap_or("").into());
+            children
+                .entry(p.into())
+                .or_default()
+                .push(s["span_id"].as_str().unwrap_or("").into());
         }
     }
     let subtree = |root: &str| {
@@ -281,7 +328,10 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
 
     let mut correlation: BTreeMap<String, i64> = BTreeMap::new();
     for e in &events {
-        let m = e["correlation_method"].as_str().unwrap_or("time_window").to_string();
+        let m = e["correlation_method"]
+            .as_str()
+            .unwrap_or("time_window")
+            .to_string();
         *correlation.entry(m).or_default() += 1;
     }
 
@@ -294,7 +344,9 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
         for id in &ids {
             my_threads.extend(span_threads.get(id).cloned().unwrap_or_default());
         }
-        let overlaps = |e: &Value| i(e, "time_unix_nano") < end && i(e, "time_unix_nano") + i(e, "duration_ns") > start;
+        let overlaps = |e: &Value| {
+            i(e, "time_unix_nano") < end && i(e, "time_unix_nano") + i(e, "duration_ns") > start
+        };
         let mine: Vec<&Value> = events
             .iter()
             .filter(|e| overlaps(e))
@@ -304,23 +356,36 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             })
             .collect();
         let tagged = mine.iter().filter(|e| e["span_id"].is_string()).count() as i64;
-        let futexes: Vec<&&Value> = mine.iter().filter(|e| e["event_name"] == "futex.wait").collect();
+        let futexes: Vec<&&Value> = mine
+            .iter()
+            .filter(|e| e["event_name"] == "futex.wait")
+            .collect();
         // waiting for the GPU: sync calls and synchronous copies (their sleeps are not locks)
         let gpu_wait = |e: &Value| {
             e["event_name"] == "cuda.sync"
-                || (e["event_name"] == "cuda.memcpy" && !e["cuda_function"].as_str().unwrap_or("").contains("Async"))
+                || (e["event_name"] == "cuda.memcpy"
+                    && !e["cuda_function"].as_str().unwrap_or("").contains("Async"))
         };
         let syncs: Vec<&&Value> = mine.iter().filter(|e| gpu_wait(e)).collect();
         let mut pieces = Vec::new();
         let mut holders: HashMap<(i64, i64, String), (i64, Option<i64>)> = HashMap::new();
         for e in &mine {
-            let (es, ee) = (i(e, "time_unix_nano"), i(e, "time_unix_nano") + i(e, "duration_ns"));
+            let (es, ee) = (
+                i(e, "time_unix_nano"),
+                i(e, "time_unix_nano") + i(e, "duration_ns"),
+            );
             let cause = match e["event_name"].as_str().unwrap_or("") {
                 "sched.runq" => 0,
                 _ if gpu_wait(e) => 1,
-                "sched.off_cpu" if syncs.iter().any(|s| {
-                    i(s, "tid") == i(e, "tid") && i(s, "time_unix_nano") < ee && i(s, "time_unix_nano") + i(s, "duration_ns") > es
-                }) => 1,
+                "sched.off_cpu"
+                    if syncs.iter().any(|s| {
+                        i(s, "tid") == i(e, "tid")
+                            && i(s, "time_unix_nano") < ee
+                            && i(s, "time_unix_nano") + i(s, "duration_ns") > es
+                    }) =>
+                {
+                    1
+                }
                 "sched.off_cpu" => {
                     let fx = futexes.iter().find(|f| {
                         i(f, "tid") == i(e, "tid")
@@ -329,7 +394,11 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
                     });
                     if let Some(f) = fx {
                         if e["waker_tid"].is_i64() {
-                            let k = (i(e, "waker_pid"), i(e, "waker_tid"), e["waker_comm"].as_str().unwrap_or("").into());
+                            let k = (
+                                i(e, "waker_pid"),
+                                i(e, "waker_tid"),
+                                e["waker_comm"].as_str().unwrap_or("").into(),
+                            );
                             let clipped = ee.min(end) - es.max(start);
                             let h = holders.entry(k).or_insert((0, f["futex_uaddr"].as_i64()));
                             h.0 += clipped.max(0);
@@ -337,7 +406,10 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
                         2
                     } else if e["state"] == "disk" {
                         3
-                    } else if let Some(c) = e["kernel_stack_id"].as_i64().and_then(|k| stack_causes.get(&k)) {
+                    } else if let Some(c) = e["kernel_stack_id"]
+                        .as_i64()
+                        .and_then(|k| stack_causes.get(&k))
+                    {
                         *c
                     } else if e["state"] == "preempted" {
                         0 // preempted: runnable all along
@@ -347,7 +419,11 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
                 }
                 _ => continue, // futex intervals classify off-CPU time; point events carry none
             };
-            pieces.push(Piece { start: es, end: ee, cause });
+            pieces.push(Piece {
+                start: es,
+                end: ee,
+                cause,
+            });
         }
         let by = sweep(&pieces, start, end);
         let waited: i64 = by.iter().sum();
@@ -361,8 +437,16 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             unexplained_ms: ms(by[5]),
         };
         let known_thread = !my_threads.is_empty();
-        let mut dominant = if known_thread { "on_cpu" } else { "unknown_thread" };
-        let mut best = if known_thread { end - start - waited } else { 0 };
+        let mut dominant = if known_thread {
+            "on_cpu"
+        } else {
+            "unknown_thread"
+        };
+        let mut best = if known_thread {
+            end - start - waited
+        } else {
+            0
+        };
         for (k, v) in by.iter().enumerate() {
             if *v > best {
                 best = *v;
@@ -380,7 +464,11 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             })
             .collect();
         hs.sort_by(|a, b| b.wait_ms.total_cmp(&a.wait_ms).then(a.tid.cmp(&b.tid)));
-        let (pid, tid) = my_threads.iter().next().map(|(p, t)| (Some(*p), Some(*t))).unwrap_or((s["pid"].as_i64(), s["tid"].as_i64()));
+        let (pid, tid) = my_threads
+            .iter()
+            .next()
+            .map(|(p, t)| (Some(*p), Some(*t)))
+            .unwrap_or((s["pid"].as_i64(), s["tid"].as_i64()));
         reports.push(SpanReport {
             span_id: sid.clone(),
             parent_span_id: s["parent_span_id"].as_str().map(String::from),
@@ -401,18 +489,33 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
     // the span to look at: the most waiting of its own (a parent's waits include its children's)
     let wait = |r: &SpanReport| {
         let b = &r.breakdown;
-        b.runqueue_wait_ms + b.lock_wait_ms + b.io_ms + b.network_ms + b.gpu_sync_ms + b.unexplained_ms
+        b.runqueue_wait_ms
+            + b.lock_wait_ms
+            + b.io_ms
+            + b.network_ms
+            + b.gpu_sync_ms
+            + b.unexplained_ms
     };
     let self_wait = |r: &SpanReport| {
         let kids: f64 = children
             .get(&r.span_id)
-            .map(|ks| reports.iter().filter(|c| ks.contains(&c.span_id)).map(wait).sum())
+            .map(|ks| {
+                reports
+                    .iter()
+                    .filter(|c| ks.contains(&c.span_id))
+                    .map(wait)
+                    .sum()
+            })
             .unwrap_or(0.0);
         wait(r) - kids
     };
     let slowest = reports
         .iter()
-        .max_by(|a, b| self_wait(a).total_cmp(&self_wait(b)).then(b.start_time_unix_nano.cmp(&a.start_time_unix_nano)))
+        .max_by(|a, b| {
+            self_wait(a)
+                .total_cmp(&self_wait(b))
+                .then(b.start_time_unix_nano.cmp(&a.start_time_unix_nano))
+        })
         .filter(|r| wait(r) > 0.0);
     let summary = match slowest {
         Some(r) => {
@@ -443,20 +546,34 @@ pub async fn run(engine: &Engine, a: &TraceArgs) -> Result<TraceReport, QueryErr
             }
             s.push_str(&format!(
                 ". On-CPU {} ms, run-queue {} ms, I/O {} ms, network {} ms, unexplained {} ms.",
-                r.breakdown.on_cpu_ms, r.breakdown.runqueue_wait_ms, r.breakdown.io_ms, r.breakdown.network_ms, r.breakdown.unexplained_ms
+                r.breakdown.on_cpu_ms,
+                r.breakdown.runqueue_wait_ms,
+                r.breakdown.io_ms,
+                r.breakdown.network_ms,
+                r.breakdown.unexplained_ms
             ));
             s
         }
         None => format!(
             "Trace {trace_id}: {} spans, no kernel waits recorded inside them{}.",
             reports.len(),
-            if events.is_empty() { " (no kernel events of its threads: was causeway-collector running, and did the app publish its context?)" } else { "" }
+            if events.is_empty() {
+                " (no kernel events of its threads: was causeway-collector running, and did the app publish its context?)"
+            } else {
+                ""
+            }
         ),
     };
     let slowest_span_id = slowest.map(|r| r.span_id.clone());
     let mut evidence = vec![
-        super::causal_chain::Evidence { description: "The trace's spans".into(), sql: spans_sql },
-        super::causal_chain::Evidence { description: "Kernel events tagged with the trace at capture".into(), sql: tagged_sql },
+        super::causal_chain::Evidence {
+            description: "The trace's spans".into(),
+            sql: spans_sql,
+        },
+        super::causal_chain::Evidence {
+            description: "Kernel events tagged with the trace at capture".into(),
+            sql: tagged_sql,
+        },
     ];
     if !untagged_sql.is_empty() {
         evidence.push(super::causal_chain::Evidence {
@@ -509,9 +626,21 @@ mod tests {
     fn each_instant_counts_once_for_its_strongest_cause() {
         // off-CPU sleep 0..100 with a futex (lock) and a run-queue tail 80..100
         let pieces = vec![
-            Piece { start: 0, end: 100, cause: 2 },
-            Piece { start: 80, end: 100, cause: 0 },
-            Piece { start: 150, end: 400, cause: 5 },
+            Piece {
+                start: 0,
+                end: 100,
+                cause: 2,
+            },
+            Piece {
+                start: 80,
+                end: 100,
+                cause: 0,
+            },
+            Piece {
+                start: 150,
+                end: 400,
+                cause: 5,
+            },
         ];
         let by = sweep(&pieces, 0, 200);
         assert_eq!(by, [20, 0, 80, 0, 0, 50]);
@@ -520,8 +649,16 @@ mod tests {
     #[test]
     fn ids_are_validated() {
         assert!(parse_trace_id("0af7651916cd43dd8448eb211c80319c").is_ok());
-        assert_eq!(parse_trace_id(" 0AF7651916CD43DD8448EB211C80319C ").unwrap(), "0af7651916cd43dd8448eb211c80319c");
-        for bad in ["", "xyz", "00000000000000000000000000000000", "0af7651916cd43dd8448eb211c80319c' OR 1=1 --"] {
+        assert_eq!(
+            parse_trace_id(" 0AF7651916CD43DD8448EB211C80319C ").unwrap(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        for bad in [
+            "",
+            "xyz",
+            "00000000000000000000000000000000",
+            "0af7651916cd43dd8448eb211c80319c' OR 1=1 --",
+        ] {
             assert!(parse_trace_id(bad).unwrap_err().is_usage(), "{bad}");
         }
         assert!(parse_span_id("b7ad6b7169203331").is_ok());
@@ -530,8 +667,14 @@ mod tests {
 
     #[test]
     fn kernel_frames_name_io_and_network_waits() {
-        assert_eq!(stack_cause("schedule;io_schedule;folio_wait_bit;ext4_sync_file"), Some(3));
-        assert_eq!(stack_cause("schedule;schedule_timeout;sk_wait_data;tcp_recvmsg"), Some(4));
+        assert_eq!(
+            stack_cause("schedule;io_schedule;folio_wait_bit;ext4_sync_file"),
+            Some(3)
+        );
+        assert_eq!(
+            stack_cause("schedule;schedule_timeout;sk_wait_data;tcp_recvmsg"),
+            Some(4)
+        );
         assert_eq!(stack_cause("schedule;do_nanosleep"), None);
     }
 }

@@ -41,7 +41,9 @@ pub struct TimelineArgs {
 /// (start, end) of the last `window_s` seconds of `pid`'s recorded events.
 async fn pid_window(engine: &Engine, pid: i64, window_s: i64) -> Result<(i64, i64), QueryError> {
     if pid <= 0 || pid > i32::MAX as i64 {
-        return Err(QueryError::Usage(format!("pid must be a positive process id, got {pid}")));
+        return Err(QueryError::Usage(format!(
+            "pid must be a positive process id, got {pid}"
+        )));
     }
     engine.check_pid(pid)?;
     let r = engine
@@ -49,20 +51,33 @@ async fn pid_window(engine: &Engine, pid: i64, window_s: i64) -> Result<(i64, i6
         .await?;
     let end = r.rows.first().map(|r| i(r, "end_ns")).unwrap_or(0);
     if end == 0 {
-        return Err(QueryError::Usage(format!("no kernel events are recorded for pid {pid}")));
+        return Err(QueryError::Usage(format!(
+            "no kernel events are recorded for pid {pid}"
+        )));
     }
     Ok((end - window_s * 1_000_000_000, end))
 }
 
 /// Frames of stacks by id (innermost first), deduplicated.
-async fn frames_by_id(engine: &Engine, ids: &HashSet<i64>) -> Result<HashMap<i64, Vec<String>>, QueryError> {
+async fn frames_by_id(
+    engine: &Engine,
+    ids: &HashSet<i64>,
+) -> Result<HashMap<i64, Vec<String>>, QueryError> {
     let mut out = HashMap::new();
     let ids: Vec<String> = ids.iter().take(2000).map(|x| x.to_string()).collect();
     for chunk in ids.chunks(500) {
-        let q = format!("SELECT stack_id, frames FROM stacks WHERE stack_id IN ({})", chunk.join(","));
+        let q = format!(
+            "SELECT stack_id, frames FROM stacks WHERE stack_id IN ({})",
+            chunk.join(",")
+        );
         for r in engine.query(&q).await?.rows {
-            let frames = r["frames"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect());
-            out.entry(i(&r, "stack_id")).or_insert(frames.unwrap_or_default());
+            let frames = r["frames"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            });
+            out.entry(i(&r, "stack_id"))
+                .or_insert(frames.unwrap_or_default());
         }
     }
     Ok(out)
@@ -72,7 +87,9 @@ async fn frames_by_id(engine: &Engine, ids: &HashSet<i64>) -> Result<HashMap<i64
 pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String>, QueryError> {
     let window_s = a.window_s.unwrap_or(60);
     if !(1..=3600).contains(&window_s) {
-        return Err(QueryError::Usage(format!("window_s must be within 1..=3600, got {window_s}")));
+        return Err(QueryError::Usage(format!(
+            "window_s must be within 1..=3600, got {window_s}"
+        )));
     }
     let (start, end) = pid_window(engine, a.pid, window_s).await?;
     let q = format!(
@@ -92,7 +109,10 @@ pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String
     let clean = |s: &str| super::data_text(s).replace([';', ' '], "_");
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let mut path = vec![clean(r["comm"].as_str().unwrap_or("?")), format!("[{}]", r["state"].as_str().unwrap_or("?"))];
+        let mut path = vec![
+            clean(r["comm"].as_str().unwrap_or("?")),
+            format!("[{}]", r["state"].as_str().unwrap_or("?")),
+        ];
         // outermost first: user frames (outermost last in the table), then kernel frames
         let mut any = false;
         for key in ["user_stack_id", "kernel_stack_id"] {
@@ -114,12 +134,16 @@ pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String
 pub async fn flamegraph_svg(engine: &Engine, a: &FlameArgs) -> Result<(String, usize), QueryError> {
     let lines = folded_off_cpu(engine, a).await?;
     if lines.is_empty() {
-        return Err(QueryError::Usage(format!("pid {} has no off-CPU intervals in the window", a.pid)));
+        return Err(QueryError::Usage(format!(
+            "pid {} has no off-CPU intervals in the window",
+            a.pid
+        )));
     }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!("Off-CPU time of pid {} (µs), by thread and state", a.pid);
     opts.count_name = "µs".into();
-    opts.colors = inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
+    opts.colors =
+        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(|s| s.as_str()), &mut svg)
         .map_err(|e| QueryError::Runtime(format!("rendering the flamegraph: {e}")))?;
@@ -141,26 +165,46 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             if spans.is_empty() {
                 return Err(QueryError::Usage(format!("trace {t} is not in app_spans")));
             }
-            let s = spans.iter().map(|s| i(s, "start_time_unix_nano")).min().unwrap_or(0);
-            let e = spans.iter().map(|s| i(s, "end_time_unix_nano")).max().unwrap_or(s);
+            let s = spans
+                .iter()
+                .map(|s| i(s, "start_time_unix_nano"))
+                .min()
+                .unwrap_or(0);
+            let e = spans
+                .iter()
+                .map(|s| i(s, "end_time_unix_nano"))
+                .max()
+                .unwrap_or(s);
             let tids: HashSet<i64> = spans.iter().filter_map(|s| s["tid"].as_i64()).collect();
             let tagged = format!("trace_id = '{t}'");
             let filter = if tids.is_empty() {
                 tagged
             } else {
-                format!("({tagged} OR tid IN ({}))", tids.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+                format!(
+                    "({tagged} OR tid IN ({}))",
+                    tids.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             };
             (filter, s, e, spans)
         }
         (None, Some(pid)) => {
             let w = a.window_s.unwrap_or(10);
             if !(1..=300).contains(&w) {
-                return Err(QueryError::Usage(format!("window_s must be within 1..=300, got {w}")));
+                return Err(QueryError::Usage(format!(
+                    "window_s must be within 1..=300, got {w}"
+                )));
             }
             let (s, e) = pid_window(engine, pid, w).await?;
             (format!("pid = {pid}"), s, e, Vec::new())
         }
-        (None, None) => return Err(QueryError::Usage("give trace_id, or pid (and window_s)".into())),
+        (None, None) => {
+            return Err(QueryError::Usage(
+                "give trace_id, or pid (and window_s)".into(),
+            ))
+        }
     };
     let q = format!(
         "SELECT time_unix_nano, duration_ns, pid, tid, comm, event_name, state, waker_comm, waker_tid, span_id, \
@@ -174,13 +218,22 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
     let mut names: HashMap<(i64, i64), String> = HashMap::new();
     for e in &events {
         let (p, t) = (i(e, "pid"), i(e, "tid"));
-        names.entry((p, t)).or_insert_with(|| super::data_text(e["comm"].as_str().unwrap_or("")));
+        names
+            .entry((p, t))
+            .or_insert_with(|| super::data_text(e["comm"].as_str().unwrap_or("")));
         let name = match (e["event_name"].as_str().unwrap_or("?"), e["state"].as_str()) {
             ("sched.off_cpu", Some(s)) => format!("off-CPU ({s})"),
             (n, _) => n.to_string(),
         };
         let mut args = serde_json::Map::new();
-        for k in ["waker_comm", "waker_tid", "span_id", "device", "daddr", "futex_uaddr"] {
+        for k in [
+            "waker_comm",
+            "waker_tid",
+            "span_id",
+            "device",
+            "daddr",
+            "futex_uaddr",
+        ] {
             if !e[k].is_null() {
                 args.insert(k.into(), e[k].clone());
             }
@@ -197,7 +250,10 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
         out.push(ev);
     }
     for s in &spans {
-        let (p, t) = (s["pid"].as_i64().unwrap_or(0), s["tid"].as_i64().unwrap_or(0));
+        let (p, t) = (
+            s["pid"].as_i64().unwrap_or(0),
+            s["tid"].as_i64().unwrap_or(0),
+        );
         out.push(json!({
             "name": super::data_text(s["name"].as_str().unwrap_or("span")), "cat": "span", "ph": "X",
             "pid": p, "tid": t, "ts": us(i(s, "start_time_unix_nano")),
@@ -206,19 +262,26 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
         }));
     }
     for ((p, t), n) in names {
-        out.push(json!({"name": "thread_name", "ph": "M", "pid": p, "tid": t, "args": {"name": n}}));
+        out.push(
+            json!({"name": "thread_name", "ph": "M", "pid": p, "tid": t, "args": {"name": n}}),
+        );
     }
-    Ok(json!({"traceEvents": out, "displayTimeUnit": "ms", "otherData": {
-        "source": "causeway", "window_start_unix_ns": start, "window_end_unix_ns": end, "kernel_events": events.len(),
-        "truncated": events.len() >= 20000, "notice": super::DATA_NOTICE,
-    }}))
+    Ok(
+        json!({"traceEvents": out, "displayTimeUnit": "ms", "otherData": {
+            "source": "causeway", "window_start_unix_ns": start, "window_end_unix_ns": end, "kernel_events": events.len(),
+            "truncated": events.len() >= 20000, "notice": super::DATA_NOTICE,
+        }}),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn inferno_renders_folded_lines() {
-        let lines = ["main;[sleep];clone;worker;futex_wait 1200", "main;[disk];clone;writer;io_schedule 300"];
+        let lines = [
+            "main;[sleep];clone;worker;futex_wait 1200",
+            "main;[disk];clone;writer;io_schedule 300",
+        ];
         let mut opts = inferno::flamegraph::Options::default();
         let mut svg = Vec::new();
         inferno::flamegraph::from_lines(&mut opts, lines.iter().copied(), &mut svg).unwrap();

@@ -41,12 +41,18 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(per_sec: u32) -> Self {
         let c = per_sec as f64;
-        RateLimiter { capacity: c, tokens: c, per_sec: c, last: Instant::now() }
+        RateLimiter {
+            capacity: c,
+            tokens: c,
+            per_sec: c,
+            last: Instant::now(),
+        }
     }
 
     fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_sec).min(self.capacity);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_sec)
+            .min(self.capacity);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -60,7 +66,10 @@ impl RateLimiter {
 fn reply(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", "text/plain; charset=utf-8".parse().expect("static header"));
+    r.headers_mut().insert(
+        "content-type",
+        "text/plain; charset=utf-8".parse().expect("static header"),
+    );
     r
 }
 
@@ -79,7 +88,10 @@ pub fn load_token(cfg: &Config) -> Result<String, String> {
             .unwrap_or("")
             .trim()
             .to_string(),
-        None => std::env::var(&cfg.http.token_env).unwrap_or_default().trim().to_string(),
+        None => std::env::var(&cfg.http.token_env)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     if token.len() < 16 {
         return Err(format!(
@@ -91,7 +103,12 @@ pub fn load_token(cfg: &Config) -> Result<String, String> {
 }
 
 /// Serves MCP at `http://addr/mcp` until the process ends.
-pub async fn serve(engine: Arc<Engine>, addr: SocketAddr, cfg: &Config, token: String) -> anyhow::Result<()> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    addr: SocketAddr,
+    cfg: &Config,
+    token: String,
+) -> anyhow::Result<()> {
     let mut http_cfg = StreamableHttpServerConfig::default()
         .with_allowed_hosts(cfg.http.allowed_hosts.clone())
         .with_allowed_origins(cfg.http.allowed_origins.clone())
@@ -103,10 +120,17 @@ pub async fn serve(engine: Arc<Engine>, addr: SocketAddr, cfg: &Config, token: S
         Arc::new(LocalSessionManager::default()),
         http_cfg,
     );
-    let limiter = Arc::new(Mutex::new(RateLimiter::new(cfg.security.rate_limit_per_second)));
+    let limiter = Arc::new(Mutex::new(RateLimiter::new(
+        cfg.security.rate_limit_per_second,
+    )));
     let expected = Arc::new(format!("Bearer {token}"));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    eprintln!("causeway-query: serving MCP (Streamable HTTP) at http://{}/mcp", listener.local_addr()?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    eprintln!(
+        "causeway-query: serving MCP (Streamable HTTP) at http://{}/mcp",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -122,24 +146,36 @@ pub async fn serve(engine: Arc<Engine>, addr: SocketAddr, cfg: &Config, token: S
             let expected = expected.clone();
             async move {
                 if !limiter.lock().expect("rate limiter lock").allow() {
-                    let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded (security.rate_limit_per_second)");
-                    r.headers_mut().insert("retry-after", "1".parse().expect("static header"));
+                    let mut r = reply(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate limit exceeded (security.rate_limit_per_second)",
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", "1".parse().expect("static header"));
                     return Ok::<_, Infallible>(r);
                 }
                 if req.uri().path() != "/mcp" {
                     return Ok(reply(StatusCode::NOT_FOUND, "the MCP endpoint is /mcp"));
                 }
-                let auth = req.headers().get("authorization").map(|v| v.as_bytes()).unwrap_or(b"");
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.as_bytes())
+                    .unwrap_or(b"");
                 if !same(auth, expected.as_bytes()) {
                     let mut r = reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                    r.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+                    r.headers_mut()
+                        .insert("www-authenticate", "Bearer".parse().expect("static header"));
                     return Ok(r);
                 }
                 tower_call(&mut mcp, req).await
             }
         });
         tokio::spawn(async move {
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
                 tracing::debug!("connection ended: {e}");
             }
         });

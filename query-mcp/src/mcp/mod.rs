@@ -85,14 +85,22 @@ pub struct TimelineReport {
 }
 
 /// A structured answer whose document travels as an embedded text resource.
-fn with_resource<T: Serialize>(value: &T, summary: String, uri: String, mime: &str, text: String) -> CallToolResult {
+fn with_resource<T: Serialize>(
+    value: &T,
+    summary: String,
+    uri: String,
+    mime: &str,
+    text: String,
+) -> CallToolResult {
     let mut r = ok(value, summary);
-    r.content.push(ContentBlock::resource(rmcp::model::ResourceContents::TextResourceContents {
-        uri,
-        mime_type: Some(mime.into()),
-        text,
-        meta: None,
-    }));
+    r.content.push(ContentBlock::resource(
+        rmcp::model::ResourceContents::TextResourceContents {
+            uri,
+            mime_type: Some(mime.into()),
+            text,
+            meta: None,
+        },
+    ));
     r
 }
 
@@ -137,7 +145,11 @@ fn err(e: QueryError) -> CallToolResult {
 impl Server {
     /// A server over `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Server { engine, tool_router: Self::tool_router(), prompt_router: Self::prompt_router() }
+        Server {
+            engine,
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
     }
 
     /// Off-CPU intervals of a process with totals by state and waker, percentiles and tail.
@@ -146,7 +158,10 @@ impl Server {
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<off_cpu::OffCpuReport>()
     )]
-    async fn query_off_cpu_events(&self, Parameters(a): Parameters<off_cpu::OffCpuArgs>) -> CallToolResult {
+    async fn query_off_cpu_events(
+        &self,
+        Parameters(a): Parameters<off_cpu::OffCpuArgs>,
+    ) -> CallToolResult {
         match off_cpu::run(&self.engine, &a).await {
             Ok(r) => ok(&r, r.summary()),
             Err(e) => err(e),
@@ -159,7 +174,10 @@ impl Server {
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<causal_chain::ChainReport>()
     )]
-    async fn resolve_causal_chain(&self, Parameters(a): Parameters<causal_chain::ChainArgs>) -> CallToolResult {
+    async fn resolve_causal_chain(
+        &self,
+        Parameters(a): Parameters<causal_chain::ChainArgs>,
+    ) -> CallToolResult {
         match causal_chain::run(&self.engine, &a).await {
             Ok(r) => ok(&r, r.summary()),
             Err(e) => err(e),
@@ -172,7 +190,10 @@ impl Server {
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<gpu::GpuReport>()
     )]
-    async fn analyze_gpu_launch_latency(&self, Parameters(a): Parameters<gpu::GpuArgs>) -> CallToolResult {
+    async fn analyze_gpu_launch_latency(
+        &self,
+        Parameters(a): Parameters<gpu::GpuArgs>,
+    ) -> CallToolResult {
         match gpu::run(&self.engine, &a).await {
             Ok(r) => {
                 let s = r.message.clone();
@@ -201,12 +222,24 @@ impl Server {
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<FlameReport>()
     )]
-    async fn render_off_cpu_flamegraph(&self, Parameters(a): Parameters<views::FlameArgs>) -> CallToolResult {
+    async fn render_off_cpu_flamegraph(
+        &self,
+        Parameters(a): Parameters<views::FlameArgs>,
+    ) -> CallToolResult {
         match views::flamegraph_svg(&self.engine, &a).await {
             Ok((svg, n)) => {
                 let uri = format!("causeway://flamegraph/off-cpu/{}.svg", a.pid);
-                let rep = FlameReport { pid: a.pid, stacks: n, svg_bytes: svg.len(), uri: uri.clone() };
-                let summary = format!("off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)", a.pid, svg.len());
+                let rep = FlameReport {
+                    pid: a.pid,
+                    stacks: n,
+                    svg_bytes: svg.len(),
+                    uri: uri.clone(),
+                };
+                let summary = format!(
+                    "off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)",
+                    a.pid,
+                    svg.len()
+                );
                 with_resource(&rep, summary, uri, "image/svg+xml", svg)
             }
             Err(e) => err(e),
@@ -219,7 +252,10 @@ impl Server {
         annotations(read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<TimelineReport>()
     )]
-    async fn export_timeline(&self, Parameters(a): Parameters<views::TimelineArgs>) -> CallToolResult {
+    async fn export_timeline(
+        &self,
+        Parameters(a): Parameters<views::TimelineArgs>,
+    ) -> CallToolResult {
         match views::timeline(&self.engine, &a).await {
             Ok(t) => {
                 let n = t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0);
@@ -232,7 +268,9 @@ impl Server {
                     window_end_ns: other["window_end_unix_ns"].as_i64().unwrap_or(0),
                     uri: uri.clone(),
                 };
-                let summary = format!("timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)");
+                let summary = format!(
+                    "timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)"
+                );
                 with_resource(&rep, summary, uri, "application/json", t.to_string())
             }
             Err(e) => err(e),
@@ -248,8 +286,19 @@ impl Server {
     async fn run_sql(&self, Parameters(a): Parameters<SqlArgs>) -> CallToolResult {
         match self.engine.query(&a.query).await {
             Ok(r) => {
-                let summary = format!("{} rows{}", r.rows.len(), if r.truncated { " (truncated)" } else { "" });
-                ok(&SqlReport { rows: r.rows, truncated: r.truncated, notice: crate::analysis::DATA_NOTICE.into() }, summary)
+                let summary = format!(
+                    "{} rows{}",
+                    r.rows.len(),
+                    if r.truncated { " (truncated)" } else { "" }
+                );
+                ok(
+                    &SqlReport {
+                        rows: r.rows,
+                        truncated: r.truncated,
+                        notice: crate::analysis::DATA_NOTICE.into(),
+                    },
+                    summary,
+                )
             }
             Err(e) => err(e),
         }
@@ -269,14 +318,24 @@ impl Server {
                 let mut tables: Vec<Value> = Vec::new();
                 for row in r.rows {
                     let name = row["table_name"].clone();
-                    let col = serde_json::json!({"name": row["column_name"], "type": row["data_type"]});
+                    let col =
+                        serde_json::json!({"name": row["column_name"], "type": row["data_type"]});
                     match tables.iter_mut().find(|t| t["name"] == name) {
-                        Some(t) => t["columns"].as_array_mut().expect("columns array").push(col),
+                        Some(t) => t["columns"]
+                            .as_array_mut()
+                            .expect("columns array")
+                            .push(col),
                         None => tables.push(serde_json::json!({"name": name, "columns": [col]})),
                     }
                 }
-                let names: Vec<String> = tables.iter().map(|t| t["name"].as_str().unwrap_or("").to_string()).collect();
-                ok(&TablesReport { tables }, format!("tables: {}", names.join(", ")))
+                let names: Vec<String> = tables
+                    .iter()
+                    .map(|t| t["name"].as_str().unwrap_or("").to_string())
+                    .collect();
+                ok(
+                    &TablesReport { tables },
+                    format!("tables: {}", names.join(", ")),
+                )
             }
             Err(e) => err(e),
         }
@@ -291,7 +350,12 @@ impl Server {
         description = "Investigate a latency symptom (a pid or a trace id, and a window) down to its causal chain with causeway's tools."
     )]
     async fn investigate(&self, Parameters(a): Parameters<InvestigateArgs>) -> Vec<PromptMessage> {
-        let window = a.window_s.as_deref().and_then(|w| w.parse::<i64>().ok()).unwrap_or(60).clamp(1, 300);
+        let window = a
+            .window_s
+            .as_deref()
+            .and_then(|w| w.parse::<i64>().ok())
+            .unwrap_or(60)
+            .clamp(1, 300);
         let trace_step = match &a.trace_id {
             Some(t) => format!(
                 "0. explain_trace with trace_id={}: which span lost time, to what (lock, run queue, I/O …), and who held the lock. Then resolve_causal_chain with the same trace_id and that span_id.\n",
@@ -300,8 +364,16 @@ impl Server {
             None => String::new(),
         };
         let subject = match (&a.pid, &a.trace_id) {
-            (Some(p), _) => format!("process {}", p.chars().filter(|c| c.is_ascii_digit()).collect::<String>()),
-            (None, Some(t)) => format!("trace {}", t.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>()),
+            (Some(p), _) => format!(
+                "process {}",
+                p.chars().filter(|c| c.is_ascii_digit()).collect::<String>()
+            ),
+            (None, Some(t)) => format!(
+                "trace {}",
+                t.chars()
+                    .filter(|c| c.is_ascii_hexdigit())
+                    .collect::<String>()
+            ),
             _ => "the slow process (ask the user for its pid if unknown)".to_string(),
         };
         let text = format!(

@@ -27,5 +27,8 @@ fn main() {
     }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
-    println!("{}", serde_json::json!({"tid": tid, "spans": spans, "trace_id": hex(&trace_id)}));
+    println!(
+        "{}",
+        serde_json::json!({"tid": tid, "spans": spans, "trace_id": hex(&trace_id)})
+    );
 }
