@@ -15,9 +15,18 @@ pub fn boottime_ns() -> i64 {
     now(libc::CLOCK_BOOTTIME)
 }
 
-/// Current UTC time in nanoseconds since the Unix epoch.
+/// A deliberate error added to this process's view of UTC (`run --simulate-clock-skew`), so one
+/// machine can play a fleet whose clocks disagree; 0 in normal runs.
+static SIMULATED_SKEW_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Makes every UTC time this process produces (records, clock samples) `ns` late (or early).
+pub fn simulate_skew(ns: i64) {
+    SIMULATED_SKEW_NS.store(ns, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Current UTC time in nanoseconds since the Unix epoch (as this host believes it).
 pub fn realtime_ns() -> i64 {
-    now(libc::CLOCK_REALTIME)
+    now(libc::CLOCK_REALTIME) + SIMULATED_SKEW_NS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Converts boot-time stamps to UTC. Re-sampled on every drain so NTP steps are followed.

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod clock;
+mod clocksync;
 mod config;
 mod containers;
 mod demo;
@@ -102,6 +103,10 @@ struct RunArgs {
     /// Above this many events/s, sample and count what was shed; 0: no limit [default: 50000].
     #[arg(long)]
     max_events_per_second: Option<u64>,
+    /// Shift this collector's view of UTC by this many ms (tests: one machine playing hosts
+    /// whose clocks disagree).
+    #[arg(long, hide = true, allow_hyphen_values = true, value_name = "MS")]
+    simulate_clock_skew_ms: Option<i64>,
     /// Create this file (containing our pid) once the probes are attached.
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
@@ -253,12 +258,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => config_for(&args).and_then(|cfg| {
             run::install_signal_handlers();
+            if let Some(ms) = args.simulate_clock_skew_ms {
+                tracing::warn!(ms, "simulating a clock {ms} ms off (every UTC time this collector writes is shifted)");
+                clock::simulate_skew(ms * 1_000_000);
+            }
             let summary = run::run(
                 &cfg,
-                run::RunOptions {
-                    ready_file: args.ready_file.clone(),
-                    ..Default::default()
-                },
+                run::RunOptions { ready_file: args.ready_file.clone(), ..Default::default() },
             )?;
             eprint!("{}", summary.report());
             Ok(())
@@ -266,32 +272,20 @@ fn main() -> ExitCode {
         Command::Doctor => doctor::run(),
         Command::Demo { store, hold } => {
             run::install_signal_handlers();
-            let cfg = Config {
-                store,
-                ..Config::default()
-            };
+            let cfg = Config { store, ..Config::default() };
             causeway_store::StoreLocation::parse(&cfg.store)
                 .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid --store: {e:#}"))))
                 .and_then(|_| demo::run(cfg, hold))
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
-        Command::BareUprobe {
-            binary,
-            symbol,
-            with_return,
-            ready_file,
-        } => {
+        Command::BareUprobe { binary, symbol, with_return, ready_file } => {
             run::install_signal_handlers();
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
         }
         Command::Workload(w) => workload::run(w),
-        Command::Synth {
-            store,
-            seconds,
-            rate,
-            hot_pid,
-            start,
-        } => synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000),
+        Command::Synth { store, seconds, rate, hot_pid, start } => {
+            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

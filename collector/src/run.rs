@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -436,9 +437,15 @@ fn spawn_writer(
             _ => Ok(()),
         }
     })?;
+    let clock_reference = location.http_endpoint();
+    let clock_interval = cfg.storage.flush_interval;
     let handle = std::thread::Builder::new().name("cw-writer".into()).spawn(move || {
         rt.block_on(async move {
             let mut sink = ParquetSink::new(store.clone(), settings);
+            // clock samples against the store's server: rows join each stats window's flush
+            let clock_rows = Arc::new(Mutex::new(Vec::new()));
+            let sampler = tokio::spawn(crate::clocksync::sample_forever(clock_reference, clock_interval, Arc::clone(&clock_rows)));
+            let take_clock_rows = || std::mem::take(&mut *clock_rows.lock().unwrap_or_else(|p| p.into_inner()));
             let mut retention_tick = tokio::time::interval(Duration::from_secs(300));
             let mut otlp_last = (0u64, 0u64);
             loop {
@@ -446,6 +453,9 @@ fn spawn_writer(
                     batch = rx.recv() => match batch {
                         Some(mut b) => {
                             sink.add_histograms(std::mem::take(&mut b.hists));
+                            if !b.stats.is_empty() {
+                                sink.add_clock_samples(take_clock_rows());
+                            }
                             if let Some(x) = otlp.as_mut() {
                                 x.offer(&b.events);
                                 x.flush();
@@ -469,6 +479,8 @@ fn spawn_writer(
                     }
                 }
             }
+            sampler.abort();
+            sink.add_clock_samples(take_clock_rows());
             // the exporter drains (bounded), then its last counters join the final flush
             let counters = otlp.map(|x| x.shutdown(Duration::from_secs(5)));
             if let Some(c) = &counters {

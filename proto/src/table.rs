@@ -31,6 +31,8 @@ pub const STACKS: &str = "stacks";
 pub const COLLECTOR_STATS: &str = "collector_stats";
 /// Name of the CUDA/NCCL call-duration histograms (and their prefix in the store).
 pub const CUDA_HISTOGRAMS: &str = "cuda_histograms";
+/// Name of the collectors' clock samples against the store's clock (and their prefix in the store).
+pub const CLOCK_SYNC: &str = "clock_sync";
 
 fn nullable(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, true)
@@ -205,6 +207,94 @@ pub fn cuda_histograms_batch(rows: &[CudaHistRecord]) -> Result<RecordBatch, Arr
                     .map(|r| r.sampled_fraction)
                     .collect::<arrow::array::Float64Array>(),
             ),
+        ],
+    )
+}
+
+/// Schema of `clock_sync` files: how far this host's clock is from a reference every host of
+/// a fleet shares (the object store's HTTP `Date`), so events of different hosts can be put on one
+/// time line and never ordered closer than the uncertainty. `reference_minus_local_*` bound
+/// (reference − local) in ns: `offset_*` is the collector's running intersection of all its
+/// samples (widened for drift between them), `sample_*` this sample's own bracket. Without a
+/// shared reference (a local store) only the kernel's view of its NTP sync is recorded.
+pub fn clock_sync_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        required("time_unix_nano", Int64),
+        required("reference", Utf8),
+        nullable("round_trip_ns", Int64),
+        nullable("sample_low_ns", Int64),
+        nullable("sample_high_ns", Int64),
+        nullable("offset_low_ns", Int64),
+        nullable("offset_high_ns", Int64),
+        required("samples", Int64),
+        required("resets", Int64),
+        required("kernel_synchronized", Boolean),
+        required("kernel_max_error_ns", Int64),
+        required("kernel_est_error_ns", Int64),
+    ]))
+}
+
+/// One row of `clock_sync`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClockSyncRecord {
+    /// Local UTC time of the sample (ns).
+    pub time_unix_nano: i64,
+    /// What the clock was compared with (`http://host:port` of the store, or `none`).
+    pub reference: String,
+    /// Round trip of the exchange, ns.
+    pub round_trip_ns: Option<i64>,
+    /// This sample's bounds on reference − local, ns.
+    pub sample_low_ns: Option<i64>,
+    /// Upper bound of the same.
+    pub sample_high_ns: Option<i64>,
+    /// All samples' bounds intersected (with drift allowance), ns.
+    pub offset_low_ns: Option<i64>,
+    /// Upper bound of the same.
+    pub offset_high_ns: Option<i64>,
+    /// Samples taken so far.
+    pub samples: i64,
+    /// Times a sample contradicted the running bounds (clock stepped) and restarted them.
+    pub resets: i64,
+    /// The kernel says NTP keeps this clock synchronized (adjtimex, no STA_UNSYNC).
+    pub kernel_synchronized: bool,
+    /// adjtimex maxerror, ns.
+    pub kernel_max_error_ns: i64,
+    /// adjtimex esterror, ns.
+    pub kernel_est_error_ns: i64,
+}
+
+/// Encodes clock rows.
+pub fn clock_sync_batch(rows: &[ClockSyncRecord]) -> Result<RecordBatch, ArrowError> {
+    let opt = |f: &dyn Fn(&ClockSyncRecord) -> Option<i64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let req = |f: &dyn Fn(&ClockSyncRecord) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    RecordBatch::try_new(
+        clock_sync_schema(),
+        vec![
+            req(&|r| r.time_unix_nano),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.reference.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            opt(&|r| r.round_trip_ns),
+            opt(&|r| r.sample_low_ns),
+            opt(&|r| r.sample_high_ns),
+            opt(&|r| r.offset_low_ns),
+            opt(&|r| r.offset_high_ns),
+            req(&|r| r.samples),
+            req(&|r| r.resets),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.kernel_synchronized))
+                    .collect::<BooleanArray>(),
+            ),
+            req(&|r| r.kernel_max_error_ns),
+            req(&|r| r.kernel_est_error_ns),
         ],
     )
 }

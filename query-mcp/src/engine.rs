@@ -88,6 +88,7 @@ fn tables() -> Vec<(&'static str, SchemaRef)> {
         (table::STACKS, table::stacks_schema()),
         (table::COLLECTOR_STATS, table::collector_stats_schema()),
         (table::CUDA_HISTOGRAMS, table::cuda_histograms_schema()),
+        (table::CLOCK_SYNC, table::clock_sync_schema()),
     ]
 }
 

@@ -121,6 +121,22 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Each host's clock against the store's (a fleet's common time line), and how close events
+    /// of two hosts may be and still be ordered (estimate_clock_offsets).
+    Clocks {
+        /// Samples from this long before the newest (1m..=24h).
+        #[arg(long, default_value = "1h", value_parser = parse_clock_window)]
+        window: i64,
+        /// Object store.
+        #[arg(long, default_value = "file://./data", value_name = "URL")]
+        store: String,
+        /// Print the full JSON answer.
+        #[arg(long)]
+        json: bool,
+        /// Only this host partition.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Off-CPU flamegraph (SVG) of a process: stacks rooted at thread and blocking state.
     Flamegraph {
         /// The process.
@@ -185,6 +201,23 @@ fn parse_long_window(s: &str) -> Result<i64, String> {
         return Err(format!("window must be within 1s..=3600s, got {s}"));
     }
     Ok(n)
+}
+
+fn parse_clock_window(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("invalid window {s:?}: e.g. 90s, 30m, 6h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid window {s:?}: e.g. 90s, 30m, 6h")),
+    };
+    if !(60..=86_400).contains(&secs) {
+        return Err(format!("window must be within 1m..=24h, got {s}"));
+    }
+    Ok(secs)
 }
 
 fn write_out(path: &std::path::Path, bytes: &[u8]) -> Result<(), QueryError> {
@@ -294,6 +327,26 @@ fn main() -> ExitCode {
                     }
                     for s in &r.stack_trace {
                         println!("    {s}");
+                    }
+                }
+                Ok(())
+            }
+            Command::Clocks { window, store, json, host } => {
+                let engine = Engine::open(&store).await?;
+                let r = analysis::clocks::run(&engine, &analysis::clocks::ClockArgs { window_s: Some(window), host }).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    println!("{}", r.summary);
+                    for p in &r.pairs {
+                        println!(
+                            "  {} − {}: {:+.1} ms; unordered closer than {} (corrected) / {} (raw)",
+                            p.a,
+                            p.b,
+                            p.skew_ms,
+                            p.corrected_order_tolerance_ms.map(|t| format!("{t:.1} ms")).unwrap_or_else(|| "∞".into()),
+                            p.raw_order_tolerance_ms.map(|t| format!("{t:.1} ms")).unwrap_or_else(|| "∞".into()),
+                        );
                     }
                 }
                 Ok(())

@@ -62,6 +62,7 @@ pub fn schema() -> SchemaRef {
         n("pid", Int32),
         n("tid", Int32),
         n("thread_name", Utf8),
+        n("host_name", Utf8),
         r("attributes", Utf8),
         r("source_file", Utf8),
     ]))
@@ -174,6 +175,7 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
     let mut pid = Int32Builder::new();
     let mut tid = Int32Builder::new();
     let mut tname = StringBuilder::new();
+    let mut host = StringBuilder::new();
     let mut attrs = StringBuilder::new();
     let mut src = StringBuilder::new();
     for req in requests {
@@ -186,6 +188,8 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
             let svc =
                 str_attr(res_attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
             let res_pid = int_attr(res_attrs, "process.pid");
+            // matches the collector's host partition when both take the machine's host name
+            let res_host = str_attr(res_attrs, "host.name");
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
                     trace_id.append_value(hex(&s.trace_id));
@@ -211,6 +215,7 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
                     );
                     tid.append_option(int_attr(&s.attributes, "thread.id").map(|t| t as i32));
                     tname.append_option(str_attr(&s.attributes, "thread.name"));
+                    host.append_option(res_host.as_deref());
                     attrs.append_value(attrs_json(&s.attributes).to_string());
                     src.append_value(source);
                 }
@@ -231,6 +236,7 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
         Arc::new(pid.finish()),
         Arc::new(tid.finish()),
         Arc::new(tname.finish()),
+        Arc::new(host.finish()),
         Arc::new(attrs.finish()),
         Arc::new(src.finish()),
     ];

@@ -177,16 +177,26 @@ impl StoreLocation {
         removed
     }
 
+    /// The HTTP server behind the store, whose `Date` header every host writing here shares as
+    /// a reference clock; `None` for a local directory.
+    pub fn http_endpoint(&self) -> Option<String> {
+        match self {
+            StoreLocation::Local(_) => None,
+            StoreLocation::S3 { .. } => Some(s3_endpoint().unwrap_or_else(|| {
+                let region = std::env::var("AWS_REGION")
+                    .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|_| "us-east-1".into());
+                format!("https://s3.{region}.amazonaws.com")
+            })),
+        }
+    }
+
     fn open_bucket(&self) -> Result<Arc<dyn ObjectStore>> {
         let StoreLocation::S3 { bucket, .. } = self else {
             unreachable!("open_bucket is only called for S3 locations")
         };
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-            .or_else(|_| std::env::var("AWS_ENDPOINT"))
-            .ok();
-        if let Some(ep) = endpoint {
+        if let Some(ep) = s3_endpoint() {
             b = b
                 .with_endpoint(&ep)
                 .with_allow_http(ep.starts_with("http://"));
@@ -203,6 +213,14 @@ impl StoreLocation {
             .with_context(|| format!("configuring S3 bucket {bucket}"))?;
         Ok(Arc::new(s3))
     }
+}
+
+/// An S3-compatible endpoint from the standard variables, when one is set.
+fn s3_endpoint() -> Option<String> {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT"))
+        .ok()
 }
 
 /// Removes `.` and `..` segments without touching the file system (the directory may not exist).

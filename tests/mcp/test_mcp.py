@@ -71,7 +71,7 @@ async def exercise(session, rec):
     tools = await session.list_tools()
     names = {t.name for t in tools.tools}
     assert {"query_off_cpu_events", "resolve_causal_chain", "analyze_gpu_launch_latency", "run_sql",
-            "list_tables"} <= names, names
+            "list_tables", "estimate_clock_offsets"} <= names, names
     for t in tools.tools:
         assert t.annotations and t.annotations.read_only_hint, t.name
         assert t.output_schema, t.name
@@ -91,6 +91,16 @@ async def exercise(session, rec):
     assert "cw-holder" in chain["recommended_action"], chain
     assert chain["evidence"] and all("SELECT" in e["sql"] for e in chain["evidence"])
     assert r.content[0].text.startswith("severity"), r.content
+
+    # a local store has no shared clock: the estimate rests on the kernel's NTP state alone
+    r = await call(session, "estimate_clock_offsets", {})
+    assert not r.is_error, r.content
+    hosts = r.structured_content["hosts"]
+    assert len(hosts) == 1, hosts
+    expected = "kernel_ntp_bound" if hosts[0]["kernel_synchronized"] else "unknown"
+    assert hosts[0]["basis"] == expected and hosts[0]["samples"] == 0, hosts
+    r = await call(session, "estimate_clock_offsets", {"window_s": 5})
+    assert r.is_error and "window_s" in r.content[0].text, r.content
 
     r = await call(session, "query_off_cpu_events", {"pid": rec["pid"], "tid": rec["waiter"], "limit": 5})
     assert not r.is_error, r.content

@@ -88,10 +88,16 @@ fn moto_with_bucket(bucket: &str) -> (Moto, Vec<(&'static str, String)>) {
 
 /// One raw HTTP/1.1 request; returns the status code and body.
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    http_body(port, method, path, "")
+}
+
+/// One raw HTTP/1.1 request with a body.
+fn http_body(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut resp = String::new();
@@ -260,4 +266,165 @@ fn two_hosts_share_one_store_and_answers_filter_by_host() {
     let (code, _, err) = diagnose("node-a' OR 1=1 --");
     assert_eq!(code, Some(2), "a bad host name is a usage error: {err}");
     assert!(err.contains("host must be a host name"), "{err}");
+}
+
+/// A fleet whose clocks disagree: node-b's collector runs 250 ms behind (simulated). Both time
+/// their requests to the store's server, so `clocks` finds each host's offset against the store
+/// within a bound that holds the truth, the skew between them, and the timeline puts a server
+/// span of node-b after its client span of node-a although node-b's raw start is earlier.
+#[test]
+fn fleet_clock_offsets_are_estimated_against_the_store() {
+    if !can_trace("fleet_clock_offsets_are_estimated_against_the_store")
+        || !require_tool(
+            "fleet_clock_offsets_are_estimated_against_the_store",
+            moto_available(),
+            "python moto[server]",
+        )
+    {
+        return;
+    }
+    let (moto, env) = moto_with_bucket("causeway-clocks");
+    let store = "s3://causeway-clocks";
+    let w = Workload::spawn(&["sleep", "--each", "20ms", "--count", "5"]);
+    let pid = w.pid.to_string();
+    let ca = Collector::start_with_env(store, &env, &["--pid", &pid, "--host", "node-a"]);
+    let cb = Collector::start_with_env(
+        store,
+        &env,
+        &[
+            "--pid",
+            &pid,
+            "--host",
+            "node-b",
+            "--simulate-clock-skew-ms",
+            "-250",
+        ],
+    );
+    w.run();
+    // the samplers converge at one request a second
+    std::thread::sleep(Duration::from_secs(14));
+    ca.stop();
+    cb.stop();
+
+    let query = |args: &[&str]| {
+        let out = Command::new(causeway_tests::bin("causeway-query"))
+            .args(args)
+            .args(["--store", store])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let r = query(&["clocks", "--json"]);
+    let hosts = r["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{r}");
+    for (h, truth) in [(&hosts[0], 0.0), (&hosts[1], 250.0)] {
+        assert_eq!(h["basis"], "store_clock", "{h}");
+        let (lo, hi) = (
+            h["offset_low_ms"].as_f64().unwrap(),
+            h["offset_high_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= truth && truth <= hi,
+            "{}: true offset {truth} ms outside [{lo}, {hi}]",
+            h["host"]
+        );
+        assert!(
+            h["uncertainty_ms"].as_f64().unwrap() < 50.0,
+            "samples did not converge: {h}"
+        );
+        assert!(h["samples"].as_i64().unwrap() >= 5, "{h}");
+    }
+    let p = &r["pairs"][0];
+    assert_eq!(
+        (p["a"].as_str(), p["b"].as_str()),
+        (Some("node-a"), Some("node-b"))
+    );
+    let tol = p["corrected_order_tolerance_ms"].as_f64().unwrap();
+    assert!((p["skew_ms"].as_f64().unwrap() - 250.0).abs() <= tol, "{p}");
+    assert!(
+        p["raw_order_tolerance_ms"].as_f64().unwrap() >= 250.0,
+        "{p}"
+    );
+
+    // a client span on node-a and its server span on node-b, each stamped by its own clock:
+    // truly the server started 150 ms after the client, but node-b's clock reads 250 ms behind
+    let t = r["hosts"][0]["sampled_at_unix_nano"].as_i64().unwrap();
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let span = |host: &str, svc: &str, id: &str, parent: &str, kind: i32, start: i64, end: i64| {
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{svc}"}}}},{{"key":"host.name","value":{{"stringValue":"{host}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{id}","parentSpanId":"{parent}","name":"GET /cart","kind":{kind},"startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"}}]}}]}}]}}"#
+        )
+    };
+    let ms = 1_000_000;
+    let dir = "/causeway-clocks/traces/year=2026/month=01/day=01/hour=00/minute=00";
+    let client = span(
+        "node-a",
+        "front",
+        "eee19b7ec3c1b174",
+        "",
+        3,
+        t,
+        t + 400 * ms,
+    );
+    let server = span(
+        "node-b",
+        "cart",
+        "eee19b7ec3c1b175",
+        "eee19b7ec3c1b174",
+        2,
+        t - 100 * ms,
+        t + 100 * ms,
+    );
+    assert_eq!(
+        http_body(moto.port, "PUT", &format!("{dir}/client.json"), &client).0,
+        200
+    );
+    assert_eq!(
+        http_body(moto.port, "PUT", &format!("{dir}/server.json"), &server).0,
+        200
+    );
+    let out = std::env::temp_dir().join(format!(
+        "causeway-fleet-timeline-{}.json",
+        std::process::id()
+    ));
+    let status = Command::new(causeway_tests::bin("causeway-query"))
+        .args(["timeline", "--trace-id", trace, "--store", store, "--out"])
+        .arg(&out)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let spans: Vec<&serde_json::Value> = doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "span")
+        .collect();
+    let find = |svc: &str| {
+        spans
+            .iter()
+            .find(|e| e["args"]["service"] == svc)
+            .copied()
+            .unwrap_or_else(|| panic!("{svc}: {doc}"))
+    };
+    let (c, s) = (find("front"), find("cart"));
+    assert_eq!(s["args"]["start_vs_parent_on_another_host"], "after", "{s}");
+    assert_ne!(c["pid"], s["pid"], "each host its own track");
+    let gap_ms = (s["ts"].as_f64().unwrap() - c["ts"].as_f64().unwrap()) / 1000.0;
+    assert!(
+        (gap_ms - 150.0).abs() <= tol,
+        "server starts {gap_ms:.1} ms after the client on the common clock: {doc}"
+    );
+    assert_eq!(
+        doc["otherData"]["clocks"]["hosts"].as_array().map(Vec::len),
+        Some(2)
+    );
 }

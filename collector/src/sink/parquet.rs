@@ -15,6 +15,7 @@ use anyhow::Result;
 use arrow::record_batch::RecordBatch;
 use causeway_proto::layout;
 use causeway_proto::table;
+use causeway_proto::table::ClockSyncRecord;
 use causeway_proto::table::CudaHistRecord;
 use causeway_proto::KernelEvent;
 use causeway_proto::StackRecord;
@@ -50,6 +51,7 @@ struct Pending {
     stacks: Vec<StackRecord>,
     stats: Vec<StatsRecord>,
     hists: Vec<CudaHistRecord>,
+    clocks: Vec<ClockSyncRecord>,
 }
 
 /// Totals of what was written, for the final summary.
@@ -145,6 +147,17 @@ impl ParquetSink {
         }
     }
 
+    /// Buffers clock samples; they are written with the next flush.
+    pub fn add_clock_samples(&mut self, rows: Vec<ClockSyncRecord>) {
+        for r in rows {
+            self.pending
+                .entry(layout::hour_bucket(r.time_unix_nano))
+                .or_default()
+                .clocks
+                .push(r);
+        }
+    }
+
     /// Writes everything buffered. Partitions that fail stay buffered; the first error is returned.
     pub async fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
@@ -205,6 +218,12 @@ impl ParquetSink {
             self.write(table::CUDA_HISTOGRAMS, bucket, start, &batch)
                 .await?;
             p.hists.clear();
+        }
+        if !p.clocks.is_empty() {
+            let start = p.clocks.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
+            let batch = table::clock_sync_batch(&p.clocks)?;
+            self.write(table::CLOCK_SYNC, bucket, start, &batch).await?;
+            p.clocks.clear();
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "stacks",
     "collector_stats",
     "cuda_histograms",
+    "clock_sync",
 ];
 
 /// One retention pass at `now_unix_nano`. `max_age_hours` 0 or `max_bytes` 0 disable that limit.

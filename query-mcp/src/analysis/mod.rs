@@ -3,6 +3,7 @@
 //! [`crate::engine::Engine::query`] (caps, timeout, pid policy) and shapes the answer.
 
 pub mod causal_chain;
+pub mod clocks;
 pub mod gpu;
 pub mod off_cpu;
 pub mod trace;

@@ -157,7 +157,7 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             let t = super::trace::parse_trace_id(t)?;
             let spans = engine
                 .query(&format!(
-                    "SELECT span_id, parent_span_id, name, service_name, pid, tid, start_time_unix_nano, end_time_unix_nano \
+                    "SELECT span_id, parent_span_id, name, service_name, pid, tid, host_name, start_time_unix_nano, end_time_unix_nano \
                      FROM app_spans WHERE trace_id = '{t}'"
                 ))
                 .await?
@@ -175,19 +175,26 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
                 .map(|s| i(s, "end_time_unix_nano"))
                 .max()
                 .unwrap_or(s);
-            let tids: HashSet<i64> = spans.iter().filter_map(|s| s["tid"].as_i64()).collect();
-            let tagged = format!("trace_id = '{t}'");
-            let filter = if tids.is_empty() {
-                tagged
-            } else {
-                format!(
-                    "({tagged} OR tid IN ({}))",
-                    tids.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )
-            };
+            // the spans' threads, per host when the spans name theirs (tids repeat across hosts);
+            // a host name from a span is traced data: checked like any host argument, else unused
+            let mut tids: std::collections::BTreeMap<String, HashSet<i64>> = Default::default();
+            for s in &spans {
+                if let Some(tid) = s["tid"].as_i64() {
+                    let host = super::host_predicate(&s["host_name"].as_str().map(String::from))
+                        .unwrap_or_default();
+                    tids.entry(host).or_default().insert(tid);
+                }
+            }
+            let mut filter = format!("trace_id = '{t}'");
+            for (host, set) in &tids {
+                let list = set
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                filter.push_str(&format!(" OR (tid IN ({list}){host})"));
+            }
+            let filter = format!("({filter})");
             (filter, s, e, spans)
         }
         (None, Some(pid)) => {
@@ -208,16 +215,18 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
     };
     let q = format!(
         "SELECT time_unix_nano, duration_ns, pid, tid, comm, event_name, state, waker_comm, waker_tid, span_id, \
-         device, daddr, futex_uaddr FROM kernel_events WHERE {pid_filter} AND time_unix_nano < {end} \
+         device, daddr, futex_uaddr, host FROM kernel_events WHERE {pid_filter} AND time_unix_nano < {end} \
          AND time_unix_nano + duration_ns > {start} AND {} ORDER BY time_unix_nano LIMIT 20000",
         date_predicate(start - 300_000_000_000, end)
     );
     let events = engine.query(&q).await?.rows;
+    let mut fleet = Fleet::of(engine, &events, &spans).await?;
     let us = |ns: i64| ns as f64 / 1000.0;
     let mut out = Vec::new();
     let mut names: HashMap<(i64, i64), String> = HashMap::new();
     for e in &events {
-        let (p, t) = (i(e, "pid"), i(e, "tid"));
+        let host = e["host"].as_str();
+        let (p, t) = (fleet.track(host, i(e, "pid")), i(e, "tid"));
         names
             .entry((p, t))
             .or_insert_with(|| super::data_text(e["comm"].as_str().unwrap_or("")));
@@ -239,7 +248,7 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             }
         }
         let dur = i(e, "duration_ns");
-        let mut ev = json!({"name": name, "cat": "kernel", "pid": p, "tid": t, "ts": us(i(e, "time_unix_nano")), "args": args});
+        let mut ev = json!({"name": name, "cat": "kernel", "pid": p, "tid": t, "ts": us(fleet.time(host, i(e, "time_unix_nano"))), "args": args});
         if dur > 0 {
             ev["ph"] = json!("X");
             ev["dur"] = json!(us(dur));
@@ -250,15 +259,17 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
         out.push(ev);
     }
     for s in &spans {
+        let host = s["host_name"].as_str();
         let (p, t) = (
-            s["pid"].as_i64().unwrap_or(0),
+            fleet.track(host, s["pid"].as_i64().unwrap_or(0)),
             s["tid"].as_i64().unwrap_or(0),
         );
         out.push(json!({
             "name": super::data_text(s["name"].as_str().unwrap_or("span")), "cat": "span", "ph": "X",
-            "pid": p, "tid": t, "ts": us(i(s, "start_time_unix_nano")),
+            "pid": p, "tid": t, "ts": us(fleet.time(host, i(s, "start_time_unix_nano"))),
             "dur": us(i(s, "end_time_unix_nano") - i(s, "start_time_unix_nano")),
-            "args": {"span_id": s["span_id"], "parent_span_id": s["parent_span_id"], "service": s["service_name"]},
+            "args": {"span_id": s["span_id"], "parent_span_id": s["parent_span_id"], "service": s["service_name"],
+                     "start_vs_parent_on_another_host": fleet.start_vs_parent(s, &spans)},
         }));
     }
     for ((p, t), n) in names {
@@ -266,12 +277,109 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             json!({"name": "thread_name", "ph": "M", "pid": p, "tid": t, "args": {"name": n}}),
         );
     }
+    for ((host, pid), track) in &fleet.tracks {
+        out.push(json!({"name": "process_name", "ph": "M", "pid": track, "args": {"name": format!("pid {pid} on {host}")}}));
+    }
     Ok(
         json!({"traceEvents": out, "displayTimeUnit": "ms", "otherData": {
             "source": "causeway", "window_start_unix_ns": start, "window_end_unix_ns": end, "kernel_events": events.len(),
-            "truncated": events.len() >= 20000, "notice": super::DATA_NOTICE,
+            "truncated": events.len() >= 20000, "notice": super::DATA_NOTICE, "clocks": fleet.note,
         }}),
     )
+}
+
+/// Hosts on one timeline: each host's times moved onto the store's clock by its estimated
+/// offset, each (host, pid) its own process track (pids repeat across hosts). One host: nothing
+/// moves.
+struct Fleet {
+    clocks: HashMap<String, super::clocks::HostClock>,
+    hosts: Vec<String>,
+    tracks: std::collections::BTreeMap<(String, i64), i64>,
+    note: Value,
+}
+
+impl Fleet {
+    async fn of(engine: &Engine, events: &[Value], spans: &[Value]) -> Result<Fleet, QueryError> {
+        let mut hosts: Vec<String> = events
+            .iter()
+            .filter_map(|e| e["host"].as_str())
+            .chain(spans.iter().filter_map(|s| s["host_name"].as_str()))
+            .map(String::from)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        hosts.sort();
+        let mut fleet = Fleet {
+            clocks: HashMap::new(),
+            hosts,
+            tracks: Default::default(),
+            note: Value::Null,
+        };
+        if fleet.hosts.len() > 1 {
+            let r = super::clocks::run(engine, &super::clocks::ClockArgs::default()).await?;
+            fleet.note = json!({
+                "hosts": fleet.hosts, "offsets": r.hosts, "pairs": r.pairs,
+                "reading": "times are on the store's clock (each host's offset applied); events of two hosts closer than the pair's corrected_order_tolerance_ms are not ordered; a host without an offset is drawn on its own clock",
+            });
+            fleet.clocks = r.hosts.into_iter().map(|h| (h.host.clone(), h)).collect();
+        }
+        Ok(fleet)
+    }
+
+    /// The track (Chrome trace pid) of `pid` on `host`.
+    fn track(&mut self, host: Option<&str>, pid: i64) -> i64 {
+        match host.and_then(|h| self.hosts.iter().position(|x| x == h)) {
+            Some(k) if self.hosts.len() > 1 => {
+                // pid_max is at most 2^22: one block of track ids per host
+                let id = k as i64 * (1 << 22) + pid;
+                self.tracks.insert((self.hosts[k].clone(), pid), id);
+                id
+            }
+            _ => pid,
+        }
+    }
+
+    /// For a span whose parent ran on another host: whether it surely started after the parent
+    /// (`after`), surely before (`before`: a clock the estimate missed, or a broken context), or
+    /// closer than the two clocks allow to tell (`unordered`); null otherwise.
+    fn start_vs_parent(&self, span: &Value, spans: &[Value]) -> Value {
+        let Some(parent) = spans
+            .iter()
+            .find(|p| p["span_id"] == span["parent_span_id"] && !span["parent_span_id"].is_null())
+        else {
+            return Value::Null;
+        };
+        let (Some(a), Some(b)) = (
+            span["host_name"].as_str().and_then(|h| self.clocks.get(h)),
+            parent["host_name"]
+                .as_str()
+                .and_then(|h| self.clocks.get(h)),
+        ) else {
+            return Value::Null;
+        };
+        if a.host == b.host {
+            return Value::Null;
+        }
+        use super::clocks::Order;
+        match super::clocks::order(
+            a,
+            i(span, "start_time_unix_nano"),
+            b,
+            i(parent, "start_time_unix_nano"),
+        ) {
+            Order::After => json!("after"),
+            Order::Before => json!("before"),
+            Order::Unordered => json!("unordered"),
+        }
+    }
+
+    /// `t` of `host` on the common time line.
+    fn time(&self, host: Option<&str>, t: i64) -> i64 {
+        match host.and_then(|h| self.clocks.get(h)) {
+            Some(c) if c.basis == super::clocks::Basis::StoreClock => c.corrected(t),
+            _ => t,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::analysis::causal_chain;
+use crate::analysis::clocks;
 use crate::analysis::gpu;
 use crate::analysis::off_cpu;
 use crate::analysis::trace;
@@ -203,6 +204,25 @@ impl Server {
         }
     }
 
+    /// Clock offsets of a fleet's hosts.
+    #[tool(
+        description = "How far each host's clock is from the object store's (the fleet's common time line), from the collectors' timed requests to the store's server (or, without one, each kernel's NTP error bound), and for every pair of hosts the skew and the ordering tolerance: events of two hosts closer than it must not be ordered. Use before comparing timestamps across hosts.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<clocks::ClockReport>()
+    )]
+    async fn estimate_clock_offsets(
+        &self,
+        Parameters(a): Parameters<clocks::ClockArgs>,
+    ) -> CallToolResult {
+        match clocks::run(&self.engine, &a).await {
+            Ok(r) => {
+                let s = r.summary.clone();
+                ok(&r, s)
+            }
+            Err(e) => err(e),
+        }
+    }
+
     /// An application trace explained by the kernel.
     #[tool(
         description = "What did the kernel do during this trace: joins the trace's spans (app_spans, from the OTLP files in object storage) with the kernel events tagged with their span ids (and untagged events of the same threads inside the span windows); per span, wall time split into on-CPU, run-queue wait, lock wait, I/O, network, GPU sync and unexplained, with the lock holders by name, the slowest span and the SQL evidence.",
@@ -311,22 +331,24 @@ impl Server {
         output_schema = schema_for_output::<TablesReport>()
     )]
     async fn list_tables(&self) -> CallToolResult {
-        let q = "SELECT table_name, column_name, data_type FROM information_schema.columns \
-                 WHERE table_schema = 'public' ORDER BY table_name, ordinal_position";
+        // one row per table, so the row cap never cuts a table off the list
+        let q = "SELECT table_name, array_agg(column_name ORDER BY ordinal_position) AS names, \
+                 array_agg(data_type ORDER BY ordinal_position) AS types FROM information_schema.columns \
+                 WHERE table_schema = 'public' GROUP BY table_name ORDER BY table_name";
         match self.engine.query(q).await {
             Ok(r) => {
                 let mut tables: Vec<Value> = Vec::new();
                 for row in r.rows {
-                    let name = row["table_name"].clone();
-                    let col =
-                        serde_json::json!({"name": row["column_name"], "type": row["data_type"]});
-                    match tables.iter_mut().find(|t| t["name"] == name) {
-                        Some(t) => t["columns"]
-                            .as_array_mut()
-                            .expect("columns array")
-                            .push(col),
-                        None => tables.push(serde_json::json!({"name": name, "columns": [col]})),
-                    }
+                    let (names, types) = (
+                        row["names"].as_array().cloned().unwrap_or_default(),
+                        row["types"].as_array().cloned().unwrap_or_default(),
+                    );
+                    let columns: Vec<Value> = names
+                        .iter()
+                        .zip(types.iter())
+                        .map(|(n, t)| serde_json::json!({"name": n, "type": t}))
+                        .collect();
+                    tables.push(serde_json::json!({"name": row["table_name"], "columns": columns}));
                 }
                 let names: Vec<String> = tables
                     .iter()
