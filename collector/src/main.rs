@@ -172,6 +172,12 @@ enum Command {
         /// Start, Unix seconds (default 2026-11-27T10:00:00Z).
         #[arg(long, default_value_t = 1_795_773_600)]
         start: i64,
+        /// Hosts (synth-1 … synth-N), each with `rate` events/s of its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        hosts: u32,
+        /// Number of the first host (to grow a fleet store in steps).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        first_host: u32,
     },
     /// Built-in workloads (for tests and the demo).
     #[command(hide = true, subcommand)]
@@ -283,8 +289,9 @@ fn main() -> ExitCode {
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
         }
         Command::Workload(w) => workload::run(w),
-        Command::Synth { store, seconds, rate, hot_pid, start } => {
-            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000)
+        Command::Synth { store, seconds, rate, hot_pid, start, hosts, first_host } => {
+            let hosts = first_host..=first_host.saturating_add(hosts - 1);
+            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000, hosts)
         }
     };
     match result {

@@ -33,7 +33,30 @@ impl Rng {
 }
 
 /// Writes `seconds` of synthetic events at `rate` per second starting at `start_unix_ns`.
-pub fn run(store: &str, seconds: u64, rate: u64, hot_pid: i32, start_unix_ns: i64) -> Result<()> {
+/// Writes the same shape for each host `synth-K` of `hosts` (each its own partition and
+/// random stream), `rate` events/s each: a fleet in one store, for the scaling benchmark.
+pub fn run(
+    store: &str,
+    seconds: u64,
+    rate: u64,
+    hot_pid: i32,
+    start_unix_ns: i64,
+    hosts: std::ops::RangeInclusive<u32>,
+) -> Result<()> {
+    for h in hosts {
+        run_host(store, seconds, rate, hot_pid, start_unix_ns, h)?;
+    }
+    Ok(())
+}
+
+fn run_host(
+    store: &str,
+    seconds: u64,
+    rate: u64,
+    hot_pid: i32,
+    start_unix_ns: i64,
+    host: u32,
+) -> Result<()> {
     let location = StoreLocation::parse(store)?;
     let store = location.open(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -42,13 +65,13 @@ pub fn run(store: &str, seconds: u64, rate: u64, hot_pid: i32, start_unix_ns: i6
     let mut sink = ParquetSink::new(
         Arc::clone(&store),
         SinkSettings {
-            host: "synth-1".into(),
+            host: format!("synth-{host}"),
             flush_interval: Duration::from_secs(3600 * 24),
             flush_rows: 1_000_000,
             zstd_level: 3,
         },
     );
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (u64::from(host) << 32));
     let started = Instant::now();
     let hot_share = rate / 4; // a quarter of all events belong to the hot process
     for sec in 0..seconds {

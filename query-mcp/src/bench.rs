@@ -19,21 +19,37 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs every tool `iterations` times and prints one JSON object of p50/p99 milliseconds.
-pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), QueryError> {
+/// With `host`, every per-process measurement is restricted to that host (what an agent asks
+/// of a fleet store) and a fleet-wide scan (off-CPU time per host over all hours) is timed too.
+pub async fn run(
+    engine: &Engine,
+    pid: i64,
+    iterations: usize,
+    host: Option<String>,
+) -> Result<(), QueryError> {
+    let hp = crate::analysis::host_predicate(&host)?;
     let last = engine
         .query(&format!(
-            "SELECT max(time_unix_nano) AS t FROM kernel_events WHERE pid = {pid}"
+            "SELECT max(time_unix_nano) AS t FROM kernel_events WHERE pid = {pid}{hp}"
         ))
         .await?;
     let end = last.rows.first().and_then(|r| r["t"].as_i64()).unwrap_or(0);
     let start = end - 60_000_000_000;
     let mut results = serde_json::Map::new();
-    let names = [
+    let mut names = vec![
         "resolve_causal_chain",
         "query_off_cpu_events",
         "run_sql_window_waker_p99",
     ];
+    if host.is_some() {
+        names.push("fleet_scan_off_cpu_by_host");
+    }
     for (k, name) in names.iter().enumerate() {
+        let iterations = if k == 3 {
+            iterations.min(5)
+        } else {
+            iterations
+        };
         let mut ms = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let t = Instant::now();
@@ -45,7 +61,7 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
                         include_stacks: Some(false),
                         trace_id: None,
                         span_id: None,
-                        host: None,
+                        host: host.clone(),
                     };
                     causal_chain::run(engine, &a).await?;
                 }
@@ -56,19 +72,27 @@ pub async fn run(engine: &Engine, pid: i64, iterations: usize) -> Result<(), Que
                         start_ts: Some(start),
                         end_ts: Some(end),
                         min_duration_ms: None,
-                        host: None,
+                        host: host.clone(),
                         limit: Some(50),
                     };
                     off_cpu::run(engine, &a).await?;
                 }
-                _ => {
+                2 => {
                     engine
                         .query(&format!(
                             "SELECT waker_tid, count(*) AS n, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) AS p99 \
                              FROM kernel_events WHERE pid = {pid} AND tid = {} AND time_unix_nano >= {start} AND time_unix_nano < {end} \
-                             AND event_name = 'sched.off_cpu' GROUP BY waker_tid",
+                             AND event_name = 'sched.off_cpu'{hp} GROUP BY waker_tid",
                             pid + 1
                         ))
+                        .await?;
+                }
+                _ => {
+                    engine
+                        .query(
+                            "SELECT host, count(*) AS n, sum(duration_ns) AS off_ns FROM kernel_events \
+                             WHERE event_name = 'sched.off_cpu' GROUP BY host",
+                        )
                         .await?;
                 }
             }

@@ -81,6 +81,9 @@ enum Command {
         /// Runs per tool.
         #[arg(long, default_value_t = 20)]
         iterations: usize,
+        /// Analyse the process on this host only (a fleet store); also times a fleet-wide scan.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
     Diagnose {
@@ -303,9 +306,9 @@ fn main() -> ExitCode {
                 Ok::<(), QueryError>(())
             }
             Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
-            Command::Bench { store, pid, iterations } => {
+            Command::Bench { store, pid, iterations, host } => {
                 let engine = Engine::open(&store).await?;
-                bench::run(&engine, pid, iterations).await
+                bench::run(&engine, pid, iterations, host).await
             }
             Command::Diagnose { pid, window, store, json, stacks, host } => {
                 let engine = Engine::open(&store).await?;
