@@ -46,20 +46,6 @@ pub fn prog_stats(fd: impl AsFd) -> Result<ProgStats> {
     })
 }
 
-/// Keeps kernel.bpf_stats_enabled on while alive (the returned fd is the kernel's own guard).
-fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
-    // SAFETY: plain syscall wrapper; returns an fd or a negative errno.
-    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
-    if fd < 0 {
-        anyhow::bail!(
-            "enabling bpf_stats: {}",
-            std::io::Error::from_raw_os_error(-fd)
-        );
-    }
-    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-}
-
 /// One measured configuration.
 struct Round {
     label: &'static str,
@@ -127,7 +113,7 @@ fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<
 /// table (or JSON).
 pub fn run(secs: u64, json: bool) -> Result<()> {
     crate::preflight::require_capture()?;
-    let _stats_guard = enable_bpf_stats()?;
+    let _stats_guard = crate::overhead::enable_bpf_stats().context("enabling bpf_stats")?;
     let rounds = [
         measure("state+waker+runq", Duration::ZERO, secs)?,
         measure(

@@ -52,6 +52,9 @@ pub struct Config {
     pub cuda: Cuda,
     /// CPUs the collector itself runs on (its own cpuset), e.g. `[1]`; empty: no pinning.
     pub cpus: Vec<usize>,
+    /// Count BPF program run time (kernel.bpf_stats_enabled while the collector runs) so the
+    /// `self` rows of collector_stats carry BPF ns per run; costs two clock reads per program run.
+    pub bpf_stats: bool,
     /// Capture thresholds.
     pub thresholds: Thresholds,
     /// Ring buffer between the kernel and the collector.
@@ -224,6 +227,7 @@ impl Default for Config {
             trace_context: TraceContext::default(),
             cuda: Cuda::default(),
             cpus: Vec::new(),
+            bpf_stats: true,
             thresholds: Thresholds::default(),
             ring_buffer: RingBuffer::default(),
             storage: Storage::default(),

@@ -9,6 +9,8 @@ mod config;
 mod containers;
 mod demo;
 mod doctor;
+mod ingest_bench;
+mod overhead;
 mod preflight;
 mod probes;
 mod run;
@@ -127,6 +129,18 @@ enum Command {
         /// How long the holder sleeps with the mutex held.
         #[arg(long, default_value = "200ms", value_parser = cli::duration)]
         hold: Duration,
+    },
+    /// User-space ingest throughput on one core: wire records → decode → enrich → Parquet.
+    BenchIngest {
+        /// Records to push through.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: usize,
+        /// CPU to pin to.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// BPF ns per sched_switch event, against an empty program on the same hook.
     BenchBpf {
@@ -284,6 +298,7 @@ fn main() -> ExitCode {
                 .and_then(|_| demo::run(cfg, hold))
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
+        Command::BenchIngest { events, cpu, json } => ingest_bench::run(events, cpu, json),
         Command::BareUprobe { binary, symbol, with_return, ready_file } => {
             run::install_signal_handlers();
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())

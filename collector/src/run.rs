@@ -166,7 +166,7 @@ fn spawn_stack_thread(
 }
 
 /// Decoding state shared with the ring-buffer callback.
-struct Capture {
+pub(crate) struct Capture {
     clock: BootToWall,
     stack_work: StackWork,
     events: Vec<KernelEvent>,
@@ -181,6 +181,37 @@ struct Capture {
 }
 
 impl Capture {
+    /// The capture path without a kernel behind it (bench-ingest): same decoding and enrichment.
+    pub(crate) fn detached() -> Capture {
+        Capture {
+            clock: BootToWall::sample(),
+            stack_work: StackWork::default(),
+            events: Vec::new(),
+            kept: None,
+            decoded: [0; wire::EV_MAX],
+            shed: 0,
+            undecodable: 0,
+            limit_per_sec: 0,
+            window_start: Instant::now(),
+            window_count: 0,
+            containers: crate::containers::Containers::new(),
+        }
+    }
+
+    /// Decodes and enriches one ring-buffer record (the ring buffer callback).
+    pub(crate) fn ingest(&mut self, data: &[u8]) {
+        self.on_record(data)
+    }
+
+    /// Takes the events decoded so far.
+    pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Records decoded so far and records that did not decode.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.decoded.iter().sum(), self.undecodable)
+    }
     fn on_record(&mut self, data: &[u8]) {
         if self.limit_per_sec > 0 && !offcpu::is_lifecycle(data) {
             if self.window_start.elapsed() >= Duration::from_secs(1) {
@@ -459,6 +490,9 @@ fn spawn_writer(
                             if let Some(x) = otlp.as_mut() {
                                 x.offer(&b.events);
                                 x.flush();
+                                if let Some(me) = b.stats.iter().find(|r| r.kind == "self") {
+                                    x.offer_self_metrics(me);
+                                }
                                 if let Some(w) = b.stats.first() {
                                     let row = otlp_row(&x.counters, &mut otlp_last, w);
                                     b.stats.push(row);
@@ -519,6 +553,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let location = StoreLocation::parse(&cfg.store)?;
     let cgroup = cfg.cgroup.as_deref().map(cgroup::resolve).transpose()?;
     pin_cpus(&cfg.cpus)?;
+    // BPF run time is counted only while someone holds this (see overhead.rs)
+    let _bpf_stats = cfg.bpf_stats.then(|| {
+        crate::overhead::enable_bpf_stats()
+            .map_err(|e| tracing::warn!("BPF run time not counted (bpf_stats): {e}"))
+            .ok()
+    });
     let host = host_name(cfg);
     let (tx, writer) = spawn_writer(cfg, &location, host.clone())?;
     let (stack_tx, stack_thread) = spawn_stack_thread(tx.clone())?;
@@ -697,6 +737,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut prev_stats: Vec<Vec<u64>> = Vec::new();
     let mut stats_window_start = realtime_ns();
     let mut last_stats = Instant::now();
+    let mut prev_overhead = crate::overhead::read();
+    let mut decoded_reported = 0u64;
     let (mut shed_reported, mut undecodable_reported) = (0u64, 0u64);
     let stop_requested = |opts: &RunOptions| {
         SIGNALLED.load(Ordering::SeqCst)
@@ -759,6 +801,19 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
                 c.undecodable - undecodable_reported,
             );
             let dropped: i64 = stats.iter().map(|s| s.dropped).sum();
+            // the collector's own cost in this window
+            let cur_overhead = crate::overhead::read();
+            let decoded: u64 = c.decoded.iter().sum();
+            stats.push(StatsRecord {
+                time_unix_nano: stats_window_start,
+                interval_ns: now - stats_window_start,
+                kind: "self".into(),
+                emitted: (decoded - decoded_reported) as i64,
+                dropped,
+                overhead: Some(crate::overhead::window(&prev_overhead, &cur_overhead)),
+                ..Default::default()
+            });
+            (prev_overhead, decoded_reported) = (cur_overhead, decoded);
             if dropped > 0 || c.shed > shed_reported {
                 tracing::warn!(
                     dropped,

@@ -39,11 +39,19 @@ pub struct StatsRecord {
     pub undecodable: i64,
     /// How the row's records were sampled, in words (e.g. the CUDA launch duty cycle).
     pub detail: Option<String>,
+    /// The collector's own cost in the window (rows of kind `self` only).
+    pub overhead: Option<crate::overhead::Window>,
 }
 
 /// Encodes stats rows (schema: [`table::collector_stats_schema`]).
 pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
     let i64s = |f: &dyn Fn(&StatsRecord) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let f64s = |f: &dyn Fn(&StatsRecord) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<arrow::array::Float64Array>())
+    };
+    let opt_i64s = |f: &dyn Fn(&StatsRecord) -> Option<i64>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<Int64Array>())
     };
     let mut per_cpu = ListBuilder::new(Int64Builder::new());
@@ -72,6 +80,11 @@ pub fn stats_batch(rows: &[StatsRecord]) -> Result<RecordBatch, ArrowError> {
                     .map(|r| r.detail.as_deref())
                     .collect::<StringArray>(),
             ),
+            f64s(&|r| r.overhead.map(|o| o.cpu_percent)),
+            opt_i64s(&|r| r.overhead.map(|o| o.rss_bytes)),
+            opt_i64s(&|r| r.overhead.map(|o| o.peak_rss_bytes)),
+            f64s(&|r| r.overhead.and_then(|o| o.bpf_ns_per_run)),
+            f64s(&|r| r.overhead.and_then(|o| o.bpf_cpu_percent)),
         ],
     )
 }

@@ -128,6 +128,11 @@ pub fn collector_stats_schema() -> SchemaRef {
         required("shed", Int64),
         required("undecodable", Int64),
         nullable("detail", Utf8),
+        nullable("cpu_percent", Float64),
+        nullable("rss_bytes", Int64),
+        nullable("peak_rss_bytes", Int64),
+        nullable("bpf_ns_per_run", Float64),
+        nullable("bpf_cpu_percent", Float64),
     ]))
 }
 

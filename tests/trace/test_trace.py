@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -68,6 +69,19 @@ class Receiver(logs_service_pb2_grpc.LogsServiceServicer):
                     for sl in rl.scope_logs for lr in sl.log_records]
 
 
+class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self):
+        self.requests = []
+
+    def Export(self, request, context):
+        self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def metrics(self):
+        return [(rm.resource, m) for req in self.requests for rm in req.resource_metrics
+                for sm in rm.scope_metrics for m in sm.metrics]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +122,8 @@ def traced_run(ctx_lib):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     receiver = Receiver()
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(receiver, server)
+    metrics = MetricsReceiver()
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, server)
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
@@ -130,7 +146,7 @@ def traced_run(ctx_lib):
     time.sleep(0.3)
     collector_log = stop_collector(c, log)
     server.stop(grace=2)
-    yield {"store": store, "app": result, "receiver": receiver, "log": collector_log, "tmp": tmp}
+    yield {"store": store, "app": result, "receiver": receiver, "metrics": metrics, "log": collector_log, "tmp": tmp}
     if not os.environ.get("CAUSEWAY_KEEP_TMP"):
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -247,8 +263,19 @@ def test_otlp_receiver_gets_the_same_ids(traced_run):
 class HttpReceiver(BaseHTTPRequestHandler):
     got = []
 
+    metrics = []
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/v1/metrics":
+            m = metrics_service_pb2.ExportMetricsServiceRequest()
+            m.ParseFromString(body)
+            HttpReceiver.metrics.append(m)
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+            self.wfile.write(metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString())
+            return
         req = logs_service_pb2.ExportLogsServiceRequest()
         req.ParseFromString(body)
         HttpReceiver.got.append((self.path, self.headers["content-type"], req))
@@ -267,6 +294,32 @@ def sleeper():
                             stdout=subprocess.PIPE, text=True)
 
 
+def test_collector_reports_its_own_cost(traced_run):
+    """Each stats window has a `self` row (CPU, memory, BPF run time, records) and the same
+    figures reach the OTLP receiver as metrics."""
+    rows = sql(traced_run["store"], "SELECT emitted, dropped, cpu_percent, rss_bytes, peak_rss_bytes, bpf_ns_per_run, "
+                                    "bpf_cpu_percent FROM collector_stats WHERE kind = 'self' ORDER BY time_unix_nano")
+    assert len(rows) >= 2, rows
+    assert sum(r["emitted"] for r in rows) > 0, rows
+    for r in rows:
+        assert 0 <= r["cpu_percent"] < 200 * os.cpu_count(), r
+        assert 1 << 20 < r["rss_bytes"] <= r["peak_rss_bytes"] < 1 << 32, r
+    timed = [r for r in rows if r["bpf_ns_per_run"] is not None]
+    assert timed, f"bpf_stats is on by default, BPF run time must be counted: {rows}"
+    assert all(0 < r["bpf_ns_per_run"] < 1_000_000 and r["bpf_cpu_percent"] > 0 for r in timed), timed
+    got = traced_run["metrics"].metrics()
+    names = {m.name for _, m in got}
+    assert {"causeway.collector.cpu.utilization", "causeway.collector.memory.rss",
+            "causeway.collector.records.decoded", "causeway.collector.records.dropped",
+            "causeway.collector.bpf.run_time"} <= names, names
+    res = {kv.key: kv.value.string_value for kv in got[0][0].attributes}
+    assert res["service.name"] == "causeway-collector" and res["host.name"], res
+    decoded = [m.sum.data_points[0].as_int for _, m in got if m.name == "causeway.collector.records.decoded"]
+    assert decoded == sorted(decoded) and decoded[-1] > 0, decoded
+    rss = [m.gauge.data_points[0].as_int for _, m in got if m.name == "causeway.collector.memory.rss"]
+    assert all(1 << 20 < v < 1 << 32 for v in rss), rss
+
+
 def test_http_protobuf_and_an_endpoint_that_is_down(tmp_path):
     require_root()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), HttpReceiver)
@@ -283,6 +336,8 @@ def test_http_protobuf_and_an_endpoint_that_is_down(tmp_path):
     rows = sql(store, "SELECT count(*) AS n FROM kernel_events")[0]["n"]
     assert HttpReceiver.got and all(p == "/v1/logs" and t == "application/x-protobuf" for p, t, _ in HttpReceiver.got)
     assert n == rows and rows >= 20, (n, rows)
+    assert any(m.name == "causeway.collector.cpu.utilization" for r in HttpReceiver.metrics
+               for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics), HttpReceiver.metrics
 
     # nothing listens: capture goes on, every row reaches the store, the loss is counted
     store2 = str(tmp_path / "store2")

@@ -5,6 +5,10 @@
 //! or slow) the records are dropped and counted. A sender thread exports each request with
 //! retries and exponential backoff on retryable failures (gRPC UNAVAILABLE & co., HTTP 429/5xx,
 //! connection errors). Counters reach `collector_stats` as the `otlp` row.
+//!
+//! The collector's own cost (the `self` row of each stats window) goes out on the same queue as
+//! OTLP metrics (`causeway.collector.*`), so the pipeline that receives the records also sees what
+//! producing them cost.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -18,6 +22,8 @@ use causeway_proto::otlp::to_log_record;
 use causeway_proto::KernelEvent;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -25,6 +31,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::logs::v1::ScopeLogs;
+use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::mpsc;
 
@@ -62,12 +69,16 @@ impl Drop for InQueue<'_> {
 
 /// The capture side of the exporter: cheap, non-blocking.
 pub struct OtlpExporter {
-    tx: Option<mpsc::Sender<Vec<LogRecord>>>,
+    tx: Option<mpsc::Sender<Export>>,
     batch_size: usize,
     pending: Vec<LogRecord>,
     /// Shared with the sender thread.
     pub counters: Arc<OtlpCounters>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Records decoded and dropped since start (the cumulative metrics).
+    totals: (u64, u64),
+    /// Start of the cumulative metrics, UTC ns.
+    started: i64,
 }
 
 fn kv(key: &str, v: &str) -> KeyValue {
@@ -90,8 +101,29 @@ fn http_url(endpoint: &str) -> String {
     }
 }
 
+/// The metrics URL next to a logs URL (`…/v1/logs` → `…/v1/metrics`; a custom logs path gets
+/// `/v1/metrics` at its origin).
+fn metrics_url(logs_url: &str) -> String {
+    match logs_url.strip_suffix("/v1/logs") {
+        Some(base) => format!("{base}/v1/metrics"),
+        None => match url::Url::parse(logs_url) {
+            Ok(u) => format!("{}/v1/metrics", u.origin().ascii_serialization()),
+            Err(_) => logs_url.to_string(),
+        },
+    }
+}
+
+/// What the sender thread exports.
+enum Export {
+    Logs(Vec<LogRecord>),
+    Metrics(Vec<pm::Metric>),
+}
+
 enum Client {
-    Grpc(LogsServiceClient<tonic::transport::Channel>),
+    Grpc(
+        LogsServiceClient<tonic::transport::Channel>,
+        MetricsServiceClient<tonic::transport::Channel>,
+    ),
     Http {
         client: reqwest::Client,
         url: String,
@@ -106,9 +138,35 @@ enum Attempt {
 }
 
 impl Client {
+    /// One metrics export, no retries (the next window brings fresh values).
+    async fn send_metrics(&mut self, req: ExportMetricsServiceRequest) -> Result<(), String> {
+        match self {
+            Client::Grpc(_, m) => m
+                .export(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("gRPC {:?}: {}", s.code(), s.message())),
+            Client::Http { client, url } => {
+                use prost::Message;
+                let url = metrics_url(url);
+                match client
+                    .post(url.as_str())
+                    .header("content-type", "application/x-protobuf")
+                    .body(req.encode_to_vec())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("HTTP {} from {url}", r.status().as_u16())),
+                    Err(e) => Err(format!("{url}: {e}")),
+                }
+            }
+        }
+    }
+
     async fn send(&mut self, req: ExportLogsServiceRequest) -> Attempt {
         match self {
-            Client::Grpc(c) => match c.export(req).await {
+            Client::Grpc(c, _) => match c.export(req).await {
                 Ok(_) => Attempt::Ok,
                 Err(s) => {
                     use tonic::Code::*;
@@ -163,7 +221,10 @@ impl OtlpExporter {
                         .timeout(cfg.timeout)
                         .connect_lazy()
                 };
-                Client::Grpc(LogsServiceClient::new(ch))
+                Client::Grpc(
+                    LogsServiceClient::new(ch.clone()),
+                    MetricsServiceClient::new(ch),
+                )
             }
             OtlpProtocol::HttpProtobuf => Client::Http {
                 client: reqwest::Client::builder()
@@ -181,7 +242,7 @@ impl OtlpExporter {
             ],
             ..Default::default()
         };
-        let (tx, mut rx) = mpsc::channel::<Vec<LogRecord>>(cfg.queue_batches);
+        let (tx, mut rx) = mpsc::channel::<Export>(cfg.queue_batches);
         let counters = Arc::new(OtlpCounters::default());
         let c = counters.clone();
         let max_attempts = cfg.max_attempts;
@@ -190,7 +251,37 @@ impl OtlpExporter {
             let mut client = client;
             rt.block_on(async move {
                 let mut warned_at = 0u64;
-                while let Some(records) = rx.recv().await {
+                let mut metrics_warned = false;
+                while let Some(export) = rx.recv().await {
+                    let records = match export {
+                        Export::Logs(r) => r,
+                        Export::Metrics(metrics) => {
+                            let req = ExportMetricsServiceRequest {
+                                resource_metrics: vec![pm::ResourceMetrics {
+                                    resource: Some(resource.clone()),
+                                    scope_metrics: vec![pm::ScopeMetrics {
+                                        scope: Some(InstrumentationScope {
+                                            name: "causeway".into(),
+                                            version: env!("CARGO_PKG_VERSION").into(),
+                                            ..Default::default()
+                                        }),
+                                        metrics,
+                                        ..Default::default()
+                                    }],
+                                    ..Default::default()
+                                }],
+                            };
+                            match client.send_metrics(req).await {
+                                Ok(()) => metrics_warned = false,
+                                Err(msg) if !metrics_warned => {
+                                    tracing::warn!("OTLP metrics export to {shown} failed (the collector's own cost; kept in collector_stats): {msg}");
+                                    metrics_warned = true;
+                                }
+                                Err(_) => {}
+                            }
+                            continue;
+                        }
+                    };
                     let n = records.len() as u64;
                     let _done = InQueue(&c, n);
                     let req = ExportLogsServiceRequest {
@@ -242,6 +333,8 @@ impl OtlpExporter {
             pending: Vec::new(),
             counters,
             thread: Some(thread),
+            totals: (0, 0),
+            started: realtime_ns(),
         })
     }
 
@@ -268,11 +361,93 @@ impl OtlpExporter {
         let n = batch.len() as u64;
         let Some(tx) = &self.tx else { return };
         self.counters.in_queue.fetch_add(n, Ordering::Relaxed);
-        if tx.try_send(batch).is_err() {
+        if tx.try_send(Export::Logs(batch)).is_err() {
             self.counters.in_queue.fetch_sub(n, Ordering::Relaxed);
             self.counters
                 .dropped_queue_full
                 .fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues the collector's own cost for one window as OTLP metrics (dropped when the queue
+    /// is full: the same numbers are in collector_stats).
+    pub fn offer_self_metrics(&mut self, row: &crate::stats::StatsRecord) {
+        let Some(o) = row.overhead else { return };
+        self.totals.0 += row.emitted.max(0) as u64;
+        self.totals.1 += row.dropped.max(0) as u64;
+        let at = (row.time_unix_nano + row.interval_ns) as u64;
+        let gauge =
+            |name: &str, unit: &str, desc: &str, v: pm::number_data_point::Value| pm::Metric {
+                name: name.into(),
+                unit: unit.into(),
+                description: desc.into(),
+                data: Some(pm::metric::Data::Gauge(pm::Gauge {
+                    data_points: vec![pm::NumberDataPoint {
+                        time_unix_nano: at,
+                        value: Some(v),
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            };
+        let sum = |name: &str, desc: &str, v: u64| pm::Metric {
+            name: name.into(),
+            unit: "{record}".into(),
+            description: desc.into(),
+            data: Some(pm::metric::Data::Sum(pm::Sum {
+                data_points: vec![pm::NumberDataPoint {
+                    start_time_unix_nano: self.started as u64,
+                    time_unix_nano: at,
+                    value: Some(pm::number_data_point::Value::AsInt(v as i64)),
+                    ..Default::default()
+                }],
+                aggregation_temporality: pm::AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
+        use pm::number_data_point::Value::AsDouble;
+        use pm::number_data_point::Value::AsInt;
+        let mut metrics = vec![
+            gauge(
+                "causeway.collector.cpu.utilization",
+                "1",
+                "CPU time of the collector process per wall time (1 = one CPU)",
+                AsDouble(o.cpu_percent / 100.0),
+            ),
+            gauge(
+                "causeway.collector.memory.rss",
+                "By",
+                "Resident memory of the collector",
+                AsInt(o.rss_bytes),
+            ),
+            sum(
+                "causeway.collector.records.decoded",
+                "Kernel records decoded by the collector",
+                self.totals.0,
+            ),
+            sum(
+                "causeway.collector.records.dropped",
+                "Kernel records lost (ring buffer full)",
+                self.totals.1,
+            ),
+        ];
+        if let (Some(ns), Some(pct)) = (o.bpf_ns_per_run, o.bpf_cpu_percent) {
+            metrics.push(gauge(
+                "causeway.collector.bpf.run_time",
+                "ns",
+                "Mean run time of the collector's BPF programs per run",
+                AsDouble(ns),
+            ));
+            metrics.push(gauge(
+                "causeway.collector.bpf.cpu.utilization",
+                "1",
+                "CPU time in the collector's BPF programs per wall time",
+                AsDouble(pct / 100.0),
+            ));
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Export::Metrics(metrics));
         }
     }
 
@@ -302,6 +477,18 @@ impl OtlpExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_go_next_to_the_logs() {
+        assert_eq!(
+            metrics_url("http://h:4318/v1/logs"),
+            "http://h:4318/v1/metrics"
+        );
+        assert_eq!(
+            metrics_url("http://h:4318/custom/logs"),
+            "http://h:4318/v1/metrics"
+        );
+    }
 
     #[test]
     fn http_urls_get_the_logs_path() {

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""causeway's benchmark harness: every figure next to its baseline measured in the same run.
+
+  P1  BPF ns per sched_switch (kernel bpf_stats) vs an empty program on the same hook
+  P2a slowdown of pinned `perf bench sched pipe` (every switch traced): none / causeway /
+      libbpf-tools offcputime / bpftrace, interleaved rounds
+  P2b throughput loss of a service load (HTTP server, lock + thread pool, bounded clients)
+  P3  per-call cost of the CUDA uprobes on the fake libcudart vs a bare uprobe on the symbol
+  P4  user-space ingest events/s on one core (bench-ingest), and a live capture at the highest
+      switch rate this machine makes, with every event kept: events/s, drops, collector CPU
+  P5  tool latency on a synthetic store vs DuckDB on the same Parquet files
+  P6  bytes per event in object storage (the live capture's files; the synthetic store's)
+  P7  collector peak RSS during the live capture; offcputime's and bpftrace's during P2a
+
+Medians of --rounds interleaved rounds with the spread (min–max). Prints a markdown table and
+writes JSON (--json). Run as root from anywhere: python3 tests/perf/bench_all.py [--quick]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TARGET = os.environ.get("CARGO_TARGET_DIR", "/var/cache/causeway/target")
+BIN = os.environ.get("CAUSEWAY_BIN_DIR", f"{TARGET}/release")
+COLLECTOR, QUERY = f"{BIN}/causeway-collector", f"{BIN}/causeway-query"
+BT_SCRIPT = """tracepoint:sched:sched_switch {
+  @start[args->prev_pid] = nsecs;
+  $s = @start[args->next_pid];
+  if ($s) { @us[kstack, ustack, args->next_comm] = sum((nsecs - $s) / 1000); delete(@start[args->next_pid]); }
+}
+"""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def peak_rss(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def bpf_prog_count():
+    out = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True).stdout
+    return out.count("\n")
+
+
+class Tracer:
+    """One tracer configuration, started and stopped around each measurement."""
+
+    def __init__(self, name, tmp):
+        self.name, self.tmp, self.p = name, tmp, None
+
+    def start(self, extra=()):
+        if self.name == "none":
+            return self
+        if self.name == "causeway":
+            ready = os.path.join(self.tmp, "ready")
+            if os.path.exists(ready):
+                os.remove(ready)
+            store = os.path.join(self.tmp, "store-overhead")
+            self.p = subprocess.Popen([COLLECTOR, "run", "--store", store, "--ready-file", ready, *extra],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(600):
+                if os.path.exists(ready):
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("causeway-collector did not attach")
+        elif self.name == "offcputime":
+            self.p = subprocess.Popen([shutil.which("offcputime") or "/usr/sbin/offcputime", "600"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)
+        elif self.name == "bpftrace":
+            script = os.path.join(self.tmp, "offcpu.bt")
+            open(script, "w").write(BT_SCRIPT)
+            before = bpf_prog_count()
+            self.p = subprocess.Popen(["bpftrace", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(300):
+                if bpf_prog_count() > before:
+                    break
+                time.sleep(0.05)
+            time.sleep(0.3)
+        if self.p is not None and self.p.poll() is not None:
+            raise RuntimeError(f"{self.name} exited at start")
+        return self
+
+    def stop(self):
+        rss = peak_rss(self.p.pid) if self.p else None
+        if self.p:
+            self.p.send_signal(2)
+            try:
+                self.p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.p = None
+        return rss
+
+
+def med(v):
+    return statistics.median(v) if v else None
+
+
+def spread(v):
+    return f"{min(v):.2f}–{max(v):.2f}" if v else ""
+
+
+def pipe_us_per_op(loops):
+    out = subprocess.run(["taskset", "-c", "0", "perf", "bench", "sched", "pipe", "-l", str(loops)],
+                         capture_output=True, text=True, check=True).stdout
+    return next(float(l.split()[0]) for l in out.splitlines() if "usecs/op" in l)
+
+
+def service_rps(seconds):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tests/perf/service_load.py"), "--seconds", str(seconds)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["requests_per_s"]
+
+
+def p1(a, res):
+    out = subprocess.run([COLLECTOR, "bench-bpf", "--json", "--secs", str(3 if a.quick else 5)],
+                         capture_output=True, text=True, check=True).stdout
+    res["P1"] = json.loads(out.strip().splitlines()[-1])
+
+
+def p2(a, res, tmp):
+    tracers = ["none", "causeway"]
+    if shutil.which("offcputime") or os.path.exists("/usr/sbin/offcputime"):
+        tracers.append("offcputime")
+    else:
+        log("*** offcputime not found (apt-get install libbpf-tools): left out of P2 ***")
+    if shutil.which("bpftrace"):
+        tracers.append("bpftrace")
+    else:
+        log("*** bpftrace not found: left out of P2 ***")
+    loops = 50_000 if a.quick else 200_000
+    secs = 3 if a.quick else 5
+    pipe = {t: [] for t in tracers}
+    svc = {t: [] for t in tracers}
+    rss = {t: [] for t in tracers}
+    for r in range(a.rounds):
+        for t in tracers:
+            tr = Tracer(t, tmp).start()
+            try:
+                pipe[t].append(pipe_us_per_op(loops))
+                svc[t].append(service_rps(secs))
+            finally:
+                m = tr.stop()
+            if m:
+                rss[t].append(m)
+            log(f"P2 round {r + 1} {t:<11} pipe {pipe[t][-1]:.2f} µs/op, service {svc[t][-1]:.0f} req/s")
+    res["P2"] = {"pipe_us_per_op": pipe, "service_requests_per_s": svc, "tracer_peak_rss_bytes": rss,
+                 "pipe_loops": loops, "service_seconds": secs}
+
+
+def p3(a, res):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tests/perf/bench_cuda.py"), "--rounds", str(a.rounds),
+                          "--launches", str(100_000 if a.quick else 300_000),
+                          "--only", "none,bare-entry+ret,causeway-nocuda,causeway-1.0,causeway-0.1"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        log(f"*** P3 failed: {out.stderr[-2000:]} ***")
+        return
+    res["P3"] = json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def p4_p6_p7(a, res, tmp):
+    out = subprocess.run(["taskset", "-c", "0", COLLECTOR, "bench-ingest", "--json",
+                          "--events", str(500_000 if a.quick else 2_000_000)],
+                         capture_output=True, text=True, check=True).stdout
+    res["P4_ingest"] = json.loads(out)
+    # live: every switch of a cross-CPU pipe ping-pong kept (thresholds at their minimum, no
+    # rate limit), as fast as this machine switches
+    store = os.path.join(tmp, "store-live")
+    ready = os.path.join(tmp, "ready-live")
+    c = subprocess.Popen([COLLECTOR, "run", "--store", store, "--ready-file", ready, "--min-off-cpu", "1us",
+                          "--min-runq", "1us", "--max-events-per-second", "0", "--stack-threshold", "0",
+                          "--flush-interval", "2s"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if os.path.exists(ready):
+            break
+        time.sleep(0.05)
+    t0 = time.time()
+    subprocess.run(["perf", "bench", "sched", "pipe", "-l", str(300_000 if a.quick else 1_500_000)],
+                   capture_output=True, check=True)
+    wall = time.time() - t0
+    c.send_signal(2)
+    c.wait(timeout=120)
+    q = lambda sql: json.loads(subprocess.run([QUERY, "sql", sql, "--format", "json", "--store", store],
+                                              capture_output=True, text=True, check=True).stdout or "[]")
+    me = q("SELECT sum(emitted) AS decoded, sum(dropped) AS dropped, sum(interval_ns) AS ns, max(peak_rss_bytes) AS peak, "
+           "avg(cpu_percent) AS cpu, max(cpu_percent) AS cpu_max, avg(bpf_ns_per_run) AS bpf_ns FROM collector_stats WHERE kind = 'self'")[0]
+    busiest = q("SELECT max(emitted * 1e9 / interval_ns) AS rate FROM collector_stats WHERE kind = 'self' AND interval_ns > 500000000")[0]
+    rows = q("SELECT count(*) AS n FROM kernel_events")[0]["n"]
+    nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(store, "kernel_events"))
+                 for f in fs if f.endswith(".parquet"))
+    res["P4_live"] = {"events": rows, "workload_seconds": wall, "events_per_s_busiest_window": busiest["rate"],
+                      "events_per_s_mean": me["decoded"] / (me["ns"] / 1e9) if me["ns"] else None,
+                      "dropped": me["dropped"], "collector_cpu_percent_mean": me["cpu"],
+                      "collector_cpu_percent_max": me["cpu_max"], "bpf_ns_per_run": me["bpf_ns"]}
+    res["P6"] = {"capture_bytes_per_event": nbytes / rows if rows else None, "capture_rows": rows, "capture_bytes": nbytes}
+    res["P7"] = {"collector_peak_rss_bytes": me["peak"], "at_events_per_s": busiest["rate"]}
+
+
+def p5(a, res, tmp):
+    store = a.query_store or os.path.join(tmp, "store-query")
+    if not os.path.isdir(os.path.join(store, "kernel_events")):
+        log(f"P5: writing a synthetic store of {a.query_seconds} s at {a.query_rate} events/s ...")
+        subprocess.run([COLLECTOR, "synth", "--store", store, "--seconds", str(a.query_seconds), "--rate", str(a.query_rate)],
+                       check=True, stderr=subprocess.DEVNULL)
+    n = 5 if a.quick else 20
+    df = json.loads(subprocess.run([QUERY, "bench", "--store", store, "--pid", "4242", "--iterations", str(n)],
+                                   capture_output=True, text=True, check=True).stdout)
+    dk = subprocess.run([sys.executable, os.path.join(ROOT, "tests/perf/duckdb_tools.py"), store, "4242", str(n)],
+                        capture_output=True, text=True)
+    nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(store, "kernel_events"))
+                 for f in fs if f.endswith(".parquet"))
+    rows = a.query_seconds * a.query_rate if not a.query_store else None
+    res["P5"] = {"rows": rows, "causeway": df, "duckdb": json.loads(dk.stdout) if dk.returncode == 0 else None,
+                 "duckdb_error": None if dk.returncode == 0 else dk.stderr[-500:]}
+    if rows:
+        res["P6"]["synthetic_bytes_per_event"] = nbytes / rows
+
+
+def table(res):
+    rows = []
+
+    def add(pid, what, ours, base, ratio, goal, met):
+        rows.append((pid, what, ours, base, ratio, goal, "yes" if met else ("no" if met is not None else "")))
+
+    if "P1" in res:
+        for k, r in enumerate(res["P1"]):
+            ns, empty = r["sched_switch_ns"], r["empty_ns"]
+            add("P1", f"BPF ns per sched_switch, {r['config']}", f"{ns:.0f}", f"{empty:.0f} (empty program)",
+                f"×{ns / empty:.1f}; sched_waking {r['sched_waking_ns']:.0f} ns", "≤ 150 ns" if k == 0 else "",
+                ns <= 150 if k == 0 else None)
+    if "P2" in res:
+        p = res["P2"]
+        base = med(p["pipe_us_per_op"]["none"])
+        for t, v in p["pipe_us_per_op"].items():
+            if t != "none":
+                add("P2a", f"pipe ping-pong µs/op, {t} (spread {spread(v)})", f"{med(v):.2f}", f"{base:.2f} (none)",
+                    f"×{med(v) / base:.3f}", "≤ ×1.05" if t == "causeway" else "", med(v) / base <= 1.05 if t == "causeway" else None)
+        sb = med(p["service_requests_per_s"]["none"])
+        for t, v in p["service_requests_per_s"].items():
+            if t != "none":
+                loss = 1 - med(v) / sb
+                add("P2b", f"service req/s, {t} (spread {min(v):.0f}–{max(v):.0f})", f"{med(v):.0f}", f"{sb:.0f} (none)",
+                    f"{loss * 100:+.1f} % loss", "≤ 1 % loss" if t == "causeway" else "", loss <= 0.01 if t == "causeway" else None)
+        for t, v in p["tracer_peak_rss_bytes"].items():
+            if v and t != "causeway":
+                add("P7", f"peak RSS of {t} during P2", f"{med(v) / 2**20:.0f} MiB", "", "", "", None)
+    if "P3" in res:
+        by = {r["config"]: r for r in res["P3"]["results"]}
+        for c in ("causeway-1.0", "causeway-0.1"):
+            if c in by:
+                r = by[c]
+                add("P3", f"cudaLaunchKernel ns/call, {c}", f"{r['ns_per_launch']:.0f}",
+                    f"{by['causeway-nocuda']['ns_per_launch']:.0f} (collector without CUDA probes)",
+                    f"×{r['ratio_vs_collector_without_cuda']:.3f}; {r['added_vs_bare_entry_ret_ns']:+.0f} ns vs bare entry+ret",
+                    "≤ ×1.03 at the default duty cycle" if c == "causeway-0.1" else "",
+                    r["ratio_vs_collector_without_cuda"] <= 1.03 if c == "causeway-0.1" else None)
+    if "P4_ingest" in res:
+        r = res["P4_ingest"]
+        add("P4", "ingest events/s, one core (decode+enrich+Parquet)", f"{r['one_core_end_to_end_events_per_s']:,.0f}",
+            "", f"capture stage {r['capture_stage_events_per_s']:,.0f}/s, writer {r['writer_stage_events_per_s']:,.0f}/s",
+            "≥ 1M events/s", r["one_core_end_to_end_events_per_s"] >= 1e6)
+    if "P4_live" in res:
+        r = res["P4_live"]
+        add("P4", "live capture, every switch kept: events/s (busiest window), drops",
+            f"{r['events_per_s_busiest_window']:,.0f}/s, {r['dropped']} dropped", "",
+            f"collector CPU {r['collector_cpu_percent_mean']:.0f} % mean, BPF {r['bpf_ns_per_run'] or 0:.0f} ns/run",
+            "no drops at 200k/s", r["dropped"] == 0 if r["events_per_s_busiest_window"] else None)
+    if "P5" in res and res["P5"]["duckdb"]:
+        for k, v in res["P5"]["causeway"].items():
+            d = res["P5"]["duckdb"].get(k)
+            if d:
+                add("P5", f"{k} p50 ms ({res['P5']['rows'] or '?'} rows)", f"{v['p50_ms']:.0f}", f"{d['p50_ms']:.0f} (DuckDB)",
+                    f"×{v['p50_ms'] / d['p50_ms']:.2f}", "< 100 ms and < DuckDB", v["p50_ms"] < 100 and v["p50_ms"] < d["p50_ms"])
+    if "P6" in res:
+        r = res["P6"]
+        add("P6", "bytes per event, live capture", f"{r['capture_bytes_per_event']:.2f}", "", "", "≤ 5", r["capture_bytes_per_event"] <= 5)
+        if r.get("synthetic_bytes_per_event"):
+            add("P6", "bytes per event, synthetic store (random values)", f"{r['synthetic_bytes_per_event']:.2f}", "", "", "", None)
+    if "P7" in res:
+        r = res["P7"]
+        add("P7", f"collector peak RSS at {r['at_events_per_s'] or 0:,.0f} events/s", f"{r['collector_peak_rss_bytes'] / 2**20:.0f} MiB",
+            "", "", "≤ 64 MiB", r["collector_peak_rss_bytes"] <= 64 * 2**20)
+    out = ["| | what | causeway | baseline (same run) | ratio / detail | goal | met |", "|---|---|---:|---:|---|---|---|"]
+    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test; figures are noisier)")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5", help="subset, e.g. P1,P4")
+    ap.add_argument("--query-store", help="an existing store for P5 (default: synthesize one)")
+    ap.add_argument("--query-seconds", type=int, default=600)
+    ap.add_argument("--query-rate", type=int, default=50_000)
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_all.py loads BPF programs: run it as root")
+    only = set(a.only.split(","))
+    res = {"rounds": a.rounds, "quick": a.quick, "machine": os.uname().release, "cpus": os.cpu_count()}
+    tmp = tempfile.mkdtemp(prefix="causeway-bench-")
+    try:
+        if "P1" in only:
+            p1(a, res)
+        if "P2" in only:
+            p2(a, res, tmp)
+        if "P3" in only:
+            p3(a, res)
+        if "P4" in only:
+            p4_p6_p7(a, res, tmp)
+        if "P5" in only:
+            res.setdefault("P6", {})
+            p5(a, res, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(table(res))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
