@@ -205,7 +205,8 @@ impl Capture {
 
     /// Takes the events decoded so far.
     pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
-        std::mem::take(&mut self.events)
+        let keep = self.events.len();
+        std::mem::replace(&mut self.events, Vec::with_capacity(keep))
     }
 
     /// Records decoded so far and records that did not decode.
@@ -845,7 +846,11 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             let work = std::mem::take(&mut c.stack_work);
             (
                 Batch {
-                    events: std::mem::take(&mut c.events),
+                    // the next batch is likely as large: no regrowth (copies) while it fills
+                    events: {
+                        let keep = c.events.len();
+                        std::mem::replace(&mut c.events, Vec::with_capacity(keep))
+                    },
                     stacks: Vec::new(),
                     stats,
                     hists,

@@ -47,7 +47,11 @@ pub struct SinkSettings {
 /// Rows waiting for one partition.
 #[derive(Default)]
 struct Pending {
-    events: Vec<KernelEvent>,
+    /// Events as Arrow batches (encoded on arrival: ~10× smaller than the structs), sorted and
+    /// concatenated when written.
+    events: Vec<RecordBatch>,
+    event_rows: usize,
+    events_start: i64,
     stacks: Vec<StackRecord>,
     stats: Vec<StatsRecord>,
     hists: Vec<CudaHistRecord>,
@@ -107,12 +111,27 @@ impl ParquetSink {
         stats: Vec<StatsRecord>,
     ) -> Result<()> {
         self.buffered_rows += events.len() + stacks.len();
-        for e in events {
-            self.pending
-                .entry(layout::hour_bucket(e.time_unix_nano))
-                .or_default()
-                .events
-                .push(e);
+        // one Arrow batch per hour bucket present: almost always one, encoded in place; a batch
+        // across an hour boundary is split (the structs are copied only then)
+        let buckets: Vec<i64> = events.iter().map(|e| layout::hour_bucket(e.time_unix_nano)).collect();
+        let groups: Vec<(i64, std::borrow::Cow<'_, [KernelEvent]>)> = match buckets.first() {
+            None => Vec::new(),
+            Some(b) if buckets.iter().all(|x| x == b) => vec![(*b, std::borrow::Cow::Borrowed(&events[..]))],
+            Some(_) => {
+                let mut by_bucket: BTreeMap<i64, Vec<KernelEvent>> = BTreeMap::new();
+                for (e, b) in events.iter().zip(&buckets) {
+                    by_bucket.entry(*b).or_default().push(e.clone());
+                }
+                by_bucket.into_iter().map(|(b, v)| (b, std::borrow::Cow::Owned(v))).collect()
+            }
+        };
+        for (bucket, evs) in groups {
+            let batch = table::kernel_events_batch(&evs)?;
+            let start = evs.iter().map(|e| e.time_unix_nano).min().unwrap_or(0);
+            let p = self.pending.entry(bucket).or_default();
+            p.events_start = if p.event_rows == 0 { start } else { p.events_start.min(start) };
+            p.event_rows += batch.num_rows();
+            p.events.push(batch);
         }
         for s in stacks {
             self.pending
@@ -179,7 +198,7 @@ impl ParquetSink {
         self.buffered_rows = self
             .pending
             .values()
-            .map(|p| p.events.len() + p.stacks.len())
+            .map(|p| p.event_rows + p.stacks.len())
             .sum();
         match first_err {
             Some(e) => Err(e),
@@ -191,13 +210,14 @@ impl ParquetSink {
     async fn write_partition(&mut self, bucket: i64, p: &mut Pending) -> Result<()> {
         if !p.events.is_empty() {
             // sorted by thread then time: the keys tools filter on (see ARCHITECTURE.md, layout)
-            p.events.sort_by_key(|e| (e.pid, e.tid, e.time_unix_nano));
-            let start = p.events.iter().map(|e| e.time_unix_nano).min().unwrap_or(0);
-            let batch = table::kernel_events_batch(&p.events)?;
-            self.write(table::KERNEL_EVENTS, bucket, start, &batch)
+            let batch = sorted_events(&p.events)?;
+            // a failed write keeps the one sorted batch, not the pieces
+            p.events = vec![batch.clone()];
+            self.write(table::KERNEL_EVENTS, bucket, p.events_start, &batch)
                 .await?;
-            self.totals.rows += p.events.len() as u64;
+            self.totals.rows += p.event_rows as u64;
             p.events.clear();
+            p.event_rows = 0;
         }
         if !p.stacks.is_empty() {
             let start = p.stacks.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
@@ -262,6 +282,32 @@ impl ParquetSink {
     pub fn buffered_rows(&self) -> usize {
         self.buffered_rows
     }
+}
+
+/// The batches as one, rows ordered by (pid, tid, time_unix_nano): sorted through indices, so
+/// rows are moved once.
+fn sorted_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int32Type;
+    use arrow::datatypes::Int64Type;
+    let schema = batches[0].schema();
+    let all = arrow::compute::concat_batches(&schema, batches)?;
+    let col = |name: &str| {
+        all.column_by_name(name)
+            .ok_or_else(|| anyhow::anyhow!("kernel_events has no {name} column"))
+    };
+    let (pid, tid, time) = (
+        col("pid")?.as_primitive::<Int32Type>().values(),
+        col("tid")?.as_primitive::<Int32Type>().values(),
+        col("time_unix_nano")?.as_primitive::<Int64Type>().values(),
+    );
+    // one plain key per row, sorted without dynamic comparators (the writer's hot spot)
+    let mut keys: Vec<(i32, i32, i64, u32)> = (0..all.num_rows())
+        .map(|i| (pid[i], tid[i], time[i], i as u32))
+        .collect();
+    keys.sort_unstable();
+    let order = arrow::array::UInt32Array::from_iter_values(keys.into_iter().map(|k| k.3));
+    Ok(arrow::compute::take_record_batch(&all, &order)?)
 }
 
 /// Encodes a batch as a complete Parquet file: zstd, page-level statistics, ~128k-row groups.
