@@ -194,6 +194,10 @@ pub struct RingBuffer {
     /// How often the collector drains it (records are submitted without wakeups).
     #[serde(deserialize_with = "duration")]
     pub drain_interval: Duration,
+    /// Decoded events waiting for the writer at most; above this the collector stops draining
+    /// (the ring buffer absorbs the burst, then the kernel drops and counts), so memory stays
+    /// bounded when the store or the encoder falls behind.
+    pub max_in_flight: usize,
 }
 
 /// Parquet output.
@@ -252,6 +256,7 @@ impl Default for RingBuffer {
         RingBuffer {
             size_mib: 8,
             drain_interval: Duration::from_millis(100),
+            max_in_flight: 65_536,
         }
     }
 }
@@ -315,6 +320,9 @@ impl Config {
             || self.ring_buffer.drain_interval > Duration::from_secs(10)
         {
             return bad("ring_buffer.drain_interval", "must be within (0s, 10s]");
+        }
+        if self.ring_buffer.max_in_flight < 1024 {
+            return bad("ring_buffer.max_in_flight", "must be at least 1024");
         }
         if self.storage.flush_interval.is_zero() {
             return bad("storage.flush_interval", "must be positive");

@@ -82,7 +82,7 @@ pub fn records(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// Runs the benchmark: `events` records through both stages, pinned to `cpu`.
-pub fn run(events: usize, cpu: usize, json: bool) -> Result<()> {
+pub fn run(events: usize, cpu: usize, json: bool, keep: Option<std::path::PathBuf>) -> Result<()> {
     // one core, as the figure promises
     // SAFETY: cpu_set_t is plain data; sched_setaffinity on the calling thread.
     unsafe {
@@ -91,7 +91,13 @@ pub fn run(events: usize, cpu: usize, json: bool) -> Result<()> {
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
     let pool = records(65_536);
-    let dir = tempfile_dir()?;
+    let dir = match &keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tempfile_dir()?,
+    };
     let location = StoreLocation::parse(dir.to_str().unwrap_or("/tmp"))?;
     let store = location.open(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -128,7 +134,9 @@ pub fn run(events: usize, cpu: usize, json: bool) -> Result<()> {
     write_s += t.elapsed().as_secs_f64();
     let (decoded, undecodable) = capture.counts();
     let totals = sink.totals();
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     anyhow::ensure!(
         decoded == events as u64 && undecodable == 0 && totals.rows == events as u64,
         "lost records in the benchmark: {decoded} decoded, {undecodable} undecodable, {} written of {events}",

@@ -141,6 +141,9 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Keep the Parquet files written, in this directory.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
     },
     /// BPF ns per sched_switch event, against an empty program on the same hook.
     BenchBpf {
@@ -298,7 +301,7 @@ fn main() -> ExitCode {
                 .and_then(|_| demo::run(cfg, hold))
         }
         Command::BenchBpf { secs, json } => bench::run(secs, json),
-        Command::BenchIngest { events, cpu, json } => ingest_bench::run(events, cpu, json),
+        Command::BenchIngest { events, cpu, json, keep } => ingest_bench::run(events, cpu, json, keep),
         Command::BareUprobe { binary, symbol, with_return, ready_file } => {
             run::install_signal_handlers();
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())

@@ -83,6 +83,20 @@ pub enum Workload {
         #[arg(long)]
         wait_stdin: bool,
     },
+    /// Context switches at a set rate (benchmarks): threads cw-rate-N each sleep a fixed short
+    /// period in a loop (timer slack 1 ns), so every period is one switch out and one back in.
+    /// Prints {"switches_per_s": measured}.
+    Rate {
+        /// Target switches (wake-ups) per second over all threads.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Threads sharing the rate.
+        #[arg(long, default_value_t = 16)]
+        threads: u64,
+    },
     /// Thread cw-sleeper only sleeps (nanosleep): the negative control, no contention.
     Sleep {
         /// Each sleep.
@@ -443,6 +457,40 @@ pub fn run(w: Workload) -> Result<()> {
                 "{{\"pid\":{},\"tid\":{tid},\"uaddr\":{addr}}}",
                 std::process::id()
             );
+        }
+        Workload::Rate {
+            rate,
+            seconds,
+            threads,
+        } => {
+            let period = Duration::from_nanos(1_000_000_000 * threads.max(1) / rate.max(1));
+            let stop = Instant::now() + Duration::from_secs(seconds);
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|i| {
+                    std::thread::Builder::new()
+                        .name(format!("cw-rate-{i}"))
+                        .spawn(move || {
+                            // SAFETY: prctl with an integer argument; affects this thread only.
+                            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64) };
+                            let mut n = 0u64;
+                            let mut next = Instant::now();
+                            while Instant::now() < stop {
+                                // absolute deadlines: oversleeping one period does not lower the rate
+                                next += period;
+                                let now = Instant::now();
+                                if next > now {
+                                    std::thread::sleep(next - now);
+                                } else {
+                                    std::thread::yield_now();
+                                }
+                                n += 1;
+                            }
+                            n
+                        })
+                })
+                .collect::<std::io::Result<_>>()?;
+            let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+            println!("{{\"switches_per_s\":{}}}", total / seconds.max(1));
         }
         Workload::Sleep {
             each,

@@ -44,14 +44,63 @@ pub struct SinkSettings {
     pub zstd_level: i32,
 }
 
+/// Rows per row group of an event file: each is a time slice, sorted by (pid, tid, time).
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The event file of one partition being built: each row group is sorted and encoded as soon as
+/// it fills, so memory holds one row group of Arrow rows plus the compressed file so far (about
+/// 5 bytes per event), not every row since the last flush. Uploaded whole at flush.
+struct EventFile {
+    writer: ArrowWriter<Vec<u8>>,
+    /// Earliest event (the file name's start).
+    start: i64,
+    /// Rows encoded into `writer`.
+    rows: usize,
+    /// The next row group, as Arrow batches (encoded on arrival: ~10× smaller than the structs).
+    group: Vec<RecordBatch>,
+    group_rows: usize,
+}
+
+impl EventFile {
+    fn new(schema: arrow::datatypes::SchemaRef, zstd_level: i32, start: i64) -> Result<EventFile> {
+        Ok(EventFile {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(zstd_level)?))?,
+            start,
+            rows: 0,
+            group: Vec::new(),
+            group_rows: 0,
+        })
+    }
+
+    /// Sorts and encodes the rows waiting as one row group.
+    fn encode_group(&mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        write_sorted(&mut self.writer, &self.group)?;
+        self.group.clear();
+        self.writer.flush()?;
+        self.rows += std::mem::take(&mut self.group_rows);
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.rows + self.group_rows
+    }
+}
+
+/// A finished event file whose upload failed: retried at the next flush, never re-encoded.
+struct UnsentFile {
+    bytes: PutPayload,
+    start: i64,
+    rows: usize,
+}
+
 /// Rows waiting for one partition.
 #[derive(Default)]
 struct Pending {
-    /// Events as Arrow batches (encoded on arrival: ~10× smaller than the structs), sorted and
-    /// concatenated when written.
-    events: Vec<RecordBatch>,
-    event_rows: usize,
-    events_start: i64,
+    events: Option<EventFile>,
+    unsent: Option<UnsentFile>,
     stacks: Vec<StackRecord>,
     stats: Vec<StatsRecord>,
     hists: Vec<CudaHistRecord>,
@@ -113,25 +162,44 @@ impl ParquetSink {
         self.buffered_rows += events.len() + stacks.len();
         // one Arrow batch per hour bucket present: almost always one, encoded in place; a batch
         // across an hour boundary is split (the structs are copied only then)
-        let buckets: Vec<i64> = events.iter().map(|e| layout::hour_bucket(e.time_unix_nano)).collect();
+        let buckets: Vec<i64> = events
+            .iter()
+            .map(|e| layout::hour_bucket(e.time_unix_nano))
+            .collect();
         let groups: Vec<(i64, std::borrow::Cow<'_, [KernelEvent]>)> = match buckets.first() {
             None => Vec::new(),
-            Some(b) if buckets.iter().all(|x| x == b) => vec![(*b, std::borrow::Cow::Borrowed(&events[..]))],
+            Some(b) if buckets.iter().all(|x| x == b) => {
+                vec![(*b, std::borrow::Cow::Borrowed(&events[..]))]
+            }
             Some(_) => {
                 let mut by_bucket: BTreeMap<i64, Vec<KernelEvent>> = BTreeMap::new();
                 for (e, b) in events.iter().zip(&buckets) {
                     by_bucket.entry(*b).or_default().push(e.clone());
                 }
-                by_bucket.into_iter().map(|(b, v)| (b, std::borrow::Cow::Owned(v))).collect()
+                by_bucket
+                    .into_iter()
+                    .map(|(b, v)| (b, std::borrow::Cow::Owned(v)))
+                    .collect()
             }
         };
         for (bucket, evs) in groups {
             let batch = table::kernel_events_batch(&evs)?;
             let start = evs.iter().map(|e| e.time_unix_nano).min().unwrap_or(0);
             let p = self.pending.entry(bucket).or_default();
-            p.events_start = if p.event_rows == 0 { start } else { p.events_start.min(start) };
-            p.event_rows += batch.num_rows();
-            p.events.push(batch);
+            if p.events.is_none() {
+                p.events = Some(EventFile::new(
+                    batch.schema(),
+                    self.settings.zstd_level,
+                    start,
+                )?);
+            }
+            let f = p.events.as_mut().expect("just created");
+            f.start = f.start.min(start);
+            f.group_rows += batch.num_rows();
+            f.group.push(batch);
+            if f.group_rows >= ROW_GROUP_ROWS {
+                f.encode_group()?;
+            }
         }
         for s in stacks {
             self.pending
@@ -198,7 +266,11 @@ impl ParquetSink {
         self.buffered_rows = self
             .pending
             .values()
-            .map(|p| p.event_rows + p.stacks.len())
+            .map(|p| {
+                p.events.as_ref().map_or(0, EventFile::rows)
+                    + p.unsent.as_ref().map_or(0, |u| u.rows)
+                    + p.stacks.len()
+            })
             .sum();
         match first_err {
             Some(e) => Err(e),
@@ -208,16 +280,28 @@ impl ParquetSink {
 
     /// Writes one partition's tables; what succeeded is removed from `p`.
     async fn write_partition(&mut self, bucket: i64, p: &mut Pending) -> Result<()> {
-        if !p.events.is_empty() {
-            // sorted by thread then time: the keys tools filter on (see ARCHITECTURE.md, layout)
-            let batch = sorted_events(&p.events)?;
-            // a failed write keeps the one sorted batch, not the pieces
-            p.events = vec![batch.clone()];
-            self.write(table::KERNEL_EVENTS, bucket, p.events_start, &batch)
-                .await?;
-            self.totals.rows += p.event_rows as u64;
-            p.events.clear();
-            p.event_rows = 0;
+        if let Some(mut f) = p.events.take() {
+            f.encode_group()?;
+            let rows = f.rows;
+            p.unsent = Some(UnsentFile {
+                bytes: PutPayload::from(f.writer.into_inner()?),
+                start: f.start,
+                rows,
+            });
+        }
+        if let Some(f) = p.unsent.take() {
+            // a failed upload keeps the encoded file for the next flush
+            let bytes = f.bytes.clone(); // shares the buffer
+            match self
+                .put(table::KERNEL_EVENTS, bucket, f.start, bytes, f.rows)
+                .await
+            {
+                Ok(()) => self.totals.rows += f.rows as u64,
+                Err(e) => {
+                    p.unsent = Some(f);
+                    return Err(e);
+                }
+            }
         }
         if !p.stacks.is_empty() {
             let start = p.stacks.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
@@ -256,20 +340,34 @@ impl ParquetSink {
         batch: &RecordBatch,
     ) -> Result<()> {
         let bytes = encode(batch, self.settings.zstd_level)?;
+        let rows = batch.num_rows();
+        self.put(table, bucket, start, PutPayload::from(bytes), rows)
+            .await
+    }
+
+    /// Uploads one whole object (a reader never sees a partial file).
+    async fn put(
+        &mut self,
+        table: &str,
+        bucket: i64,
+        start: i64,
+        payload: PutPayload,
+        rows: usize,
+    ) -> Result<()> {
         self.seq += 1;
         let path = format!(
             "{}/{}",
             layout::partition_dir(table, bucket, &self.settings.host),
             layout::part_file_name(start, &self.run_id, self.seq)
         );
-        let len = bytes.len() as u64;
+        let len = payload.content_length() as u64;
         self.store
-            .put(&ObjectPath::from(path.as_str()), PutPayload::from(bytes))
+            .put(&ObjectPath::from(path.as_str()), payload)
             .await
             .with_context(|| format!("writing {path}"))?;
         self.totals.files += 1;
         self.totals.bytes += len;
-        tracing::debug!(%path, rows = batch.num_rows(), bytes = len, "wrote");
+        tracing::debug!(%path, rows, bytes = len, "wrote");
         Ok(())
     }
 
@@ -284,41 +382,64 @@ impl ParquetSink {
     }
 }
 
-/// The batches as one, rows ordered by (pid, tid, time_unix_nano): sorted through indices, so
-/// rows are moved once.
-fn sorted_events(batches: &[RecordBatch]) -> Result<RecordBatch> {
+/// Writes the rows of `batches` ordered by (pid, tid, time_unix_nano): plain keys sorted once,
+/// then the rows gathered straight from the pieces in slices, so the sorted copy never exists
+/// whole (the writer's memory peak was two full copies of a row group).
+fn write_sorted(writer: &mut ArrowWriter<Vec<u8>>, batches: &[RecordBatch]) -> Result<()> {
     use arrow::array::AsArray;
     use arrow::datatypes::Int32Type;
     use arrow::datatypes::Int64Type;
-    let schema = batches[0].schema();
-    let all = arrow::compute::concat_batches(&schema, batches)?;
-    let col = |name: &str| {
-        all.column_by_name(name)
-            .ok_or_else(|| anyhow::anyhow!("kernel_events has no {name} column"))
-    };
-    let (pid, tid, time) = (
-        col("pid")?.as_primitive::<Int32Type>().values(),
-        col("tid")?.as_primitive::<Int32Type>().values(),
-        col("time_unix_nano")?.as_primitive::<Int64Type>().values(),
-    );
-    // one plain key per row, sorted without dynamic comparators (the writer's hot spot)
-    let mut keys: Vec<(i32, i32, i64, u32)> = (0..all.num_rows())
-        .map(|i| (pid[i], tid[i], time[i], i as u32))
-        .collect();
+    let mut keys: Vec<(i32, i32, i64, u32, u32)> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| anyhow::anyhow!("kernel_events has no {name} column"))
+        };
+        let (pid, tid, time) = (
+            col("pid")?.as_primitive::<Int32Type>().values(),
+            col("tid")?.as_primitive::<Int32Type>().values(),
+            col("time_unix_nano")?.as_primitive::<Int64Type>().values(),
+        );
+        keys.extend((0..batch.num_rows()).map(|i| (pid[i], tid[i], time[i], b as u32, i as u32)));
+    }
     keys.sort_unstable();
-    let order = arrow::array::UInt32Array::from_iter_values(keys.into_iter().map(|k| k.3));
-    Ok(arrow::compute::take_record_batch(&all, &order)?)
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    for slice in keys.chunks(16 * 1024) {
+        let at: Vec<(usize, usize)> = slice.iter().map(|k| (k.3 as usize, k.4 as usize)).collect();
+        writer.write(&arrow::compute::interleave_record_batch(&refs, &at)?)?;
+    }
+    Ok(())
 }
 
-/// Encodes a batch as a complete Parquet file: zstd, page-level statistics, ~128k-row groups.
-pub fn encode(batch: &RecordBatch, zstd_level: i32) -> Result<Vec<u8>> {
-    let props = WriterProperties::builder()
+/// zstd, page-level statistics, row groups of at most [`ROW_GROUP_ROWS`].
+fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
+    use parquet::basic::Encoding;
+    use parquet::schema::types::ColumnPath;
+    // timestamps ascend within a thread (rows are sorted by it): deltas are small, a dictionary
+    // of unique values is not; durations are nearly unique too
+    let time = ColumnPath::from("time_unix_nano");
+    let dur = ColumnPath::from("duration_ns");
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_dictionary_enabled(time.clone(), false)
+        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(dur.clone(), false)
+        .set_column_encoding(dur, Encoding::DELTA_BINARY_PACKED)
+        .build())
+}
+
+/// Encodes a batch as a complete Parquet file (see [`writer_properties`]).
+pub fn encode(batch: &RecordBatch, zstd_level: i32) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        batch.schema(),
+        Some(writer_properties(zstd_level)?),
+    )?;
     w.write(batch)?;
     w.close()?;
     Ok(buf)
