@@ -1,5 +1,5 @@
 //! `causeway-query bench`: latency of each tool's analysis on a store, run in-process N times
-//! on one warm engine (what a long-running MCP server sees). tests/perf/bench_query.sh runs it
+//! on one warm engine (what a long-running MCP server sees). tests/perf/bench_all.py (P5) runs it
 //! next to DuckDB on the same files.
 
 use std::time::Instant;

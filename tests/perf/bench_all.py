@@ -65,7 +65,9 @@ class Tracer:
     def start(self, extra=()):
         if self.name == "none":
             return self
-        if self.name == "causeway":
+        if self.name.startswith("causeway"):
+            if self.name == "causeway-nostacks":
+                extra = ("--stack-threshold", "0", *extra)
             ready = os.path.join(self.tmp, "ready")
             if os.path.exists(ready):
                 os.remove(ready)
@@ -136,7 +138,7 @@ def p1(a, res):
 
 
 def p2(a, res, tmp):
-    tracers = ["none", "causeway"]
+    tracers = ["none", "causeway", "causeway-nostacks"]
     if shutil.which("offcputime") or os.path.exists("/usr/sbin/offcputime"):
         tracers.append("offcputime")
     else:
@@ -267,7 +269,7 @@ def table(res):
                 add("P2b", f"service req/s, {t} (spread {min(v):.0f}–{max(v):.0f})", f"{med(v):.0f}", f"{sb:.0f} (none)",
                     f"{loss * 100:+.1f} % loss", "≤ 1 % loss" if t == "causeway" else "", loss <= 0.01 if t == "causeway" else None)
         for t, v in p["tracer_peak_rss_bytes"].items():
-            if v and t != "causeway":
+            if v:
                 add("P7", f"peak RSS of {t} during P2", f"{med(v) / 2**20:.0f} MiB", "", "", "", None)
     if "P3" in res:
         by = {r["config"]: r for r in res["P3"]["results"]}

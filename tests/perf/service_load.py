@@ -9,6 +9,7 @@ Usage: python3 service_load.py [--seconds 5] [--clients 8]
 import argparse
 import http.client
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,9 @@ def work(n):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # one write per response, no Nagle: otherwise delayed ACKs (40 ms) set the pace, not the work
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
 
     def do_GET(self):
         n = int(self.path.rsplit("/", 1)[-1] or 0)
@@ -57,6 +61,8 @@ def main():
 
     def client(k):
         c = http.client.HTTPConnection("127.0.0.1", port)
+        c.connect()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         n = 0
         while True:
             now = time.monotonic()
