@@ -9,19 +9,15 @@
 //! both stage rates are reported.
 
 use std::mem::size_of;
-use std::sync::Arc;
-use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Result;
-use causeway_store::StoreLocation;
 
 use crate::clock::boottime_ns;
 use crate::probes::offcpu::types;
 use crate::probes::offcpu::wire;
 use crate::run::Capture;
 use crate::sink::parquet::ParquetSink;
-use crate::sink::parquet::SinkSettings;
 
 fn bytes_of<T>(v: &T) -> Vec<u8> {
     // SAFETY: reading the bytes of a plain C struct we own.
@@ -98,20 +94,8 @@ pub fn run(events: usize, cpu: usize, json: bool, keep: Option<std::path::PathBu
         }
         None => tempfile_dir()?,
     };
-    let location = StoreLocation::parse(dir.to_str().unwrap_or("/tmp"))?;
-    let store = location.open(true)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut sink = ParquetSink::new(
-        Arc::clone(&store),
-        SinkSettings {
-            host: "bench".into(),
-            flush_interval: Duration::from_secs(3600),
-            flush_rows: 200_000,
-            zstd_level: 3,
-        },
-    );
+    let (rt, mut sink) =
+        ParquetSink::offline(dir.to_str().unwrap_or("/tmp"), "bench".into(), 200_000)?;
     let mut capture = Capture::detached();
     let (mut decode_s, mut write_s) = (0.0f64, 0.0f64);
     let batch = 50_000;

@@ -6,8 +6,6 @@
 //! (sleep intervals woken by the holder) and waits in the run queue behind a noisy neighbour,
 //! plus background processes with random states and wakers.
 
-use std::sync::Arc;
-use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -16,7 +14,6 @@ use causeway_proto::KernelEvent;
 use causeway_store::StoreLocation;
 
 use crate::sink::parquet::ParquetSink;
-use crate::sink::parquet::SinkSettings;
 
 struct Rng(u64);
 
@@ -58,19 +55,7 @@ fn run_host(
     host: u32,
 ) -> Result<()> {
     let location = StoreLocation::parse(store)?;
-    let store = location.open(true)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut sink = ParquetSink::new(
-        Arc::clone(&store),
-        SinkSettings {
-            host: format!("synth-{host}"),
-            flush_interval: Duration::from_secs(3600 * 24),
-            flush_rows: 1_000_000,
-            zstd_level: 3,
-        },
-    );
+    let (rt, mut sink) = ParquetSink::offline(store, format!("synth-{host}"), 1_000_000)?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (u64::from(host) << 32));
     let started = Instant::now();
     let hot_share = rate / 4; // a quarter of all events belong to the hot process

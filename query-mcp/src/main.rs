@@ -114,15 +114,8 @@ enum Command {
         /// Window in seconds ending at the process's last CUDA record (1..=3600).
         #[arg(long, default_value = "60s", value_parser = parse_long_window)]
         window: i64,
-        /// Object store.
-        #[arg(long, default_value = "file://./data", value_name = "URL")]
-        store: String,
-        /// Print the full JSON answer.
-        #[arg(long)]
-        json: bool,
-        /// Only this host partition.
-        #[arg(long)]
-        host: Option<String>,
+        #[command(flatten)]
+        out: StoreHostJson,
     },
     /// Each host's clock against the store's (a fleet's common time line), and how close events
     /// of two hosts may be and still be ordered (estimate_clock_offsets).
@@ -130,15 +123,8 @@ enum Command {
         /// Samples from this long before the newest (1m..=24h).
         #[arg(long, default_value = "1h", value_parser = parse_clock_window)]
         window: i64,
-        /// Object store.
-        #[arg(long, default_value = "file://./data", value_name = "URL")]
-        store: String,
-        /// Print the full JSON answer.
-        #[arg(long)]
-        json: bool,
-        /// Only this host partition.
-        #[arg(long)]
-        host: Option<String>,
+        #[command(flatten)]
+        out: StoreHostJson,
     },
     /// Off-CPU flamegraph (SVG) of a process: stacks rooted at thread and blocking state.
     Flamegraph {
@@ -204,6 +190,20 @@ fn parse_long_window(s: &str) -> Result<i64, String> {
         return Err(format!("window must be within 1s..=3600s, got {s}"));
     }
     Ok(n)
+}
+
+/// The store, a host filter and the output form, shared by the analysis commands.
+#[derive(clap::Args)]
+struct StoreHostJson {
+    /// Object store.
+    #[arg(long, default_value = "file://./data", value_name = "URL")]
+    store: String,
+    /// Print the full JSON answer.
+    #[arg(long)]
+    json: bool,
+    /// Only this host partition.
+    #[arg(long)]
+    host: Option<String>,
 }
 
 fn parse_clock_window(s: &str) -> Result<i64, String> {
@@ -334,7 +334,7 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Clocks { window, store, json, host } => {
+            Command::Clocks { window, out: StoreHostJson { store, json, host } } => {
                 let engine = Engine::open(&store).await?;
                 let r = analysis::clocks::run(&engine, &analysis::clocks::ClockArgs { window_s: Some(window), host }).await?;
                 if json {
@@ -354,7 +354,7 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Gpu { pid, window, store, json, host } => {
+            Command::Gpu { pid, window, out: StoreHostJson { store, json, host } } => {
                 let engine = Engine::open(&store).await?;
                 let a = analysis::gpu::GpuArgs { pid, window_s: Some(window), host };
                 let r = analysis::gpu::run(&engine, &a).await?;

@@ -133,6 +133,27 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
+    /// A sink for offline writers (synthetic stores, benchmarks) with the runtime that drives
+    /// it: time-based flushes off, files of `flush_rows` rows.
+    pub fn offline(
+        store: &str,
+        host: String,
+        flush_rows: usize,
+    ) -> Result<(tokio::runtime::Runtime, ParquetSink)> {
+        let location = causeway_store::StoreLocation::parse(store)?;
+        let store = location.open(true)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let settings = SinkSettings {
+            host,
+            flush_interval: Duration::from_secs(3600 * 24),
+            flush_rows,
+            zstd_level: 3,
+        };
+        Ok((rt, ParquetSink::new(store, settings)))
+    }
+
     /// A writer into `store` (paths relative to the store root).
     pub fn new(store: Arc<dyn ObjectStore>, settings: SinkSettings) -> Self {
         let run_id = format!(
