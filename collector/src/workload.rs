@@ -105,6 +105,12 @@ pub enum Workload {
         /// Sleeps.
         #[arg(long, default_value_t = 20)]
         count: usize,
+        /// Then sleeps of this length ...
+        #[arg(long, default_value = "0s", value_parser = crate::cli::duration)]
+        then: Duration,
+        /// ... this many times.
+        #[arg(long, default_value_t = 0)]
+        then_count: usize,
         /// Print {"ready":PID} and wait for a line on stdin first.
         #[arg(long)]
         wait_stdin: bool,
@@ -495,6 +501,8 @@ pub fn run(w: Workload) -> Result<()> {
         Workload::Sleep {
             each,
             count,
+            then,
+            then_count,
             wait_stdin,
         } => {
             wait_for_go(wait_stdin)?;
@@ -503,6 +511,9 @@ pub fn run(w: Workload) -> Result<()> {
                 .spawn(move || {
                     for _ in 0..count {
                         std::thread::sleep(each);
+                    }
+                    for _ in 0..then_count {
+                        std::thread::sleep(then);
                     }
                     gettid()
                 })?;

@@ -457,3 +457,48 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
     assert_eq!(r["container"], container.as_str(), "{rows:?}");
     assert_eq!(r["pod"], uid.as_str(), "{rows:?}");
 }
+
+/// User stacks are read where a long wait is likely (a task's first switch-outs, any right after
+/// a long wait, one in 16 otherwise), since reading one costs ~0.5 µs per switch: after 200 short
+/// sleeps, of five 30 ms sleeps every one has its kernel stack and at least the last four (each
+/// right after a long one) their user stack.
+#[test]
+fn user_stacks_follow_long_waits() {
+    if !can_trace("user_stacks_follow_long_waits") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (pid, result) = record(
+        &store,
+        &[
+            "sleep",
+            "--each",
+            "200us",
+            "--count",
+            "200",
+            "--then",
+            "30ms",
+            "--then-count",
+            "5",
+        ],
+        &[],
+    );
+    let tid = int(&result, "tid");
+    let rows = sql(
+        &store,
+        &format!(
+            "SELECT time_unix_nano, kernel_stack_id, user_stack_id FROM kernel_events WHERE pid = {pid} \
+             AND tid = {tid} AND event_name = 'sched.off_cpu' AND duration_ns >= 25000000 ORDER BY time_unix_nano"
+        ),
+    );
+    assert_eq!(rows.len(), 5, "the five long sleeps: {rows:?}");
+    assert!(
+        rows.iter().all(|r| !r["kernel_stack_id"].is_null()),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1..].iter().all(|r| !r["user_stack_id"].is_null()),
+        "{rows:?}"
+    );
+}
