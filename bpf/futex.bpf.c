@@ -30,11 +30,13 @@ struct futex_start {
 	__u32 _pad0;
 };
 
-/* key: tid; value: the wait in progress. LRU: a thread killed inside a wait leaves no leak. */
+/* key: the task; value: its wait in progress (ts 0: none). Task storage: no hashing or shared
+ * lock per call (the futex probes run on every futex call, wakes included), and freed with the
+ * task, so a thread killed inside a wait leaves nothing behind. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct futex_start);
 } futex_starts SEC(".maps");
 
@@ -44,19 +46,19 @@ int handle__sys_enter_futex(struct trace_event_raw_sys_enter *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	__u32 op = (__u32)ctx->args[1] & FUTEX_CMD_MASK;
-	struct futex_start st = {};
-	__u32 tid;
+	struct futex_start *st;
 
 	if (op != FUTEX_WAIT && op != FUTEX_WAIT_BITSET && op != FUTEX_LOCK_PI &&
 	    op != FUTEX_LOCK_PI2 && op != FUTEX_WAIT_REQUEUE_PI)
 		return 0;
 	if (!traced(t))
 		return 0;
-	tid = (__u32)bpf_get_current_pid_tgid();
-	st.ts = bpf_ktime_get_boot_ns();
-	st.uaddr = ctx->args[0];
-	st.op = op;
-	bpf_map_update_elem(&futex_starts, &tid, &st, BPF_ANY);
+	st = bpf_task_storage_get(&futex_starts, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	st->ts = bpf_ktime_get_boot_ns();
+	st->uaddr = ctx->args[0];
+	st->op = op;
 	return 0;
 }
 
@@ -76,17 +78,17 @@ int handle__sys_enter_futex_waitv(struct trace_event_raw_sys_enter *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	struct futex_waitv_user first = {};
-	struct futex_start st = {};
-	__u32 tid;
+	struct futex_start *st;
 
 	if (!traced(t))
 		return 0;
+	st = bpf_task_storage_get(&futex_starts, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
 	bpf_probe_read_user(&first, sizeof(first), (void *)ctx->args[0]);
-	tid = (__u32)bpf_get_current_pid_tgid();
-	st.ts = bpf_ktime_get_boot_ns();
-	st.uaddr = first.uaddr;
-	st.op = FUTEX_WAITV_OP;
-	bpf_map_update_elem(&futex_starts, &tid, &st, BPF_ANY);
+	st->ts = bpf_ktime_get_boot_ns();
+	st->uaddr = first.uaddr;
+	st->op = FUTEX_WAITV_OP;
 	return 0;
 }
 
@@ -110,16 +112,15 @@ int handle__sys_exit_futex(struct trace_event_raw_sys_exit *ctx)
 static __always_inline int futex_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct futex_start *p = bpf_map_lookup_elem(&futex_starts, &tid);
+	struct futex_start *p = bpf_task_storage_get(&futex_starts, t, 0, 0);
 	struct futex_start st;
 	struct cw_futex_event *e;
 	__u64 now;
 
-	if (!p)
+	if (!p || !p->ts)
 		return 0;
 	st = *p;
-	bpf_map_delete_elem(&futex_starts, &tid);
+	p->ts = 0;
 	now = bpf_ktime_get_boot_ns();
 	if (now - st.ts < min_futex_ns)
 		return 0;
