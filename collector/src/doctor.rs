@@ -25,7 +25,7 @@ pub fn run() -> Result<()> {
     checks.push(preflight::Check {
         name: "bpf_stats",
         status: Status::Ok(format!(
-            "kernel.bpf_stats_enabled={} (bench-bpf enables it while it measures)",
+            "kernel.bpf_stats_enabled={} (run turns it on while it captures unless bpf_stats: false; bench-bpf while it measures)",
             stats.trim()
         )),
     });

@@ -11,9 +11,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
-use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::Skel;
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::OpenObject;
 
 use super::offcpu;
@@ -36,19 +34,16 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<BlockioSkel<'obj>> {
-    let mut open = BlockioSkelBuilder::default()
-        .open(open_object)
-        .context("opening the block I/O BPF object")?;
-    let ro = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("rodata is not memory-mapped")?;
-    ro.min_block_ns = s.min_block.as_nanos() as u64;
-    super::write_filter!(&mut *ro, s);
-    super::share_maps!(&mut open, offcpu);
-    open.load()
-        .context("loading the block I/O BPF programs (verifier)")
+    super::load_companion!(
+        BlockioSkelBuilder,
+        "block I/O",
+        open_object,
+        s,
+        offcpu,
+        |ro| {
+            ro.min_block_ns = s.min_block.as_nanos() as u64;
+        }
+    )
 }
 
 /// Attaches block_io_start / block_rq_issue / block_rq_complete (tp_btf).

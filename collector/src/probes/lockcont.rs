@@ -9,9 +9,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
-use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::Skel;
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::OpenObject;
 
 use super::offcpu;
@@ -34,19 +32,16 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<LockcontSkel<'obj>> {
-    let mut open = LockcontSkelBuilder::default()
-        .open(open_object)
-        .context("opening the lock-contention BPF object")?;
-    let ro = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("rodata is not memory-mapped")?;
-    ro.min_klock_ns = s.min_off_cpu.as_nanos() as u64;
-    super::write_filter!(&mut *ro, s);
-    super::share_maps!(&mut open, offcpu);
-    open.load()
-        .context("loading the lock-contention BPF programs (verifier)")
+    super::load_companion!(
+        LockcontSkelBuilder,
+        "lock-contention",
+        open_object,
+        s,
+        offcpu,
+        |ro| {
+            ro.min_klock_ns = s.min_off_cpu.as_nanos() as u64;
+        }
+    )
 }
 
 /// Attaches lock:contention_begin / contention_end (tp_btf; Linux 5.19+).

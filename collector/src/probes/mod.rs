@@ -61,6 +61,33 @@ macro_rules! share_maps {
 }
 pub(crate) use share_maps;
 
+/// Opens and loads a probe set that runs beside the off-CPU set: `$set` writes its own
+/// read-only settings (`ro` is its rodata), then the shared filter is written and the off-CPU
+/// set's maps are shared. Returns the loaded skeleton (`Result`).
+macro_rules! load_companion {
+    ($builder:ty, $what:literal, $open_object:expr, $settings:expr, $offcpu:expr, |$ro:ident| $set:expr) => {{
+        use anyhow::Context as _;
+        use libbpf_rs::skel::OpenSkel as _;
+        use libbpf_rs::skel::SkelBuilder as _;
+        let mut open = <$builder>::default().open($open_object).context(concat!(
+            "opening the ",
+            $what,
+            " BPF object"
+        ))?;
+        let $ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("rodata is not memory-mapped")?;
+        $set;
+        $crate::probes::write_filter!(&mut *$ro, $settings);
+        $crate::probes::share_maps!(&mut open, $offcpu);
+        open.load()
+            .context(concat!("loading the ", $what, " BPF programs (verifier)"))
+    }};
+}
+pub(crate) use load_companion;
+
 /// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
 pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
     assert_eq!(std::mem::size_of::<T>(), 1, "cstr takes char arrays");

@@ -12,9 +12,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
-use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::Skel;
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::OpenObject;
 
 use super::offcpu;
@@ -37,18 +35,8 @@ pub fn load<'obj>(
     s: &offcpu::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<TcpSkel<'obj>> {
-    let mut open = TcpSkelBuilder::default()
-        .open(open_object)
-        .context("opening the TCP BPF object")?;
-    let ro = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("rodata is not memory-mapped")?;
-    super::write_filter!(&mut *ro, s);
-    super::share_maps!(&mut open, offcpu);
-    open.load()
-        .context("loading the TCP BPF programs (verifier)")
+    // nothing of its own to set: the filter and the shared maps only
+    super::load_companion!(TcpSkelBuilder, "TCP", open_object, s, offcpu, |ro| ())
 }
 
 /// Attaches inet_sock_set_state / tcp_retransmit_skb (tp_btf).
