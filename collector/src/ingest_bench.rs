@@ -104,7 +104,7 @@ pub fn run(events: usize, cpu: usize, json: bool, keep: Option<std::path::PathBu
         let n = batch.min(events - done);
         let t = Instant::now();
         for k in 0..n {
-            capture.ingest(&pool[(done + k) % pool.len()]);
+            capture.on_record(&pool[(done + k) % pool.len()]);
         }
         let evs = capture.take_events();
         decode_s += t.elapsed().as_secs_f64();
@@ -177,7 +177,7 @@ mod tests {
     fn every_benchmark_record_decodes() {
         let mut c = Capture::detached();
         for r in records(1000) {
-            c.ingest(&r);
+            c.on_record(&r);
         }
         assert_eq!(c.counts(), (1000, 0));
         let evs = c.take_events();

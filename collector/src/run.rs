@@ -199,11 +199,6 @@ impl Capture {
         }
     }
 
-    /// Decodes and enriches one ring-buffer record (the ring buffer callback).
-    pub(crate) fn ingest(&mut self, data: &[u8]) {
-        self.on_record(data)
-    }
-
     /// Takes the events decoded so far.
     pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
         let keep = self.events.len();
@@ -214,7 +209,9 @@ impl Capture {
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.decoded.iter().sum(), self.undecodable)
     }
-    fn on_record(&mut self, data: &[u8]) {
+
+    /// Decodes and enriches one ring-buffer record (the ring buffer callback; bench-ingest).
+    pub(crate) fn on_record(&mut self, data: &[u8]) {
         if self.limit_per_sec > 0 && !offcpu::is_lifecycle(data) {
             if self.window_start.elapsed() >= Duration::from_secs(1) {
                 self.window_start = Instant::now();
@@ -836,7 +833,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             let dropped: i64 = stats.iter().map(|s| s.dropped).sum();
             // the collector's own cost in this window
             let cur_overhead = crate::overhead::read();
-            let decoded: u64 = c.decoded.iter().sum();
+            let decoded = c.counts().0;
             stats.push(StatsRecord {
                 time_unix_nano: stats_window_start,
                 interval_ns: now - stats_window_start,
