@@ -1149,7 +1149,7 @@ fn runq_total_hint(per_thread: &[Value]) -> i64 {
 ///
 /// A bare `max(...) WHERE pid = P` reads the pid column of every file. The store's newest time
 /// comes from file statistics alone, and files are pruned by their time range, so the search
-/// looks back from there in growing steps (5 min, 1 h, 1 day) before scanning everything.
+/// looks back from there in growing steps (10 s, 5 min, 1 h, 1 day) before scanning everything.
 async fn last_event_end(engine: &Engine, pid: i64, hp: &str) -> Result<i64, QueryError> {
     let newest = engine
         .query("SELECT max(time_unix_nano) AS t FROM kernel_events")
@@ -1158,7 +1158,7 @@ async fn last_event_end(engine: &Engine, pid: i64, hp: &str) -> Result<i64, Quer
     if newest == 0 {
         return Ok(0);
     }
-    for back_s in [300i64, 3_600, 86_400, i64::MAX / 2_000_000_000] {
+    for back_s in [10i64, 300, 3_600, 86_400, i64::MAX / 2_000_000_000] {
         let from = newest.saturating_sub(back_s.saturating_mul(1_000_000_000));
         let r = engine
             .query(&format!(
