@@ -117,6 +117,7 @@ struct cw_runq_event {
 	__u64 start_ns;
 	__u64 duration_ns;
 	__u64 cgroup_id;
+	__u64 prev_cgroup_id; /* its cgroup v2 id: the neighbour's cgroup */
 	__u32 prev_pid; /* the task that held the CPU just before `tid` got it */
 	__u32 prev_tid;
 	char comm[CW_COMM_LEN];

@@ -228,6 +228,7 @@ static __always_inline void emit_runq(struct task_struct *t, struct task_struct 
 	e->cgroup_id = task_cgroup_id(t);
 	e->prev_pid = BPF_CORE_READ(prev, tgid);
 	e->prev_tid = BPF_CORE_READ(prev, pid);
+	e->prev_cgroup_id = task_cgroup_id(prev);
 	fill_names(e->comm, e->process_name, t);
 	BPF_CORE_READ_STR_INTO(&e->prev_comm, prev, comm);
 	/* counted before submit: user space never sees a record the counters miss */

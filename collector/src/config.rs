@@ -55,6 +55,10 @@ pub struct Config {
     /// Count BPF program run time (kernel.bpf_stats_enabled while the collector runs) so the
     /// `self` rows of collector_stats carry BPF ns per run; costs two clock reads per program run.
     pub bpf_stats: bool,
+    /// How often the traced processes' CPU cgroups' `cpu.stat` counters are read for CFS
+    /// throttling (`cpu.throttle` rows); `0s` never reads them.
+    #[serde(deserialize_with = "duration")]
+    pub cpu_throttle_interval: Duration,
     /// Capture thresholds.
     pub thresholds: Thresholds,
     /// Ring buffer between the kernel and the collector.
@@ -232,6 +236,7 @@ impl Default for Config {
             cuda: Cuda::default(),
             cpus: Vec::new(),
             bpf_stats: true,
+            cpu_throttle_interval: Duration::from_secs(1),
             thresholds: Thresholds::default(),
             ring_buffer: RingBuffer::default(),
             storage: Storage::default(),

@@ -18,6 +18,7 @@ mod sink;
 mod stacks;
 mod stats;
 mod synth;
+mod throttle;
 mod workload;
 
 use std::path::PathBuf;

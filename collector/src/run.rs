@@ -205,6 +205,14 @@ impl Capture {
         std::mem::replace(&mut self.events, Vec::with_capacity(keep))
     }
 
+    /// Events made in user space (cgroup counters), kept like decoded ones.
+    pub(crate) fn push_events(&mut self, events: Vec<KernelEvent>) {
+        if let Some(k) = self.kept.as_mut() {
+            k.extend(events.iter().cloned());
+        }
+        self.events.extend(events);
+    }
+
     /// Records decoded so far and records that did not decode.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.decoded.iter().sum(), self.undecodable)
@@ -242,6 +250,9 @@ impl Capture {
         };
         let owner = self.containers.lookup(ev_mut.cgroup_id as u64);
         (ev_mut.container_id, ev_mut.pod_uid) = (owner.container_id, owner.pod_uid);
+        if let Some(neighbour) = ev_mut.prev_cgroup_id.filter(|&c| c > 0) {
+            ev_mut.prev_container_id = self.containers.lookup(neighbour as u64).container_id;
+        }
         let ev = match decoded {
             offcpu::Decoded::Event(ev) => {
                 if ev.event_name == causeway_proto::names::event::PROCESS_EXIT {
@@ -755,6 +766,15 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut stats_window_start = realtime_ns();
     let mut last_stats = Instant::now();
     let mut prev_overhead = crate::overhead::read();
+    // CFS throttling is only in the cgroups' counters (no tracepoint): read them on a timer
+    let mut throttle = (!cfg.cpu_throttle_interval.is_zero()).then(|| {
+        crate::throttle::ThrottleWatch::new(match (&cfg.cgroup, cfg.pids.is_empty()) {
+            (Some(dir), _) => crate::throttle::Scope::Subtree(PathBuf::from(dir)),
+            (None, false) => crate::throttle::Scope::Pids(cfg.pids.clone()),
+            (None, true) => crate::throttle::Scope::All,
+        })
+    });
+    let mut last_throttle_poll: Option<Instant> = None;
     let mut decoded_reported = 0u64;
     let (mut shed_reported, mut undecodable_reported) = (0u64, 0u64);
     let stop_requested = |opts: &RunOptions| {
@@ -869,6 +889,15 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             prev_stats = cur;
             stats_window_start = now;
             last_stats = Instant::now();
+        }
+        if let Some(t) = throttle.as_mut() {
+            if stopping
+                || last_throttle_poll.is_none_or(|p| p.elapsed() >= cfg.cpu_throttle_interval)
+            {
+                let rows = t.poll(realtime_ns());
+                capture.borrow_mut().push_events(rows);
+                last_throttle_poll = Some(Instant::now());
+            }
         }
         let (batch, work) = {
             let mut c = capture.borrow_mut();

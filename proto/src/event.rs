@@ -46,6 +46,10 @@ pub struct KernelEvent {
     pub prev_tid: Option<i32>,
     /// Its comm.
     pub prev_comm: Option<String>,
+    /// Its cgroup v2 id: the neighbour's cgroup (run-queue events).
+    pub prev_cgroup_id: Option<i64>,
+    /// Its container id, when its cgroup path names one.
+    pub prev_container_id: Option<String>,
     /// `stacks.stack_id` of the user stack.
     pub user_stack_id: Option<i64>,
     /// `stacks.stack_id` of the kernel stack.
@@ -89,6 +93,12 @@ pub struct KernelEvent {
     pub cuda_block: Option<String>,
     /// The launched kernel (its host stub's symbol, demangled), for `cudaLaunchKernel` rows.
     pub cuda_kernel: Option<String>,
+    /// CFS bandwidth periods in which the cgroup ran out of quota (cpu.throttle events).
+    pub cpu_throttled_periods: Option<i64>,
+    /// CFS bandwidth periods that elapsed with runnable tasks (cpu.throttle events).
+    pub cpu_periods: Option<i64>,
+    /// The cgroup's quota and period in µs, `cpu.max` style: `10000 100000` (cpu.throttle).
+    pub cpu_max: Option<String>,
 }
 
 /// One deduplicated stack: a row of the `stacks` table.

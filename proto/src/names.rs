@@ -39,6 +39,10 @@ pub mod event {
     pub const CUDA_ALLOC: &str = "cuda.alloc";
     /// An NCCL collective or point-to-point call (enqueue time on the host): `bytes`.
     pub const NCCL_COLLECTIVE: &str = "nccl.collective";
+    /// The process's CPU cgroup hit its CFS quota (cpu.max) in an interval: `duration_ns` is the
+    /// time the cgroup was throttled in it, `cpu_throttled_periods` of `cpu_periods`, `cpu_max`,
+    /// `path` the cgroup directory. One row per process of the cgroup (all of them stall).
+    pub const CPU_THROTTLE: &str = "cpu.throttle";
 }
 
 /// Off-CPU state classes (`state` column), from sched_switch's `prev_state`.
@@ -95,6 +99,16 @@ pub mod attr {
     pub const PREV_TID: &str = "causeway.prev.tid";
     /// The task on the CPU just before a run-queue wait ended: comm.
     pub const PREV_NAME: &str = "causeway.prev.name";
+    /// The task on the CPU just before a run-queue wait ended: its cgroup v2 id.
+    pub const PREV_CGROUP_ID: &str = "causeway.prev.cgroup.id";
+    /// The task on the CPU just before a run-queue wait ended: its container.
+    pub const PREV_CONTAINER_ID: &str = "causeway.prev.container.id";
+    /// CFS periods the cgroup was throttled in (cpu.throttle).
+    pub const CPU_THROTTLED_PERIODS: &str = "causeway.cpu.throttled_periods";
+    /// CFS periods that elapsed (cpu.throttle).
+    pub const CPU_PERIODS: &str = "causeway.cpu.periods";
+    /// The cgroup's `quota period` in µs (cpu.throttle).
+    pub const CPU_MAX: &str = "causeway.cpu.max";
     /// Stack id (row of the `stacks` table) of the blocked thread's user stack.
     pub const USER_STACK_ID: &str = "causeway.stack.user_id";
     /// Stack id (row of the `stacks` table) of the blocked thread's kernel stack.

@@ -79,6 +79,9 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_int(bytes_key, e.bytes);
     opt_int(attr::CUDA_STREAM, e.cuda_stream);
     opt_int(attr::BLOCK_QUEUE_NS, e.io_queue_ns);
+    opt_int(attr::PREV_CGROUP_ID, e.prev_cgroup_id);
+    opt_int(attr::CPU_THROTTLED_PERIODS, e.cpu_throttled_periods);
+    opt_int(attr::CPU_PERIODS, e.cpu_periods);
     let mut opt_str = |k: &str, v: Option<&str>| {
         if let Some(v) = v {
             a.push(kv(k, Value::StringValue(v.to_string())));
@@ -102,6 +105,8 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     opt_str(attr::CUDA_KERNEL, e.cuda_kernel.as_deref());
     opt_str(attr::KERNEL_LOCK, e.kernel_lock.as_deref());
     opt_str(attr::KERNEL_LOCK_KIND, e.kernel_lock_kind);
+    opt_str(attr::PREV_CONTAINER_ID, e.prev_container_id.as_deref());
+    opt_str(attr::CPU_MAX, e.cpu_max.as_deref());
     LogRecord {
         time_unix_nano: e.time_unix_nano as u64,
         observed_time_unix_nano,

@@ -87,6 +87,11 @@ pub fn kernel_events_schema() -> SchemaRef {
         nullable("cuda_kernel", Utf8),
         nullable("kernel_lock", Utf8),
         nullable("kernel_lock_kind", Utf8),
+        nullable("prev_cgroup_id", Int64),
+        nullable("prev_container_id", Utf8),
+        nullable("cpu_throttled_periods", Int64),
+        nullable("cpu_periods", Int64),
+        nullable("cpu_max", Utf8),
     ]))
 }
 
@@ -370,6 +375,11 @@ pub fn kernel_events_batch(events: &[KernelEvent]) -> Result<RecordBatch, ArrowE
         opt_strs(events, |e| e.cuda_kernel.as_deref()),
         opt_strs(events, |e| e.kernel_lock.as_deref()),
         opt_strs(events, |e| e.kernel_lock_kind),
+        opt_i64s(events, |e| e.prev_cgroup_id),
+        opt_strs(events, |e| e.prev_container_id.as_deref()),
+        opt_i64s(events, |e| e.cpu_throttled_periods),
+        opt_i64s(events, |e| e.cpu_periods),
+        opt_strs(events, |e| e.cpu_max.as_deref()),
     ];
     RecordBatch::try_new(kernel_events_schema(), columns)
 }

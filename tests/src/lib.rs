@@ -337,3 +337,49 @@ pub fn query_json(args: &[&str]) -> Value {
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     v
 }
+
+/// A cgroup v2 directory made for one test (on the unified hierarchy, wherever it is mounted),
+/// removed when dropped (once its processes have exited).
+pub struct TempCgroup {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl TempCgroup {
+    /// Creates `<cgroup2 mount>/<name>-<pid of the test>`; None without a cgroup v2 mount.
+    pub fn create(name: &str) -> Option<TempCgroup> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let root = mounts.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2")
+                .then(|| pre.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })?;
+        let path = root.join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).ok()?;
+        Some(TempCgroup { path })
+    }
+
+    /// Moves a process into it.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
+    }
+
+    /// Its cgroup id (the directory's inode), what kernel_events' cgroup columns hold.
+    pub fn id(&self) -> i64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.path).unwrap().ino() as i64
+    }
+}
+
+impl Drop for TempCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

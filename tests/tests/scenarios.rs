@@ -15,6 +15,7 @@ use causeway_tests::int;
 use causeway_tests::record;
 use causeway_tests::require_tool;
 use causeway_tests::Collector;
+use causeway_tests::TempCgroup;
 use causeway_tests::Workload;
 use serde_json::Value;
 
@@ -46,12 +47,14 @@ fn mechanism(v: &Value) -> &str {
     v["blocking_mechanism"].as_str().unwrap_or("")
 }
 
-/// A CPU hog pinned to the target's CPU: the target waits in the run queue behind it.
+/// A CPU hog pinned to the target's CPU, in a cgroup of its own: the target waits in the run
+/// queue behind it, and the diagnosis names the hog and its cgroup.
 #[test]
 fn cpu_hog_on_the_targets_cpu() {
     if !can_trace("cpu_hog_on_the_targets_cpu") {
         return;
     }
+    let cg = TempCgroup::create("cw-hog").expect("a cgroup v2 mount (unified hierarchy)");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let mut hog = Command::new(bin("causeway-collector"))
@@ -68,6 +71,7 @@ fn cpu_hog_on_the_targets_cpu() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    cg.add(hog.id());
     let (pid, _) = record(
         &store,
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
@@ -79,6 +83,16 @@ fn cpu_hog_on_the_targets_cpu() {
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "cpu_contention", "{v}");
     assert_eq!(v["contention_source"]["pid"].as_i64(), Some(hog_pid), "{v}");
+    assert_eq!(
+        v["contention_source"]["cgroup_id"].as_i64(),
+        Some(cg.id()),
+        "the hog's cgroup: {v}"
+    );
+    assert_eq!(
+        v["contention_source"]["cgroup_path"].as_str(),
+        cg.path.to_str(),
+        "{v}"
+    );
     assert!(
         v["recommended_action"]
             .as_str()
@@ -86,6 +100,57 @@ fn cpu_hog_on_the_targets_cpu() {
             .contains(&hog_pid.to_string()),
         "{v}"
     );
+}
+
+/// Noisy neighbours: three processes of one cgroup (a container's workers) share the target's
+/// CPU. None of them alone holds the CPU most; their cgroup does, and the diagnosis says so.
+#[test]
+fn noisy_neighbour_cgroup_of_many_processes() {
+    if !can_trace("noisy_neighbour_cgroup_of_many_processes") {
+        return;
+    }
+    let cg = TempCgroup::create("cw-neighbours").expect("a cgroup v2 mount (unified hierarchy)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let h = Command::new(bin("causeway-collector"))
+                .args([
+                    "workload",
+                    "spin",
+                    "--threads",
+                    "1",
+                    "--cpu",
+                    "0",
+                    "--time",
+                    "5s",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            cg.add(h.id());
+            h
+        })
+        .collect();
+    let (pid, _) = record(
+        &store,
+        &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
+        &[],
+    );
+    for h in hogs.iter_mut() {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let v = diagnose(&store, pid);
+    assert_eq!(mechanism(&v), "cpu_contention", "{v}");
+    let n = &v["contention_source"]["neighbour_cgroup"];
+    assert_eq!(n["cgroup_id"].as_i64(), Some(cg.id()), "{v}");
+    // the scheduler need not rotate evenly: at least two of the three preceded the target
+    assert!(n["processes"].as_i64().unwrap_or(0) >= 2, "{v}");
+    assert!(n["share_of_runq"].as_f64().unwrap_or(0.0) > 0.5, "{v}");
+    let action = v["recommended_action"].as_str().unwrap();
+    assert!(action.contains(cg.path.to_str().unwrap()), "{action}");
+    assert!(action.contains("processes) held the CPU"), "{action}");
 }
 
 /// A mutex holder sleeping inside its critical section.
@@ -308,6 +373,15 @@ fn cpu_quota_throttling() {
     let v = diagnose(&store, pid);
     assert_eq!(mechanism(&v), "cpu_throttling", "{v}");
     assert!(v["contention_source"]["cgroup_id"].is_i64(), "{v}");
+    // the collector's cpu.throttle rows: the cgroup's own counters and quota
+    let src = &v["contention_source"];
+    assert!(src["throttled_periods"].as_i64().unwrap_or(0) > 0, "{v}");
+    assert!(
+        src["periods"].as_i64().unwrap_or(0) >= src["throttled_periods"].as_i64().unwrap_or(0),
+        "{v}"
+    );
+    assert_eq!(src["cpu_max"].as_str(), Some("10000 100000"), "{v}");
+    assert_eq!(src["cgroup_path"].as_str(), dir.to_str(), "{v}");
     assert!(
         v["recommended_action"].as_str().unwrap().contains("quota"),
         "{v}"

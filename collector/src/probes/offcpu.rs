@@ -378,6 +378,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
                 prev_comm: Some(cstr(&e.prev_comm)),
+                prev_cgroup_id: Some(e.prev_cgroup_id as i64),
                 ..common.event(names::event::RUNQ, clock)
             }
         }

@@ -395,7 +395,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         "Tasks that held the CPU while the target waited in the run queue",
         format!(
             "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
-             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
+             max(duration_ns) AS longest_ns, max(prev_cgroup_id) AS prev_cgroup_id, \
+             max(prev_container_id) AS prev_container_id FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
              AND prev_pid <> {pid} GROUP BY prev_pid, prev_tid, prev_comm ORDER BY total_ns DESC LIMIT 5"
         ),
     );
@@ -454,7 +455,29 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         .filter(|h| i(h, "prev_pid") == 0)
         .map(|h| i(h, "total_ns"))
         .sum();
-    let throttled = runq_total > 0 && idle_total * 2 >= runq_total;
+    // the cgroup's own CFS counters (cpu.throttle rows, read by the collector from cpu.stat):
+    // throttled even where other tasks used the idle time, with the quota that did it
+    let throttle_sql = q(
+        "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
+        format!(
+            "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
+             sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
+             max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
+        ),
+    );
+    let throttle = engine
+        .query(&throttle_sql)
+        .await?
+        .rows
+        .into_iter()
+        .next()
+        .filter(|r| i(r, "throttled_ns") > 0);
+    let worst_thread_runq = (runq_share * window_ns as f64) as i64;
+    let throttled = runq_total > 0
+        && (idle_total * 2 >= runq_total
+            || throttle
+                .as_ref()
+                .is_some_and(|t| i(t, "throttled_ns") * 2 >= worst_thread_runq));
     // network: sleeps with no waking task (the network stack woke them from softirq) during which
     // the same thread's socket retransmitted
     let retrans_sql = q(
@@ -950,33 +973,73 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .first()
                 .map(|r| i(r, "cgroup_id"))
                 .unwrap_or(0);
+            // what the collector read from the cgroup's counters, else what this host shows
             let local = cgroup_by_id(cg);
-            let limit = local
+            let text = |k: &str| {
+                throttle
+                    .as_ref()
+                    .and_then(|t| t[k].as_str())
+                    .map(super::data_text)
+            };
+            let limit = text("cpu_max").or_else(|| {
+                local
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p.join("cpu.max")).ok())
+                    .map(|s| s.trim().to_string())
+            });
+            let path =
+                text("cgroup_path").or_else(|| local.as_ref().map(|p| p.display().to_string()));
+            let (throttled_ns, throttled_periods, periods) = throttle
                 .as_ref()
-                .and_then(|p| std::fs::read_to_string(p.join("cpu.max")).ok())
-                .map(|s| s.trim().to_string());
-            let path = local.as_ref().map(|p| p.display().to_string());
-            contention_source =
-                serde_json::json!({"cgroup_id": cg, "cgroup_path": path, "cpu_max": limit});
+                .map(|t| {
+                    (
+                        i(t, "throttled_ns"),
+                        i(t, "throttled_periods"),
+                        i(t, "periods"),
+                    )
+                })
+                .unwrap_or((0, 0, 0));
+            contention_source = serde_json::json!({
+                "cgroup_id": cg, "cgroup_path": path, "cpu_max": limit,
+                "throttled_ms": ms(throttled_ns), "throttled_periods": throttled_periods, "periods": periods,
+            });
+            let counted = if periods > 0 {
+                format!(
+                    "; its cpu.stat counted {throttled_periods} of {periods} periods throttled ({:.0}%), {:.1} ms throttled",
+                    100.0 * throttled_periods as f64 / periods as f64,
+                    ms(throttled_ns)
+                )
+            } else {
+                String::new()
+            };
+            // quota and period in µs: the CPUs the cgroup may use
+            let cpus = limit.as_deref().and_then(|l| {
+                let mut it = l.split_whitespace().map(|v| v.parse::<f64>().ok());
+                match (it.next().flatten(), it.next().flatten()) {
+                    (Some(q), Some(p)) if p > 0.0 => Some(q / p),
+                    _ => None,
+                }
+            });
             chain.push(Link {
                 hop: 1,
                 role: "cgroup".into(),
                 pid: 0,
                 tid: 0,
                 comm: path.clone().unwrap_or_else(|| format!("cgroup {cg}")),
-                ms: ms(idle_total),
+                ms: ms(idle_total.max(throttled_ns)),
                 detail: format!(
-                    "the CPU was idle for {:.1} ms while the target was runnable: the cgroup's CPU quota was used up{}",
+                    "the cgroup's CPU quota was used up{} while the target was runnable (the CPU sat idle {:.1} ms of it){counted}",
+                    limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default(),
                     ms(idle_total),
-                    limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default()
                 ),
                 ..Default::default()
             });
             action = format!(
-                "pid {pid} was runnable but not running for {:.1} ms while its CPU sat idle: its cgroup{} is throttled by its CPU quota{}. Raise cpu.max (quota/period) or the pod's CPU limit, or reduce the threads that burn the quota; throttling stalls every thread of the cgroup for the rest of each period",
-                ms(idle_total),
+                "pid {pid} was runnable but not running for {:.1} ms: its cgroup{} is throttled by its CPU quota{}{}{counted}. Raise cpu.max (quota/period) or the pod's CPU limit above what the cgroup burns at its peaks, or reduce the threads that burn the quota; throttling stalls every thread of the cgroup for the rest of each period",
+                ms(runq_total),
                 path.as_deref().map(|p| format!(" {p}")).unwrap_or_else(|| format!(" (id {cg})")),
-                limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default()
+                limit.as_deref().map(|l| format!(" (cpu.max {l})")).unwrap_or_default(),
+                cpus.map(|c| format!(", i.e. {c:.2} CPUs")).unwrap_or_default(),
             );
         }
         "cpu_contention" => {
@@ -991,15 +1054,69 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         i(h, "n")
                     ),
                 );
-                contention_source =
-                    serde_json::json!({"pid": link.pid, "tid": link.tid, "comm": link.comm});
-                chain.push(link);
-                action = format!(
-                    "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, cpu.weight)",
-                    ms(runq_total),
-                    quoted(&h["prev_comm"]),
-                    i(h, "prev_pid")
+                // the neighbour's cgroup: many small tasks of one container can out-compete the
+                // target where no single task does
+                let groups_sql = q(
+                    "cgroups whose tasks held the CPU while the target waited in the run queue (noisy neighbours)",
+                    format!(
+                        "SELECT prev_cgroup_id, max(prev_container_id) AS prev_container_id, count(DISTINCT prev_pid) AS processes, \
+                         count(*) AS n, sum(duration_ns) AS total_ns FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
+                         AND prev_pid <> {pid} AND prev_pid <> 0 AND prev_cgroup_id IS NOT NULL \
+                         GROUP BY prev_cgroup_id ORDER BY total_ns DESC LIMIT 3"
+                    ),
                 );
+                let groups = engine.query(&groups_sql).await?.rows;
+                let describe = |id: i64, container: &Value| {
+                    let path = cgroup_by_id(id).map(|p| p.display().to_string());
+                    let container = container.as_str().map(super::data_text);
+                    let name = match (&container, &path) {
+                        (Some(c), _) => format!("container {c}"),
+                        (None, Some(p)) => format!("cgroup {p}"),
+                        (None, None) => format!("cgroup id {id}"),
+                    };
+                    (path, container, name)
+                };
+                let (hog_path, hog_container, hog_name) =
+                    describe(i(h, "prev_cgroup_id"), &h["prev_container_id"]);
+                contention_source = serde_json::json!({
+                    "pid": link.pid, "tid": link.tid, "comm": link.comm,
+                    "cgroup_id": h["prev_cgroup_id"], "cgroup_path": hog_path, "container_id": hog_container,
+                });
+                if let Some(g) = groups.first() {
+                    let (path, container, _) =
+                        describe(i(g, "prev_cgroup_id"), &g["prev_container_id"]);
+                    contention_source["neighbour_cgroup"] = serde_json::json!({
+                        "cgroup_id": g["prev_cgroup_id"], "cgroup_path": path, "container_id": container,
+                        "processes": g["processes"], "ms": ms(i(g, "total_ns")),
+                        "share_of_runq": i(g, "total_ns") as f64 / runq_total.max(1) as f64,
+                    });
+                }
+                // several processes of one cgroup behind most of the wait: the cgroup is the
+                // neighbour to cap, not its busiest process
+                let crowd = groups
+                    .first()
+                    .filter(|g| i(g, "processes") > 1 && i(g, "total_ns") * 2 >= runq_total);
+                chain.push(link);
+                action = match crowd {
+                    Some(g) => {
+                        let (_, _, name) = describe(i(g, "prev_cgroup_id"), &g["prev_container_id"]);
+                        format!(
+                            "pid {pid} waited {:.1} ms runnable but not running; the tasks of {name} ({} processes) held the CPU for {:.1} ms of it ({:.0}%), the largest single one {} (pid {}): cap that cgroup (its cpu.max / cpu.weight, the pod's CPU limit) or give the target its own CPUs (cpuset)",
+                            ms(runq_total),
+                            i(g, "processes"),
+                            ms(i(g, "total_ns")),
+                            100.0 * i(g, "total_ns") as f64 / runq_total.max(1) as f64,
+                            quoted(&h["prev_comm"]),
+                            i(h, "prev_pid")
+                        )
+                    }
+                    None => format!(
+                        "pid {pid} waited {:.1} ms runnable but not running; {} (pid {}, {hog_name}) had the CPU for the largest share: give the target its own CPUs (cpuset/taskset), or lower the neighbour's weight (nice, or cpu.weight of its cgroup)",
+                        ms(runq_total),
+                        quoted(&h["prev_comm"]),
+                        i(h, "prev_pid")
+                    ),
+                };
             } else {
                 action = format!(
                     "pid {pid} waited {:.1} ms runnable but not running, behind its own threads: it has more runnable threads than CPUs — size the thread pool to the CPUs it gets",
