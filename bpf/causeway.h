@@ -199,8 +199,11 @@ struct cw_klock_event {
 	__u64 lock_addr;
 	__u32 flags; /* LCB_F_SPIN 1, READ 2, WRITE 4, RT 8, PERCPU 16, MUTEX 32 */
 	__s32 ret;   /* 0, or the error the wait ended with (-EINTR on a killable wait) */
+	__s32 n_kernel; /* frames in kernel[], or a negative errno */
+	__u32 _pad0;
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
+	__u64 kernel[CW_MAX_KSTACK]; /* the waiter's kernel stack: who takes the lock, where */
 };
 
 /* CUDA runtime/driver and NCCL functions the collector probes (the uprobe's attach cookie).

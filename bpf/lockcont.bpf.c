@@ -4,6 +4,7 @@
  * task. A D-state wait is often not the device but a kernel lock someone holds across slow work
  * (an inode's i_rwsem during a truncate or a big write, mmap_lock during munmap); this names it.
  * The off-CPU interval of the same wait carries the waker: the holder that released the lock.
+ * Each wait carries the waiter's kernel stack: the code that takes the lock names it.
  * Waits shorter than min_klock_ns are dropped in the kernel.
  */
 #include "vmlinux.h"
@@ -82,6 +83,14 @@ int BPF_PROG(handle__contention_end, void *lock, int ret)
 	e->lock_addr = s->lock;
 	e->flags = s->flags;
 	e->ret = ret;
+	/* still inside the lock's slow path: the frames above it name the code taking the lock,
+	 * which is how a lock without a symbol (no CONFIG_KALLSYMS_ALL, or a per-object lock)
+	 * is told apart */
+	{
+		long n = bpf_get_stack(ctx, e->kernel, sizeof(e->kernel), 0);
+
+		e->n_kernel = n < 0 ? (__s32)n : (__s32)(n / sizeof(__u64));
+	}
 	fill_names(e->comm, e->process_name, t);
 	s->ts = 0;
 	count(CW_STAT_EMITTED + CW_EV_KLOCK);

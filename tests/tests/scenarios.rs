@@ -643,4 +643,21 @@ fn kernel_lock_held_across_a_truncate() {
         Some(int(&result, "waiter_tid")),
         "{v}"
     );
+    // the lock has no symbol (per-object); the waiters' kernel stack says where it is taken:
+    // the file system's write path (ext4_/shmem_file_write_iter …) under pwrite, not the rwsem
+    // slow path or the tracing frames above it
+    let taken_in: Vec<&str> = src["taken_in"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        taken_in.first().is_some_and(|f| f.contains("write")),
+        "where the lock is taken: {v}"
+    );
+    assert!(
+        taken_in
+            .iter()
+            .any(|f| f.contains("pwrite") || f.contains("vfs_write")),
+        "{v}"
+    );
 }

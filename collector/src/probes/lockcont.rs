@@ -70,8 +70,9 @@ pub fn kind(flags: u32) -> &'static str {
     }
 }
 
-/// Decodes a `cw_klock_event` record; `kernel_lock` is the lock's address until user space names it.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+/// Decodes a `cw_klock_event` record: `kernel_lock` is the lock's address; the waiter's kernel
+/// stack goes to the stack table (`kernel_stack_id`), whose frames name the code taking the lock.
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
     let e: types::cw_klock_event = read_record(data)?;
     let hdr: offcpu::types::cw_header = read_record(data)?;
     let common = Common::interval(
@@ -82,11 +83,17 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         &e.comm,
         &e.process_name,
     );
-    Some(KernelEvent {
+    let event = KernelEvent {
         kernel_lock: Some(format!("0x{:x}", e.lock_addr)),
         kernel_lock_kind: Some(kind(e.flags)),
         exit_code: (e.ret != 0).then_some(e.ret),
         ..common.event(names::event::KERNEL_LOCK_WAIT, clock)
+    };
+    let n = e.n_kernel.clamp(0, e.kernel.len() as i32) as usize;
+    Some(offcpu::Decoded::WithStacks {
+        event,
+        kernel: e.kernel[..n].to_vec(),
+        user: Vec::new(),
     })
 }
 
@@ -107,7 +114,26 @@ mod tests {
         e.lock_addr = 0xffff_8880_1234_5678;
         e.flags = 4;
         e.duration_ns = 2_000_000;
-        let ev = super::super::decode_struct(&e, "kernel lock");
+        e.n_kernel = 2;
+        e.kernel[0] = 0xffff_ffff_8100_0010;
+        e.kernel[1] = 0xffff_ffff_8100_0020;
+        // SAFETY: the bytes of a plain C struct owned here, for its size.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &e as *const _ as *const u8,
+                std::mem::size_of::<types::cw_klock_event>(),
+            )
+        };
+        let Some(offcpu::Decoded::WithStacks {
+            event: ev,
+            kernel,
+            user,
+        }) = offcpu::decode(bytes, &BootToWall::sample())
+        else {
+            panic!("a kernel lock record carries the waiter's stack");
+        };
+        assert_eq!(kernel, vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]);
+        assert!(user.is_empty());
         assert_eq!(ev.event_name, "kernel.lock_wait");
         assert_eq!(ev.kernel_lock.as_deref(), Some("0xffff888012345678"));
         assert_eq!(ev.kernel_lock_kind, Some("rwsem_write"));

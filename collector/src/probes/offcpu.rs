@@ -353,7 +353,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         wire::EV_FUTEX => super::futex::decode(data, clock)?,
         wire::EV_BLOCK => super::blockio::decode(data, clock)?,
         wire::EV_TCP => super::tcp::decode(data, clock)?,
-        wire::EV_KLOCK => super::lockcont::decode(data, clock)?,
+        wire::EV_KLOCK => return super::lockcont::decode(data, clock),
         wire::EV_CUDA => return super::cuda::decode(data, clock),
         wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
         wire::EV_OFF_CPU_STACK => {
@@ -436,7 +436,7 @@ mod tests {
             size_of::<types::cw_off_cpu_stack_event>(),
             size_of::<types::cw_off_cpu_event>() + 8 + 8 * 2 * wire::MAX_STACK
         );
-        assert_eq!(size_of::<types::cw_runq_event>(), 48 + 24 + 8 + 48);
+        assert_eq!(size_of::<types::cw_runq_event>(), 48 + 32 + 8 + 48);
         assert_eq!(size_of::<types::cw_proc_event>(), 48 + 24 + 16 + 32 + 128);
         let s = types::cw_off_cpu_stack_event::default();
         assert_eq!(s.kernel.len(), wire::MAX_STACK);

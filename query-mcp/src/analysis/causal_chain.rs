@@ -630,12 +630,38 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 super::data_text(top["kernel_lock"].as_str().unwrap_or("?")),
                 super::data_text(top["kernel_lock_kind"].as_str().unwrap_or("lock")),
             );
+            // where it is taken: the waiters' kernel stack above the lock's slow path names a
+            // lock that has no symbol (per-object locks; global ones without KALLSYMS_ALL)
+            let raw = top["kernel_lock"].as_str().unwrap_or("");
+            let mut frames = Vec::new();
+            if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                let stack_sql = q(
+                    "Where the target takes the contended kernel lock: the waiters' most common kernel stack",
+                    format!(
+                        "SELECT kernel_stack_id, count(*) AS n FROM kernel_events WHERE {w} \
+                         AND event_name = 'kernel.lock_wait' AND kernel_lock = '{raw}' \
+                         AND kernel_stack_id IS NOT NULL GROUP BY kernel_stack_id ORDER BY n DESC LIMIT 1"
+                    ),
+                );
+                if let Some(r) = engine.query(&stack_sql).await?.rows.first() {
+                    frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
+                }
+            }
+            let taken_in = lock_callers(&frames);
+            let place = if taken_in.is_empty() {
+                String::new()
+            } else {
+                format!(", taken in {}", taken_in.join(" ← "))
+            };
+            if a.include_stacks.unwrap_or(false) {
+                stack_trace.extend(frames.iter().cloned());
+            }
             chain.push(target_link(
                 pid,
                 top,
                 ms(i(top, "total_ns")),
                 format!(
-                    "waited {:.1} ms in the kernel for a contended {kind} ({lock}), {} waits, longest {:.1} ms",
+                    "waited {:.1} ms in the kernel for a contended {kind} ({lock}{place}), {} waits, longest {:.1} ms",
                     ms(i(top, "total_ns")),
                     i(top, "n"),
                     ms(i(top, "longest_ns"))
@@ -670,12 +696,12 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         ),
                     );
                     contention_source = serde_json::json!({
-                        "kind": "kernel_lock", "lock": lock, "lock_kind": kind,
+                        "kind": "kernel_lock", "lock": lock, "lock_kind": kind, "taken_in": taken_in,
                         "pid": link.pid, "tid": link.tid, "comm": link.comm,
                     });
                     chain.push(link);
                     action = format!(
-                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}), held by {} (pid {}, tid {}) doing slow work under it — typically a large write, truncate or fsync of the same file, or munmap/mmap of a large mapping in the same process. Move that work off the shared file or mapping (separate files, smaller writes, no truncate on the hot path); include_stacks shows both call paths",
+                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}{place}), held by {} (pid {}, tid {}) doing slow work under it — typically a large write, truncate or fsync of the same file, or munmap/mmap of a large mapping in the same process. Move that work off the shared file or mapping (separate files, smaller writes, no truncate on the hot path); include_stacks shows both call paths",
                         ms(klock_total),
                         quoted(&h["waker_comm"]),
                         i(h, "waker_pid"),
@@ -683,10 +709,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     );
                 }
                 None => {
-                    contention_source =
-                        serde_json::json!({"kind": "kernel_lock", "lock": lock, "lock_kind": kind});
+                    contention_source = serde_json::json!({
+                        "kind": "kernel_lock", "lock": lock, "lock_kind": kind, "taken_in": taken_in,
+                    });
                     action = format!(
-                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}); its holder was not traced. Trace the whole host (no --pid) to name it",
+                        "pid {pid} spent {:.1} ms waiting inside the kernel for a contended {kind} ({lock}: {what}{place}); its holder was not traced. Trace the whole host (no --pid) to name it",
                         ms(klock_total)
                     );
                 }
@@ -1291,6 +1318,53 @@ async fn last_event_end(engine: &Engine, pid: i64, hp: &str) -> Result<i64, Quer
     Ok(0)
 }
 
+/// The functions that take a kernel lock, innermost first (up to three): a waiter's kernel
+/// stack with the tracing and locking machinery above them left out (`bpf_*`, tracepoint
+/// iterators, the mutex/rwsem/spinlock slow paths, the scheduler). Offsets are dropped.
+fn lock_callers(frames: &[String]) -> Vec<String> {
+    const MACHINERY: &[&str] = &[
+        "bpf_",
+        "__bpf",
+        "__traceiter_",
+        "trace_",
+        "perf_trace",
+        "__mutex",
+        "mutex_",
+        "rwsem_",
+        "__rwsem",
+        "down_",
+        "__down",
+        "up_",
+        "_raw_",
+        "__raw_",
+        "do_raw_",
+        "queued_",
+        "native_queued",
+        "__pv_queued",
+        "pv_queued",
+        "rt_mutex",
+        "__rt_mutex",
+        "rt_spin",
+        "percpu_down",
+        "__percpu_down",
+        "percpu_rwsem",
+        "schedule",
+        "__schedule",
+        "preempt_schedule",
+        "io_schedule",
+        "osq_",
+        "lock_acquire",
+    ];
+    frames
+        .iter()
+        .map(|f| f.split(['+', ' ']).next().unwrap_or_default().to_string())
+        .skip_while(|f| {
+            f.is_empty() || f.starts_with("0x") || MACHINERY.iter().any(|m| f.starts_with(m))
+        })
+        .take(3)
+        .collect()
+}
+
 /// Frames of a stack id, innermost first (empty when unknown).
 async fn stack_frames(engine: &Engine, id: i64) -> Result<Vec<String>, QueryError> {
     if id == 0 {
@@ -1340,7 +1414,30 @@ impl ChainReport {
 
 #[cfg(test)]
 mod tests {
+    use super::lock_callers;
     use super::severity;
+
+    #[test]
+    fn lock_callers_skip_the_lock_and_tracing_frames() {
+        let frames: Vec<String> = [
+            "bpf_trace_run2+0x8c",
+            "__traceiter_contention_end+0x4a",
+            "rwsem_down_write_slowpath+0x2f1",
+            "down_write+0x5b",
+            "ext4_buffered_write_iter+0x3d",
+            "vfs_write+0x23a",
+            "ksys_write+0x6b",
+            "do_syscall_64+0x82",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            lock_callers(&frames),
+            vec!["ext4_buffered_write_iter", "vfs_write", "ksys_write"]
+        );
+        assert!(lock_callers(&[]).is_empty());
+    }
 
     #[test]
     fn severity_takes_the_worse_of_share_and_tail() {
