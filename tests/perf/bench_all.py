@@ -236,11 +236,16 @@ def p5(a, res, tmp):
                         capture_output=True, text=True)
     nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(store, "kernel_events"))
                  for f in fs if f.endswith(".parquet"))
-    rows = a.query_seconds * a.query_rate if not a.query_store else None
+    if a.query_store:
+        counted = subprocess.run([QUERY, "sql", "--store", store, "--format", "json", "SELECT count(*) AS n FROM kernel_events"],
+                                 capture_output=True, text=True)
+        rows = json.loads(counted.stdout)[0]["n"] if counted.returncode == 0 else None
+    else:
+        rows = a.query_seconds * a.query_rate
     res["P5"] = {"rows": rows, "causeway": df, "duckdb": json.loads(dk.stdout) if dk.returncode == 0 else None,
                  "duckdb_error": None if dk.returncode == 0 else dk.stderr[-500:]}
     if rows:
-        res["P6"]["synthetic_bytes_per_event"] = nbytes / rows
+        res.setdefault("P6", {})["synthetic_bytes_per_event"] = nbytes / rows
 
 
 def table(res):
@@ -301,7 +306,8 @@ def table(res):
                     f"×{v['p50_ms'] / d['p50_ms']:.2f}", "< 100 ms and < DuckDB", v["p50_ms"] < 100 and v["p50_ms"] < d["p50_ms"])
     if "P6" in res:
         r = res["P6"]
-        add("P6", "bytes per event, live capture", f"{r['capture_bytes_per_event']:.2f}", "", "", "≤ 5", r["capture_bytes_per_event"] <= 5)
+        if r.get("capture_bytes_per_event"):
+            add("P6", "bytes per event, live capture", f"{r['capture_bytes_per_event']:.2f}", "", "", "≤ 5", r["capture_bytes_per_event"] <= 5)
         if r.get("synthetic_bytes_per_event"):
             add("P6", "bytes per event, synthetic store (random values)", f"{r['synthetic_bytes_per_event']:.2f}", "", "", "", None)
     if "P7" in res:
