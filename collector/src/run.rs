@@ -575,9 +575,16 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let cgroup = cfg.cgroup.as_deref().map(cgroup::resolve).transpose()?;
     pin_cpus(&cfg.cpus)?;
     // glibc gives each thread its own 64 MiB arena and keeps what they free: two arenas and a
-    // trim after each flush (below) keep RSS to what is in use
+    // trim after each flush (below) keep RSS to what is in use. A fixed mmap threshold keeps
+    // the large, short-lived buffers (a drain's events, Arrow columns, encoded files) out of
+    // the heap: glibc's adaptive threshold rises to 32 MiB after the first such free, and the
+    // heap then holds the high-water mark of every burst (peak RSS at 50k events/s 79 -> 73 MiB,
+    // at 100k 149 -> 103 MiB, same-day runs)
     // SAFETY: mallopt only tunes the allocator; called before the collector's threads start.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
     // BPF run time is counted only while someone holds this (see overhead.rs)
     let _bpf_stats = cfg.bpf_stats.then(|| {
         crate::overhead::enable_bpf_stats()

@@ -13,6 +13,12 @@ use arrow::array::ListBuilder;
 use arrow::array::StringArray;
 use arrow::array::StringBuilder;
 use arrow::array::UInt64Builder;
+use arrow::buffer::BooleanBuffer;
+use arrow::buffer::Buffer;
+use arrow::buffer::MutableBuffer;
+use arrow::buffer::NullBuffer;
+use arrow::buffer::OffsetBuffer;
+use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::DataType;
 use arrow::datatypes::Field;
 use arrow::datatypes::Schema;
@@ -315,10 +321,54 @@ fn i64s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> i64) -> ArrayRef {
 fn i32s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> i32) -> ArrayRef {
     Arc::new(events.iter().map(f).collect::<Int32Array>())
 }
+/// `bytes` zeroed bytes, sliced from one allocation shared by every all-null column.
+fn zeros(bytes: usize) -> Buffer {
+    static ZEROS: std::sync::Mutex<Option<Buffer>> = std::sync::Mutex::new(None);
+    let mut shared = ZEROS.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.as_ref().is_none_or(|b| b.len() < bytes) {
+        let size = bytes.next_power_of_two().max(4096);
+        *shared = Some(Buffer::from(MutableBuffer::from_len_zeroed(size)));
+    }
+    shared
+        .as_ref()
+        .map(|b| b.slice_with_length(0, bytes))
+        .unwrap_or_default()
+}
+
+/// A column that no event of the batch fills. Most columns are kind-specific, so most of a
+/// batch is such columns; built the usual way each would hold 4–8 bytes per row until its
+/// file is written. These share one zeroed allocation instead (values, offsets and validity
+/// all read as zero: null), so a batch costs memory only for the columns it uses.
+fn null_column(dt: &DataType, len: usize) -> ArrayRef {
+    let nulls = NullBuffer::new(BooleanBuffer::new(zeros(len.div_ceil(8)), 0, len));
+    match dt {
+        DataType::Int64 => Arc::new(Int64Array::new(
+            ScalarBuffer::new(zeros(len * 8), 0, len),
+            Some(nulls),
+        )),
+        DataType::Int32 => Arc::new(Int32Array::new(
+            ScalarBuffer::new(zeros(len * 4), 0, len),
+            Some(nulls),
+        )),
+        DataType::Utf8 => Arc::new(StringArray::new(
+            OffsetBuffer::new(ScalarBuffer::new(zeros((len + 1) * 4), 0, len + 1)),
+            Buffer::from(Vec::<u8>::new()),
+            Some(nulls),
+        )),
+        other => arrow::array::new_null_array(other, len),
+    }
+}
+
 fn opt_i64s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> Option<i64>) -> ArrayRef {
+    if events.iter().all(|e| f(e).is_none()) {
+        return null_column(&DataType::Int64, events.len());
+    }
     Arc::new(events.iter().map(f).collect::<Int64Array>())
 }
 fn opt_i32s(events: &[KernelEvent], f: impl Fn(&KernelEvent) -> Option<i32>) -> ArrayRef {
+    if events.iter().all(|e| f(e).is_none()) {
+        return null_column(&DataType::Int32, events.len());
+    }
     Arc::new(events.iter().map(f).collect::<Int32Array>())
 }
 fn strs<'a>(events: &'a [KernelEvent], f: impl Fn(&'a KernelEvent) -> &'a str) -> ArrayRef {
@@ -328,6 +378,9 @@ fn opt_strs<'a>(
     events: &'a [KernelEvent],
     f: impl Fn(&'a KernelEvent) -> Option<&'a str>,
 ) -> ArrayRef {
+    if events.iter().all(|e| f(e).is_none()) {
+        return null_column(&DataType::Utf8, events.len());
+    }
     Arc::new(events.iter().map(f).collect::<StringArray>())
 }
 
@@ -463,6 +516,17 @@ mod tests {
         let waker = waker.as_any().downcast_ref::<Int32Array>().unwrap();
         assert_eq!(waker.value(0), 12);
         assert!(waker.is_null(1));
+        // columns no event fills are null and share one zeroed allocation
+        for name in ["futex_uaddr", "bytes", "device", "cuda_kernel", "ppid"] {
+            let c = b.column_by_name(name).unwrap();
+            assert_eq!(c.null_count(), 2, "{name}");
+            assert!(c.is_null(0) && c.is_null(1), "{name}");
+        }
+        let ptr = |name: &str| b.column_by_name(name).unwrap().to_data().buffers()[0].as_ptr();
+        assert_eq!(ptr("futex_uaddr"), ptr("bytes"));
+        let strings = b.column_by_name("device").unwrap();
+        let strings = strings.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(strings.value_offsets(), &[0, 0, 0]);
     }
 
     #[test]
