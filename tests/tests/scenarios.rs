@@ -47,17 +47,9 @@ fn mechanism(v: &Value) -> &str {
     v["blocking_mechanism"].as_str().unwrap_or("")
 }
 
-/// A CPU hog pinned to the target's CPU, in a cgroup of its own: the target waits in the run
-/// queue behind it, and the diagnosis names the hog and its cgroup.
-#[test]
-fn cpu_hog_on_the_targets_cpu() {
-    if !can_trace("cpu_hog_on_the_targets_cpu") {
-        return;
-    }
-    let cg = TempCgroup::create("cw-hog").expect("a cgroup v2 mount (unified hierarchy)");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let mut hog = Command::new(bin("causeway-collector"))
+/// A spinner on CPU 0 for 5 s, moved into `cg`.
+fn hog_on_cpu0_in(cg: &TempCgroup) -> std::process::Child {
+    let hog = Command::new(bin("causeway-collector"))
         .args([
             "workload",
             "spin",
@@ -72,6 +64,20 @@ fn cpu_hog_on_the_targets_cpu() {
         .spawn()
         .unwrap();
     cg.add(hog.id());
+    hog
+}
+
+/// A CPU hog pinned to the target's CPU, in a cgroup of its own: the target waits in the run
+/// queue behind it, and the diagnosis names the hog and its cgroup.
+#[test]
+fn cpu_hog_on_the_targets_cpu() {
+    if !can_trace("cpu_hog_on_the_targets_cpu") {
+        return;
+    }
+    let cg = TempCgroup::create("cw-hog").expect("a cgroup v2 mount (unified hierarchy)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut hog = hog_on_cpu0_in(&cg);
     let (pid, _) = record(
         &store,
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
@@ -112,26 +118,7 @@ fn noisy_neighbour_cgroup_of_many_processes() {
     let cg = TempCgroup::create("cw-neighbours").expect("a cgroup v2 mount (unified hierarchy)");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let mut hogs: Vec<_> = (0..3)
-        .map(|_| {
-            let h = Command::new(bin("causeway-collector"))
-                .args([
-                    "workload",
-                    "spin",
-                    "--threads",
-                    "1",
-                    "--cpu",
-                    "0",
-                    "--time",
-                    "5s",
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            cg.add(h.id());
-            h
-        })
-        .collect();
+    let mut hogs: Vec<_> = (0..3).map(|_| hog_on_cpu0_in(&cg)).collect();
     let (pid, _) = record(
         &store,
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
