@@ -339,7 +339,7 @@ fn zeros(bytes: usize) -> Buffer {
 /// batch is such columns; built the usual way each would hold 4–8 bytes per row until its
 /// file is written. These share one zeroed allocation instead (values, offsets and validity
 /// all read as zero: null), so a batch costs memory only for the columns it uses.
-fn null_column(dt: &DataType, len: usize) -> ArrayRef {
+pub fn null_column(dt: &DataType, len: usize) -> ArrayRef {
     let nulls = NullBuffer::new(BooleanBuffer::new(zeros(len.div_ceil(8)), 0, len));
     match dt {
         DataType::Int64 => Arc::new(Int64Array::new(

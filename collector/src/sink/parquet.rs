@@ -426,10 +426,32 @@ fn write_sorted(writer: &mut ArrowWriter<Vec<u8>>, batches: &[RecordBatch]) -> R
         keys.extend((0..batch.num_rows()).map(|i| (pid[i], tid[i], time[i], b as u32, i as u32)));
     }
     keys.sort_unstable();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Ok(());
+    };
+    // columns no row of the group fills stay shared nulls: gathering them would build a fresh
+    // zero-filled array per slice for nothing (most columns, most of the time)
+    let columns: Vec<Option<Vec<&dyn arrow::array::Array>>> = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn arrow::array::Array> =
+                batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrays
+                .iter()
+                .any(|a| a.null_count() < a.len())
+                .then_some(arrays)
+        })
+        .collect();
     for slice in keys.chunks(16 * 1024) {
         let at: Vec<(usize, usize)> = slice.iter().map(|k| (k.3 as usize, k.4 as usize)).collect();
-        writer.write(&arrow::compute::interleave_record_batch(&refs, &at)?)?;
+        let gathered = columns
+            .iter()
+            .zip(schema.fields())
+            .map(|(arrays, field)| match arrays {
+                Some(arrays) => arrow::compute::interleave(arrays, &at),
+                None => Ok(table::null_column(field.data_type(), at.len())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        writer.write(&RecordBatch::try_new(schema.clone(), gathered)?)?;
     }
     Ok(())
 }
