@@ -195,7 +195,8 @@ pub struct Thresholds {
 pub struct RingBuffer {
     /// Size in MiB (rounded up to a power of two).
     pub size_mib: u32,
-    /// How often the collector drains it (records are submitted without wakeups).
+    /// How often decoded records are handed to the writer (records are submitted without
+    /// wakeups; the ring buffer itself is also read at every 10 ms wake in between).
     #[serde(deserialize_with = "duration")]
     pub drain_interval: Duration,
     /// Decoded events waiting for the writer at most; above this the collector stops draining
