@@ -193,7 +193,8 @@ pub struct Thresholds {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RingBuffer {
-    /// Size in MiB (rounded up to a power of two).
+    /// Size in MiB (rounded up to a power of two). Read every 10 ms, the default 4 MiB holds
+    /// ~0.5 s at 50k events/s; its pages count twice in RSS (the data area is mapped twice).
     pub size_mib: u32,
     /// How often decoded records are handed to the writer (records are submitted without
     /// wakeups; the ring buffer itself is also read at every 10 ms wake in between).
@@ -260,7 +261,7 @@ impl Default for Thresholds {
 impl Default for RingBuffer {
     fn default() -> Self {
         RingBuffer {
-            size_mib: 8,
+            size_mib: 4,
             drain_interval: Duration::from_millis(100),
             max_in_flight: 65_536,
         }
