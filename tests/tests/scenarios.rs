@@ -132,12 +132,17 @@ fn noisy_neighbour_cgroup_of_many_processes() {
     assert_eq!(mechanism(&v), "cpu_contention", "{v}");
     let n = &v["contention_source"]["neighbour_cgroup"];
     assert_eq!(n["cgroup_id"].as_i64(), Some(cg.id()), "{v}");
-    // the scheduler need not rotate evenly: at least two of the three preceded the target
-    assert!(n["processes"].as_i64().unwrap_or(0) >= 2, "{v}");
+    // a run-queue row names the task that ran just before the target: when the scheduler keeps
+    // a fixed rotation that is always the same one of the three, so the processes seen are
+    // 1..=3 — the cgroup, not the process, is what is certain
+    let seen = n["processes"].as_i64().unwrap_or(0);
+    assert!((1..=3).contains(&seen), "{v}");
     assert!(n["share_of_runq"].as_f64().unwrap_or(0.0) > 0.5, "{v}");
     let action = v["recommended_action"].as_str().unwrap();
     assert!(action.contains(cg.path.to_str().unwrap()), "{action}");
-    assert!(action.contains("processes) held the CPU"), "{action}");
+    if seen > 1 {
+        assert!(action.contains("processes) held the CPU"), "{action}");
+    }
 }
 
 /// A mutex holder sleeping inside its critical section.

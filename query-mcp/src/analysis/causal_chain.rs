@@ -1082,7 +1082,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     ),
                 );
                 // the neighbour's cgroup: many small tasks of one container can out-compete the
-                // target where no single task does
+                // target where no single task does. A run-queue row names only the task that ran
+                // just before the target, so `processes` counts those seen (a lower bound: in a
+                // fixed rotation it is always the same one)
                 let groups_sql = q(
                     "cgroups whose tasks held the CPU while the target waited in the run queue (noisy neighbours)",
                     format!(
