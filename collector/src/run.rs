@@ -166,6 +166,15 @@ fn spawn_stack_thread(
     Ok((tx, handle))
 }
 
+/// Takes at most `max` records from the ring buffer (through its callback).
+fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
+    let n = rb.consume_raw_n(max);
+    if n < 0 {
+        return Err(std::io::Error::from_raw_os_error(-n)).context("draining the ring buffer");
+    }
+    Ok(())
+}
+
 /// Decoding state shared with the ring-buffer callback.
 pub(crate) struct Capture {
     clock: BootToWall,
@@ -810,11 +819,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             // events/s came from ticks that started late)
             let waiting = in_flight.load(Ordering::Relaxed) + capture.borrow().events.len();
             if waiting < budget {
-                let n = rb.consume_raw_n(budget - waiting);
-                if n < 0 {
-                    return Err(std::io::Error::from_raw_os_error(-n))
-                        .context("draining the ring buffer");
-                }
+                drain(&rb, budget - waiting)?;
             }
         }
         let stopping = stop_requested(&opts);
@@ -847,11 +852,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         if stopping {
             rb.consume().context("draining the ring buffer")?;
         } else if in_flight.load(Ordering::Relaxed) < budget {
-            let n = rb.consume_raw_n(budget);
-            if n < 0 {
-                return Err(std::io::Error::from_raw_os_error(-n))
-                    .context("draining the ring buffer");
-            }
+            drain(&rb, budget)?;
         } else {
             drain_paused += 1;
         }

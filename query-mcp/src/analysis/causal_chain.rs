@@ -1105,15 +1105,25 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     };
                     (path, container, name)
                 };
+                // each description walks the cgroup tree once: the top group is usually the
+                // hog's own cgroup, whose description is then reused
+                let hog_cgroup = i(h, "prev_cgroup_id");
                 let (hog_path, hog_container, hog_name) =
-                    describe(i(h, "prev_cgroup_id"), &h["prev_container_id"]);
+                    describe(hog_cgroup, &h["prev_container_id"]);
                 contention_source = serde_json::json!({
                     "pid": link.pid, "tid": link.tid, "comm": link.comm,
                     "cgroup_id": h["prev_cgroup_id"], "cgroup_path": hog_path, "container_id": hog_container,
                 });
-                if let Some(g) = groups.first() {
-                    let (path, container, _) =
-                        describe(i(g, "prev_cgroup_id"), &g["prev_container_id"]);
+                let top_group = groups.first().map(|g| {
+                    let id = i(g, "prev_cgroup_id");
+                    let described = if id == hog_cgroup {
+                        (hog_path.clone(), hog_container.clone(), hog_name.clone())
+                    } else {
+                        describe(id, &g["prev_container_id"])
+                    };
+                    (g, described)
+                });
+                if let Some((g, (path, container, _))) = &top_group {
                     contention_source["neighbour_cgroup"] = serde_json::json!({
                         "cgroup_id": g["prev_cgroup_id"], "cgroup_path": path, "container_id": container,
                         "processes": g["processes"], "ms": ms(i(g, "total_ns")),
@@ -1122,13 +1132,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 }
                 // several processes of one cgroup behind most of the wait: the cgroup is the
                 // neighbour to cap, not its busiest process
-                let crowd = groups
-                    .first()
-                    .filter(|g| i(g, "processes") > 1 && i(g, "total_ns") * 2 >= runq_total);
+                let crowd = top_group
+                    .filter(|(g, _)| i(g, "processes") > 1 && i(g, "total_ns") * 2 >= runq_total);
                 chain.push(link);
                 action = match crowd {
-                    Some(g) => {
-                        let (_, _, name) = describe(i(g, "prev_cgroup_id"), &g["prev_container_id"]);
+                    Some((g, (_, _, name))) => {
                         format!(
                             "pid {pid} waited {:.1} ms runnable but not running; the tasks of {name} ({} processes) held the CPU for {:.1} ms of it ({:.0}%), the largest single one {} (pid {}): cap that cgroup (its cpu.max / cpu.weight, the pod's CPU limit) or give the target its own CPUs (cpuset)",
                             ms(runq_total),
