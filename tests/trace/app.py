@@ -121,6 +121,9 @@ def main():
                 release_go.set()
                 held.wait()
                 held.clear()
+                # a step of its own before the lock, so the lock wait starts well inside the
+                # span, not within the context-publication margin of its start
+                time.sleep(0.002)
                 with lock:  # blocks in futex while cw-holder sleeps
                     pass
             with tracer.start_as_current_span("fsync_write") as fw:

@@ -130,7 +130,7 @@ def traced_run(ctx_lib):
 
     env = dict(os.environ, CAUSEWAY_CTX_LIB=ctx_lib,
                PYTHONPATH=os.path.join(ROOT, "context/python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    app = subprocess.Popen([sys.executable, os.path.join(HERE, "app.py"), "--store", store, "--requests", "4"],
+    app = subprocess.Popen([sys.executable, os.path.join(HERE, "app.py"), "--store", store, "--requests", "8"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     pid = json.loads(app.stdout.readline())["ready"]
     c, log = start_collector(store, ["--pid", str(pid), "--otlp-endpoint", f"http://127.0.0.1:{port}"], tmp)
@@ -192,6 +192,7 @@ def test_kernel_events_carry_the_current_span(traced_run):
             right += 1
         else:
             wrong.append((e, s["name"], s["span_id"], s["start_time_unix_nano"], s["end_time_unix_nano"]))
+    print(f"{judged} of {len(events)} events lie inside a span ({len(app['requests'])} requests)")
     assert judged >= 3 * len(app["requests"]), f"too few events inside spans to judge: {judged} of {len(events)}"
     assert right / judged >= 0.99, f"{right}/{judged} events carry the right span; wrong: {wrong}"
     # outside any span the thread has no context: nothing may be tagged with a stale span
