@@ -847,12 +847,14 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             }
         }
         capture.borrow_mut().clock = BootToWall::sample();
-        // drain at most the in-flight budget per tick, none while the writer is a
-        // full budget behind: the rest waits in the ring buffer (or is dropped there, counted)
+        // drain up to the in-flight budget (the same bound as the slices above), none while the
+        // writer is a full budget behind: the rest waits in the ring buffer (or is dropped
+        // there, counted)
+        let waiting = in_flight.load(Ordering::Relaxed) + capture.borrow().events.len();
         if stopping {
             rb.consume().context("draining the ring buffer")?;
-        } else if in_flight.load(Ordering::Relaxed) < budget {
-            drain(&rb, budget)?;
+        } else if waiting < budget {
+            drain(&rb, budget - waiting)?;
         } else {
             drain_paused += 1;
         }

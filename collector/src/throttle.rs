@@ -227,7 +227,10 @@ impl ThrottleWatch {
     pub fn poll(&mut self, now_ns: i64) -> Vec<KernelEvent> {
         let since = std::mem::replace(&mut self.last_poll_ns, now_ns);
         let mut rows = Vec::new();
-        for dir in self.cgroups() {
+        let dirs = self.cgroups();
+        // cgroups that went away (a pod deleted, a process moved) leave no reading behind
+        self.last.retain(|d, _| dirs.contains(d));
+        for dir in dirs {
             let Some(now) = std::fs::read_to_string(dir.join("cpu.stat"))
                 .ok()
                 .and_then(|t| parse_cpu_stat(&t))
@@ -237,7 +240,8 @@ impl ThrottleWatch {
             let Some(before) = self.last.insert(dir.clone(), now) else {
                 continue;
             };
-            if since == 0 || now.throttled <= before.throttled {
+            // (the first poll of a cgroup only took its baseline, above)
+            if now.throttled <= before.throttled {
                 continue;
             }
             rows.extend(self.rows_for(&dir, since, now_ns, before, now));

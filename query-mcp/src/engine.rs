@@ -256,10 +256,9 @@ impl Engine {
 
     /// An engine whose `kernel_events` holds only the rows matching `predicate`, and only
     /// `columns` of them (name the ones the predicates use too), decoded once and kept in memory
-    /// for one analysis. A tool that asks several questions of one process and
-    /// window (the causal chain asks up to a dozen) then decodes the process's rows once instead
-    /// of once per question; the statements, and the evidence SQL that quotes them, stay the
-    /// same. `None` when the window's rows take more than half of `security.memory_limit_mib`
+    /// for one analysis. A tool that asks several questions of one process and window
+    /// (`query_off_cpu_events` asks five) then decodes the process's rows once instead of once
+    /// per question; the statements, and the SQL a report quotes, stay the same. `None` when the window's rows take more than half of `security.memory_limit_mib`
     /// (the caller asks the store directly then, under the usual memory limit).
     pub async fn window(
         &self,
@@ -303,7 +302,8 @@ impl Engine {
             "window read"
         );
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.ctx.runtime_env());
-        ctx.register_table(table::KERNEL_EVENTS, window.into_view(&ctx)?)?;
+        let partitions = self.ctx.copied_config().target_partitions();
+        ctx.register_table(table::KERNEL_EVENTS, window.into_view(&ctx, partitions)?)?;
         Ok(Some(Engine {
             ctx,
             security: self.security.clone(),
@@ -316,9 +316,6 @@ impl Engine {
         Ok(df.collect().await?)
     }
 }
-
-/// Partitions of a window held in memory: one per core here, so scans of it run in parallel.
-const WINDOW_PARTITIONS: usize = 2;
 
 /// Read-only statements only: no DDL, DML, COPY or SET (DataFusion's SQLOptions).
 fn read_only() -> SQLOptions {
@@ -369,17 +366,20 @@ impl SparseWindow {
 
     /// The window as a table with the full schema: columns with values come from memory, the
     /// empty ones are typed null literals (which the planner folds: `x IS NOT NULL` on them is
-    /// false without looking at a row).
+    /// false without looking at a row). `partitions`: the session's target partitions (one per
+    /// core), so scans of the window run in parallel.
     fn into_view(
         self,
         ctx: &SessionContext,
+        partitions: usize,
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>, QueryError> {
+        let partitions = partitions.max(1);
         let width = self.schema.fields().len();
         let kept: Vec<usize> = (0..width)
             .filter(|&c| self.batches.iter().any(|(_, cols)| cols[c].is_some()))
             .collect();
         let kept_schema = Arc::new(self.schema.project(&kept)?);
-        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); WINDOW_PARTITIONS];
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
         for (k, (n, mut cols)) in self.batches.into_iter().enumerate() {
             let arrays = kept
                 .iter()
@@ -389,10 +389,9 @@ impl SparseWindow {
                     })
                 })
                 .collect();
-            partitions[k % WINDOW_PARTITIONS]
-                .push(RecordBatch::try_new(kept_schema.clone(), arrays)?);
+            parts[k % partitions].push(RecordBatch::try_new(kept_schema.clone(), arrays)?);
         }
-        let mem = datafusion::datasource::MemTable::try_new(kept_schema, partitions)?;
+        let mem = datafusion::datasource::MemTable::try_new(kept_schema, parts)?;
         let exprs = self
             .schema
             .fields()

@@ -457,21 +457,26 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         .sum();
     // the cgroup's own CFS counters (cpu.throttle rows, read by the collector from cpu.stat):
     // throttled even where other tasks used the idle time, with the quota that did it
-    let throttle_sql = q(
-        "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
-        format!(
-            "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
-             sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
-             max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
-        ),
-    );
-    let throttle = engine
-        .query(&throttle_sql)
-        .await?
-        .rows
-        .into_iter()
-        .next()
-        .filter(|r| i(r, "throttled_ns") > 0);
+    // (only asked when the target waited in the run queue: throttling needs that)
+    let throttle = if runq_total > 0 {
+        let throttle_sql = q(
+            "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
+            format!(
+                "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
+                 sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
+                 max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
+            ),
+        );
+        engine
+            .query(&throttle_sql)
+            .await?
+            .rows
+            .into_iter()
+            .next()
+            .filter(|r| i(r, "throttled_ns") > 0)
+    } else {
+        None
+    };
     let worst_thread_runq = (runq_share * window_ns as f64) as i64;
     let throttled = runq_total > 0
         && (idle_total * 2 >= runq_total
@@ -989,24 +994,39 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             );
         }
         "cpu_throttling" => {
-            let cg_sql = q(
-                "The target's cgroup in the window",
-                format!("SELECT cgroup_id, count(*) AS n FROM kernel_events WHERE {w} GROUP BY cgroup_id ORDER BY n DESC LIMIT 1"),
-            );
-            let cg = engine
-                .query(&cg_sql)
-                .await?
-                .rows
-                .first()
-                .map(|r| i(r, "cgroup_id"))
-                .unwrap_or(0);
+            // the cgroup the throttle rows name, else the one the target's rows carry most
+            let cg = match throttle
+                .as_ref()
+                .map(|t| i(t, "cgroup_id"))
+                .filter(|&c| c > 0)
+            {
+                Some(c) => c,
+                None => {
+                    let cg_sql = q(
+                        "The target's cgroup in the window",
+                        format!("SELECT cgroup_id, count(*) AS n FROM kernel_events WHERE {w} GROUP BY cgroup_id ORDER BY n DESC LIMIT 1"),
+                    );
+                    engine
+                        .query(&cg_sql)
+                        .await?
+                        .rows
+                        .first()
+                        .map(|r| i(r, "cgroup_id"))
+                        .unwrap_or(0)
+                }
+            };
             // what the collector read from the cgroup's counters, else what this host shows
-            let local = cgroup_by_id(cg);
+            // (a bounded walk of the cgroup tree: only when the counters left something out)
             let text = |k: &str| {
                 throttle
                     .as_ref()
                     .and_then(|t| t[k].as_str())
                     .map(super::data_text)
+            };
+            let local = if text("cpu_max").is_some() && text("cgroup_path").is_some() {
+                None
+            } else {
+                cgroup_by_id(cg)
             };
             let limit = text("cpu_max").or_else(|| {
                 local
