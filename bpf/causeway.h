@@ -140,16 +140,18 @@ struct cw_proc_event {
 	char path[CW_PATH_LEN]; /* exec: the file name */
 };
 
-/* One futex wait of thread `tid` (FUTEX_WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI):
- * the lock identity is (pid, uaddr); the holder is the waker of the matching off-CPU interval. */
+/* One futex wait of thread `tid` (FUTEX_WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI,
+ * futex_waitv): the off-CPU interval the thread spent blocked inside the syscall (from
+ * offcpu.bpf.c's sched_switch). The lock identity is (pid, uaddr); the holder is the waker of the
+ * same interval's off-CPU record. */
 struct cw_futex_event {
 	struct cw_header hdr;
-	__u64 start_ns; /* CLOCK_BOOTTIME at syscall entry */
+	__u64 start_ns; /* CLOCK_BOOTTIME at switch-out */
 	__u64 duration_ns;
 	__u64 cgroup_id;
 	__u64 uaddr; /* the futex word's user address */
 	__u32 op;    /* futex command (op without PRIVATE/CLOCK_REALTIME flags) */
-	__s32 ret;   /* syscall return: 0, or -ETIMEDOUT, -EAGAIN, -EINTR ... */
+	__s32 ret;   /* -ETIMEDOUT: a timed wait woken by a timer, not a task; else 0 */
 	char comm[CW_COMM_LEN];
 	char process_name[CW_COMM_LEN];
 };

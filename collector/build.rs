@@ -6,7 +6,7 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs.
 const PROBES: &[&str] = &[
-    "offcpu", "futex", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty",
+    "offcpu", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty",
 ];
 
 fn main() {

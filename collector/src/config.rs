@@ -52,9 +52,12 @@ pub struct Config {
     pub cuda: Cuda,
     /// CPUs the collector itself runs on (its own cpuset), e.g. `[1]`; empty: no pinning.
     pub cpus: Vec<usize>,
-    /// Count BPF program run time (kernel.bpf_stats_enabled while the collector runs) so the
-    /// `self` rows of collector_stats carry BPF ns per run; costs two clock reads per program run.
+    /// Count BPF program run time (kernel.bpf_stats_enabled) so the `self` rows of
+    /// collector_stats carry BPF ns per run; costs two clock reads per program run while on.
     pub bpf_stats: bool,
+    /// Share of each second bpf_stats is on, within (0, 1]: the figures are that sample's; 1
+    /// counts all the time.
+    pub bpf_stats_sampling: f64,
     /// How often the traced processes' CPU cgroups' `cpu.stat` counters are read for CFS
     /// throttling (`cpu.throttle` rows); `0s` never reads them.
     #[serde(deserialize_with = "duration")]
@@ -238,6 +241,7 @@ impl Default for Config {
             cuda: Cuda::default(),
             cpus: Vec::new(),
             bpf_stats: true,
+            bpf_stats_sampling: 0.1,
             cpu_throttle_interval: Duration::from_secs(1),
             thresholds: Thresholds::default(),
             ring_buffer: RingBuffer::default(),
@@ -333,6 +337,9 @@ impl Config {
         }
         if self.storage.flush_interval.is_zero() {
             return bad("storage.flush_interval", "must be positive");
+        }
+        if !(self.bpf_stats_sampling > 0.0 && self.bpf_stats_sampling <= 1.0) {
+            return bad("bpf_stats_sampling", "must be within (0, 1]");
         }
         if self.storage.flush_rows == 0 {
             return bad("storage.flush_rows", "must be positive");

@@ -88,8 +88,8 @@ fn tracefs_mounted() -> bool {
     Path::new(TRACEFS).join("events").is_dir()
 }
 
-/// The tracefs check. tp_btf programs do not need tracefs, but syscall tracepoints and uprobes
-/// do: mount it when we may, otherwise say how.
+/// The tracefs check. tp_btf programs do not need tracefs; uprobes may (libbpf falls back to it
+/// without the uprobe PMU): mount it when we may, otherwise say how.
 pub fn tracefs(try_mount: bool) -> Check {
     if tracefs_mounted() {
         return Check {
@@ -120,7 +120,7 @@ pub fn tracefs(try_mount: bool) -> Check {
         name: "tracefs",
         status: Status::Warn(format!(
             "tracefs is not mounted; off-CPU capture (tp_btf) works without it, later probes \
-             (syscall tracepoints, uprobes) need it: mount -t tracefs nodev {TRACEFS}"
+             (uprobes, on kernels without the uprobe PMU) may need it: mount -t tracefs nodev {TRACEFS}"
         )),
     }
 }

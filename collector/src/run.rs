@@ -33,7 +33,6 @@ use crate::probes::blockio;
 use crate::probes::cgroup;
 use crate::probes::cuda;
 use crate::probes::discovery;
-use crate::probes::futex;
 use crate::probes::offcpu;
 use crate::probes::offcpu::wire;
 use crate::probes::tcp;
@@ -594,12 +593,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
-    // BPF run time is counted only while someone holds this (see overhead.rs)
-    let _bpf_stats = cfg.bpf_stats.then(|| {
-        crate::overhead::enable_bpf_stats()
-            .map_err(|e| tracing::warn!("BPF run time not counted (bpf_stats): {e}"))
-            .ok()
-    });
+    // BPF run time is counted for a share of each second (see overhead.rs)
+    let mut bpf_stats = cfg
+        .bpf_stats
+        .then(|| crate::overhead::BpfStatsSampler::new(cfg.bpf_stats_sampling));
+    let bpf_counted =
+        |s: &Option<crate::overhead::BpfStatsSampler>| s.as_ref().map_or(0, |s| s.counted_ns());
     let host = host_name(cfg);
     // decoded events not yet in the sink: bounded (ring_buffer.max_in_flight)
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -630,14 +629,6 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut open_object = MaybeUninit::uninit();
     let mut skel = offcpu::load(&mut open_object, &settings)?;
     offcpu::attach(&mut skel)?;
-    // futex waits are an addition: without tracefs (or on an odd kernel) capture goes on without
-    let mut futex_object = MaybeUninit::uninit();
-    let mut futex_skel = optional("futex waits", || {
-        let mut f = futex::load(&mut futex_object, &settings, &skel)?;
-        futex::attach(&mut f)?;
-        Ok(f)
-    });
-
     // block I/O is an addition too: a kernel without these tracepoints still captures the rest
     let mut block_object = MaybeUninit::uninit();
     let mut block_skel = optional("block I/O", || {
@@ -781,7 +772,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut prev_stats: Vec<Vec<u64>> = Vec::new();
     let mut stats_window_start = realtime_ns();
     let mut last_stats = Instant::now();
-    let mut prev_overhead = crate::overhead::read();
+    let mut prev_overhead = crate::overhead::read(bpf_counted(&bpf_stats));
     // CFS throttling is only in the cgroups' counters (no tracepoint): read them on a timer
     let mut throttle = (!cfg.cpu_throttle_interval.is_zero()).then(|| {
         crate::throttle::ThrottleWatch::new(match (&cfg.cgroup, cfg.pids.is_empty()) {
@@ -813,6 +804,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             if let Some(cp) = cuda_probes.as_mut() {
                 cp.tick();
             }
+            if let Some(b) = bpf_stats.as_mut() {
+                b.tick();
+            }
             // the loop wakes each slice anyway: take what has arrived. A drain thread that lost
             // its CPU to the workload for a while then catches up at its next slice instead of
             // at the next tick, while the ring buffer still has room (bursts of drops at 200k
@@ -830,9 +824,6 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         if stopping {
             // detach first, so the last drain below takes every record the counters count
             skel.links = Default::default();
-            if let Some(f) = futex_skel.as_mut() {
-                f.links = Default::default();
-            }
             if let Some(b) = block_skel.as_mut() {
                 b.links = Default::default();
             }
@@ -874,7 +865,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             );
             let dropped: i64 = stats.iter().map(|s| s.dropped).sum();
             // the collector's own cost in this window
-            let cur_overhead = crate::overhead::read();
+            let cur_overhead = crate::overhead::read(bpf_counted(&bpf_stats));
+
             let decoded = c.counts().0;
             stats.push(StatsRecord {
                 time_unix_nano: stats_window_start,
@@ -982,7 +974,6 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     drop(block_skel);
     drop(tcp_skel);
     drop(klock_skel);
-    drop(futex_skel);
     drop(skel);
     drop(stack_tx);
     let _ = stack_thread.join();

@@ -1,47 +1,15 @@
-//! bpf/futex.bpf.c: futex waits with the lock's identity (pid, uaddr).
-//!
-//! Shares offcpu.bpf.c's pid filter, ring buffer and counters: its maps are reused before load,
-//! so one drain and one set of loss counters cover both.
+//! Futex waits with the lock's identity (pid, uaddr): the off-CPU intervals offcpu.bpf.c saw a
+//! task spend blocked inside futex(2) or futex_waitv(2) (read from its syscall registers at
+//! switch-out, so no syscall tracepoint slows every syscall on the host).
 
-use std::mem::MaybeUninit;
-
-use anyhow::Context;
-use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
-use libbpf_rs::skel::Skel;
-use libbpf_rs::OpenObject;
 
 use super::offcpu;
+use super::offcpu::types;
 use super::offcpu::Common;
 use super::read_record;
 use crate::clock::BootToWall;
-
-#[allow(missing_docs, clippy::all, non_camel_case_types)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/futex.skel.rs"));
-}
-
-use skel::types;
-pub use skel::FutexSkel;
-use skel::FutexSkelBuilder;
-
-/// Loads the futex programs with the same filter as the off-CPU set, sharing its maps.
-pub fn load<'obj>(
-    open_object: &'obj mut MaybeUninit<OpenObject>,
-    s: &offcpu::Settings,
-    offcpu: &offcpu::OffcpuSkel<'_>,
-) -> Result<FutexSkel<'obj>> {
-    super::load_companion!(FutexSkelBuilder, "futex", open_object, s, offcpu, |ro| {
-        ro.min_futex_ns = s.min_off_cpu.as_nanos() as u64;
-    })
-}
-
-/// Attaches sys_enter_futex / sys_exit_futex (syscall tracepoints: these need tracefs).
-pub fn attach(skel: &mut FutexSkel<'_>) -> Result<()> {
-    skel.attach()
-        .context("attaching to syscalls:sys_enter/exit_futex and futex_waitv (needs tracefs)")
-}
 
 fn op_name(op: u32) -> &'static str {
     match op {
