@@ -14,6 +14,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SQLOptions;
@@ -173,10 +174,16 @@ impl Engine {
             // ListingTable keeps no statistics cache of its own: without the session's, every
             // query would decode every file's footer statistics again while planning (4 s
             // instead of 0.5 s for a causal chain on an hour of 50k events/s).
-            let table = Arc::new(
+            let listing = Arc::new(
                 ListingTable::try_new(cfg)?
                     .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache()),
             );
+            // tables with rows in time skip, while planning, the files outside a query's range
+            let table: Arc<dyn TableProvider> =
+                match crate::pruned::TimePruned::new(listing.clone()) {
+                    Some(t) => Arc::new(t),
+                    None => listing,
+                };
             let policy = !security.allow_pids.is_empty() || !security.deny_pids.is_empty();
             if (name == table::KERNEL_EVENTS || name == table::CUDA_HISTOGRAMS) && policy {
                 let df = pid_policy(ctx.read_table(table)?, &security, false)?;

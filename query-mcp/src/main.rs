@@ -12,6 +12,7 @@ mod bench;
 mod config;
 mod engine;
 mod mcp;
+mod pruned;
 mod spans;
 
 use std::net::SocketAddr;

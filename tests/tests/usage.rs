@@ -4,7 +4,9 @@
 use std::process::Command;
 
 use causeway_tests::bin;
+use causeway_tests::int;
 use causeway_tests::query_cmd;
+use causeway_tests::sql;
 
 fn collector(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin("causeway-collector"))
@@ -102,4 +104,74 @@ fn query_rejects_writes_and_bad_sql_with_exit_2() {
         "a missing store is a runtime error"
     );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
+
+/// Queries bounded in time skip, while planning, the files whose time range lies outside
+/// (query-mcp/src/pruned.rs) — and still see every row inside: the counts match the same bounds
+/// written as an expression the pruning cannot read, and a range before all data counts 0.
+#[test]
+fn time_bounded_queries_open_only_the_files_of_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // 2.5M rows in files of 1M: three files of 100, 100 and 50 s
+    let out = Command::new(bin("causeway-collector"))
+        .args([
+            "synth",
+            "--store",
+            store.to_str().unwrap(),
+            "--seconds",
+            "250",
+            "--rate",
+            "10000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start: i64 = 1_795_773_600 * 1_000_000_000;
+    let s = |sec: i64| start + sec * 1_000_000_000;
+    for (lo, hi) in [
+        (s(110), s(150)),
+        (s(95), s(105)),
+        (s(0), s(250)),
+        (s(-100), s(-50)),
+    ] {
+        let pruned = sql(
+            &store,
+            &format!("SELECT count(*) AS n FROM kernel_events WHERE time_unix_nano >= {lo} AND time_unix_nano < {hi}"),
+        );
+        let unpruned = sql(
+            &store,
+            &format!("SELECT count(*) AS n FROM kernel_events WHERE time_unix_nano + 0 >= {lo} AND time_unix_nano + 0 < {hi}"),
+        );
+        assert_eq!(int(&pruned[0], "n"), int(&unpruned[0], "n"), "[{lo}, {hi})");
+        assert_eq!(
+            int(&pruned[0], "n"),
+            ((hi.min(s(250)) - lo.max(s(0))).max(0) / 1_000_000_000) * 10_000,
+            "[{lo}, {hi})"
+        );
+    }
+    let plan = sql(
+        &store,
+        &format!(
+            "EXPLAIN ANALYZE SELECT count(*) FROM kernel_events WHERE time_unix_nano >= {} AND time_unix_nano < {}",
+            s(110),
+            s(150)
+        ),
+    );
+    let text = serde_json::to_string(&plan).unwrap();
+    // the scan's file groups (a file may be split into byte ranges): one distinct file
+    let files: std::collections::BTreeSet<&str> = text
+        .split("part-")
+        .skip(1)
+        .filter_map(|s| s.split(".parquet").next())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one file of three should be scanned: {text}"
+    );
 }

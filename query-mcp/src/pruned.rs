@@ -1,0 +1,233 @@
+//! A listing table whose scans leave out, while planning, the files that cannot hold a row of
+//! the query's time range.
+//!
+//! DataFusion's ListingTable prunes by partition (date/hour/host) while planning and by file
+//! statistics only as it opens each file: a query about one minute of a busy hour opened all of
+//! the hour's files (180 on a 1 h store at 50k events/s) to find four, ~13 ms of every query
+//! (`files_ranges_pruned_statistics=181 → 0` in EXPLAIN ANALYZE). The collector writes each file
+//! from a few seconds of events and the file statistics (cached by the session) hold each file's
+//! `time_unix_nano` range, so the conjuncts on `time_unix_nano` against literals pick the files
+//! before any is opened. Everything else — the other predicates, row groups, pages — is left to
+//! the Parquet scan as before.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::physical_plan::FileGroup;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::Operator;
+use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+/// The time column every causeway table with rows in time has.
+pub const TIME_COLUMN: &str = "time_unix_nano";
+
+/// A [`ListingTable`] with time-range file pruning at planning (see the module docs).
+#[derive(Debug)]
+pub struct TimePruned {
+    inner: Arc<ListingTable>,
+    /// Index of `time_unix_nano` in the table schema (file statistics use the same order).
+    time: usize,
+}
+
+impl TimePruned {
+    /// Wraps `inner`; `None` when its schema has no `time_unix_nano`.
+    pub fn new(inner: Arc<ListingTable>) -> Option<TimePruned> {
+        let time = inner.schema().index_of(TIME_COLUMN).ok()?;
+        Some(TimePruned { inner, time })
+    }
+
+    /// Whether a file may hold a row within `range` (inclusive): false only when its
+    /// statistics say for certain that it does not.
+    fn may_hold(
+        &self,
+        f: &datafusion::datasource::listing::PartitionedFile,
+        range: (i64, i64),
+    ) -> bool {
+        let Some(stats) = f.statistics.as_ref() else {
+            return true;
+        };
+        let Some(col) = stats.column_statistics.get(self.time) else {
+            return true;
+        };
+        let value = |p: &datafusion::common::stats::Precision<ScalarValue>| match p.get_value() {
+            Some(ScalarValue::Int64(Some(v))) => Some(*v),
+            _ => None,
+        };
+        let below = value(&col.max_value).is_some_and(|max| max < range.0);
+        let above = value(&col.min_value).is_some_and(|min| min > range.1);
+        !(below || above)
+    }
+}
+
+/// The inclusive `time_unix_nano` range the conjuncts `filters` allow, if they bound it at all.
+pub fn time_range(filters: &[Expr]) -> Option<(i64, i64)> {
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    let mut bounded = false;
+    let mut conjuncts: Vec<&Expr> = filters.iter().collect();
+    while let Some(e) = conjuncts.pop() {
+        match e {
+            Expr::BinaryExpr(b) if b.op == Operator::And => {
+                conjuncts.push(&b.left);
+                conjuncts.push(&b.right);
+            }
+            Expr::BinaryExpr(b) => {
+                // `time op literal`, or `literal op time` read the other way round
+                let (op, v) = match (
+                    time_column(&b.left),
+                    int(&b.right),
+                    time_column(&b.right),
+                    int(&b.left),
+                ) {
+                    (true, Some(v), _, _) => (b.op, v),
+                    (_, _, true, Some(v)) => match b.op.swap() {
+                        Some(op) => (op, v),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                match op {
+                    Operator::Eq => (lo, hi) = (lo.max(v), hi.min(v)),
+                    Operator::Gt => lo = lo.max(v.saturating_add(1)),
+                    Operator::GtEq => lo = lo.max(v),
+                    Operator::Lt => hi = hi.min(v.saturating_sub(1)),
+                    Operator::LtEq => hi = hi.min(v),
+                    _ => continue,
+                }
+                bounded = true;
+            }
+            Expr::Between(b) if !b.negated && time_column(&b.expr) => {
+                if let (Some(l), Some(h)) = (int(&b.low), int(&b.high)) {
+                    (lo, hi) = (lo.max(l), hi.min(h));
+                    bounded = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    bounded.then_some((lo, hi))
+}
+
+fn time_column(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// An integer literal (the planner may have cast it to the column's Int64 already).
+fn int(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(*v),
+        Expr::Literal(ScalarValue::Int32(Some(v)), _) => Some(*v as i64),
+        Expr::Literal(ScalarValue::UInt64(Some(v)), _) => i64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for TimePruned {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        let Some(range) = time_range(filters) else {
+            return Ok(plan);
+        };
+        let Some(config) = plan
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|e| e.data_source().downcast_ref::<FileScanConfig>())
+        else {
+            return Ok(plan);
+        };
+        // the same number of groups (a group may end up empty): the plan's partitioning stays
+        let groups: Vec<FileGroup> = config
+            .file_groups
+            .iter()
+            .map(|g| {
+                FileGroup::new(
+                    g.files()
+                        .iter()
+                        .filter(|f| self.may_hold(f, range))
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect();
+        let before: usize = config.file_groups.iter().map(|g| g.len()).sum();
+        let after: usize = groups.iter().map(|g| g.len()).sum();
+        tracing::trace!(before, after, "files left by the time range");
+        if after == before {
+            return Ok(plan);
+        }
+        if after == 0 {
+            return Ok(Arc::new(EmptyExec::new(plan.schema())));
+        }
+        let mut pruned = config.clone();
+        pruned.file_groups = groups;
+        Ok(DataSourceExec::from_data_source(pruned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::col;
+    use datafusion::prelude::lit;
+
+    #[test]
+    fn time_bounds_come_from_the_conjuncts_on_the_time_column() {
+        let t = || col(TIME_COLUMN);
+        assert_eq!(
+            time_range(&[
+                t().gt_eq(lit(10i64)),
+                t().lt(lit(20i64)),
+                col("pid").eq(lit(4))
+            ]),
+            Some((10, 19))
+        );
+        assert_eq!(
+            time_range(&[lit(10i64).lt_eq(t()).and(t().lt_eq(lit(30i64)))]),
+            Some((10, 30))
+        );
+        assert_eq!(
+            time_range(&[t().between(lit(5i64), lit(7i64))]),
+            Some((5, 7))
+        );
+        assert_eq!(time_range(&[t().eq(lit(9i64))]), Some((9, 9)));
+        // an expression of the column, an OR, another column: no bound
+        assert_eq!(
+            time_range(&[(t() + col("duration_ns")).gt_eq(lit(10i64))]),
+            None
+        );
+        assert_eq!(time_range(&[t().gt(lit(1i64)).or(t().lt(lit(0i64)))]), None);
+        assert_eq!(time_range(&[col("pid").gt(lit(1i64))]), None);
+        // one bound only
+        assert_eq!(time_range(&[t().gt(lit(10i64))]), Some((11, i64::MAX)));
+    }
+}
