@@ -26,6 +26,7 @@ pub async fn run(
     pid: i64,
     iterations: usize,
     host: Option<String>,
+    statements: &[String],
 ) -> Result<(), QueryError> {
     let hp = crate::analysis::host_predicate(&host)?;
     let last = engine
@@ -43,6 +44,30 @@ pub async fn run(
     ];
     if host.is_some() {
         names.push("fleet_scan_off_cpu_by_host");
+    }
+    let own: Vec<(String, String)> = statements
+        .iter()
+        .enumerate()
+        .map(|(k, q)| {
+            let q = q
+                .replace("{pid}", &pid.to_string())
+                .replace("{start}", &start.to_string())
+                .replace("{end}", &end.to_string());
+            (format!("sql_{}", k + 1), q)
+        })
+        .collect();
+    for (name, q) in &own {
+        let mut ms = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            engine.query(q).await?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        results.insert(
+            name.clone(),
+            json!({"p50_ms": pct(&ms, 0.5), "p99_ms": pct(&ms, 0.99), "n": iterations, "sql": q}),
+        );
     }
     for (k, name) in names.iter().enumerate() {
         let iterations = if k == 3 {

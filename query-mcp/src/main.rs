@@ -90,6 +90,10 @@ enum Command {
         /// Analyse the process on this host only (a fleet store); also times a fleet-wide scan.
         #[arg(long)]
         host: Option<String>,
+        /// Also time this statement (repeatable); {pid}, {start} and {end} (the bench's 60 s
+        /// window, ns) are filled in.
+        #[arg(long = "sql")]
+        statements: Vec<String>,
     },
     /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
     Diagnose {
@@ -312,9 +316,9 @@ fn main() -> ExitCode {
                 Ok::<(), QueryError>(())
             }
             Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
-            Command::Bench { store, pid, iterations, host } => {
+            Command::Bench { store, pid, iterations, host, statements } => {
                 let engine = Engine::open(&store).await?;
-                bench::run(&engine, pid, iterations, host).await
+                bench::run(&engine, pid, iterations, host, &statements).await
             }
             Command::Diagnose { pid, window, store, json, stacks, host } => {
                 let engine = Engine::open(&store).await?;
