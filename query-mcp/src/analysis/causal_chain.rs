@@ -228,6 +228,10 @@ async fn lock_of(
         .unwrap_or_default())
 }
 
+/// How far before a wait the chain first looks for the off-CPU interval of the thread it waited
+/// on (see the hop loop).
+const SHORT_LOOKBACK_NS: i64 = 1_000_000_000;
+
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
     let hp = super::host_predicate(&a.host)?;
@@ -809,19 +813,34 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let mut activity = String::new();
             let mut root_device: Option<String> = None;
             for hop in 1..=MAX_HOPS {
-                let act_sql = q(
-                    &format!("Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"),
+                let act_query = |lookback: i64| {
                     format!(
                         "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
                          least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
                          FROM kernel_events WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
                          AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
                          AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
-                        lookback = ws - window_ns,
                         dates = date_predicate(ws - window_ns, we)
-                    ),
+                    )
+                };
+                // a thread is off CPU in one interval at a time: one that began within a second
+                // of the wait and covers half of it is the answer; only a longer one, begun
+                // earlier, needs the window's full lookback (which reads all of the thread's rows)
+                let half = 0.5 * (we - ws) as f64;
+                let short = act_query(ws - SHORT_LOOKBACK_NS.min(window_ns));
+                let mut act = engine.query(&short).await?.rows;
+                let what = format!(
+                    "Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"
                 );
-                let mut act = engine.query(&act_sql).await?.rows;
+                if act
+                    .first()
+                    .is_some_and(|r| i(r, "overlap_ns") as f64 >= half)
+                {
+                    q(&what, short);
+                } else {
+                    let full = q(&what, act_query(ws - window_ns));
+                    act = engine.query(&full).await?.rows;
+                }
                 let half = 0.5 * (we - ws) as f64;
                 if act
                     .first()
@@ -920,8 +939,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                         format!(
                             "SELECT device, count(*) AS n, sum(bytes) AS bytes, max(duration_ns) AS longest_ns FROM kernel_events \
                              WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'block.io' \
-                             AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} AND {dates} \
-                             GROUP BY device ORDER BY n DESC LIMIT 1",
+                             AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+                             AND time_unix_nano >= {lookback} AND {dates} GROUP BY device ORDER BY n DESC LIMIT 1",
+                            lookback = ws - window_ns,
                             dates = date_predicate(ws - window_ns, we)
                         ),
                     );
