@@ -150,14 +150,14 @@ fn background_event(rng: &mut Rng, t: i64) -> KernelEvent {
         duration_ns: 1_000 + rng.below(5_000_000) as i64,
         pid,
         tid,
-        comm: format!("worker-{}", tid % 8),
-        process_name: format!("svc-{pid}"),
+        comm: format!("worker-{}", tid % 8).into(),
+        process_name: format!("svc-{pid}").into(),
         event_name: names::event::OFF_CPU,
         cgroup_id: pid as i64,
         state: Some(state),
         waker_pid: woken.then_some(pid),
         waker_tid: woken.then(|| pid * 10 + rng.below(8) as i32),
-        waker_comm: woken.then(|| "worker".to_string()),
+        waker_comm: woken.then(|| "worker".into()),
         ..Default::default()
     }
 }

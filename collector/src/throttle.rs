@@ -270,13 +270,15 @@ impl ThrottleWatch {
             })
             .take(MAX_PROCS)
             .map(|pid| {
-                let comm = read_trim(Path::new(&format!("/proc/{pid}/comm"))).unwrap_or_default();
+                let comm: causeway_proto::Comm = read_trim(Path::new(&format!("/proc/{pid}/comm")))
+                    .unwrap_or_default()
+                    .into();
                 KernelEvent {
                     time_unix_nano: since,
                     duration_ns: throttled_ns.max(0),
                     pid: pid as i32,
                     tid: pid as i32,
-                    process_name: comm.clone(),
+                    process_name: comm,
                     comm,
                     event_name: names::event::CPU_THROTTLE,
                     cpu: -1,

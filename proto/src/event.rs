@@ -1,5 +1,7 @@
 //! The decoded form of kernel records.
 
+use crate::Comm;
+
 /// One kernel event, as decoded and enriched by the collector.
 ///
 /// Kind-specific fields are `Option`s: `None` becomes a null column and an absent OTLP attribute.
@@ -15,9 +17,9 @@ pub struct KernelEvent {
     /// Thread id.
     pub tid: i32,
     /// Thread name.
-    pub comm: String,
+    pub comm: Comm,
     /// Process leader's name.
-    pub process_name: String,
+    pub process_name: Comm,
     /// One of [`crate::names::event`].
     pub event_name: &'static str,
     /// CPU the record was taken on.
@@ -39,13 +41,13 @@ pub struct KernelEvent {
     /// Waker's thread id.
     pub waker_tid: Option<i32>,
     /// Waker's comm.
-    pub waker_comm: Option<String>,
+    pub waker_comm: Option<Comm>,
     /// Task on the CPU before the run-queue wait ended (run-queue events).
     pub prev_pid: Option<i32>,
     /// Its thread id.
     pub prev_tid: Option<i32>,
     /// Its comm.
-    pub prev_comm: Option<String>,
+    pub prev_comm: Option<Comm>,
     /// Its cgroup v2 id: the neighbour's cgroup (run-queue events).
     pub prev_cgroup_id: Option<i64>,
     /// Its container id, when its cgroup path names one.

@@ -8,11 +8,13 @@
 //!   the Parquet writer uses; the columns are the OTLP attributes, flattened.
 //! * [`layout`]: where objects live in the store (hive partitions by date, hour and host).
 
+pub mod comm;
 pub mod event;
 pub mod layout;
 pub mod names;
 pub mod otlp;
 pub mod table;
 
+pub use comm::Comm;
 pub use event::KernelEvent;
 pub use event::StackRecord;

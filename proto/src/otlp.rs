@@ -48,10 +48,10 @@ pub fn to_log_record(e: &KernelEvent, observed_time_unix_nano: u64) -> LogRecord
     let mut a = vec![
         kv(attr::PROCESS_PID, Value::IntValue(e.pid as i64)),
         kv(attr::THREAD_ID, Value::IntValue(e.tid as i64)),
-        kv(attr::THREAD_NAME, Value::StringValue(e.comm.clone())),
+        kv(attr::THREAD_NAME, Value::StringValue(e.comm.to_string())),
         kv(
             attr::PROCESS_EXECUTABLE_NAME,
-            Value::StringValue(e.process_name.clone()),
+            Value::StringValue(e.process_name.to_string()),
         ),
         kv(attr::CPU, Value::IntValue(e.cpu as i64)),
         kv(attr::CGROUP_ID, Value::IntValue(e.cgroup_id)),

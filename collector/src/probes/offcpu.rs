@@ -276,8 +276,8 @@ impl<'a, C: Copy> Common<'a, C> {
             duration_ns: self.duration_ns as i64,
             pid: self.hdr.pid as i32,
             tid: self.hdr.tid as i32,
-            comm: cstr(self.comm),
-            process_name: cstr(self.process_name),
+            comm: super::comm(self.comm),
+            process_name: super::comm(self.process_name),
             event_name: name,
             cpu: self.hdr.cpu as i32,
             cgroup_id: self.cgroup_id as i64,
@@ -310,7 +310,7 @@ fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
         waker_tid: woken.then_some(e.waker_tid as i32),
-        waker_comm: woken.then(|| cstr(&e.waker_comm)),
+        waker_comm: woken.then(|| super::comm(&e.waker_comm)),
         ..common.event(names::event::OFF_CPU, clock)
     }
 }
@@ -377,7 +377,7 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
             KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
-                prev_comm: Some(cstr(&e.prev_comm)),
+                prev_comm: Some(super::comm(&e.prev_comm)),
                 prev_cgroup_id: Some(e.prev_cgroup_id as i64),
                 ..common.event(names::event::RUNQ, clock)
             }
