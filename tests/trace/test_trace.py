@@ -193,7 +193,9 @@ def test_kernel_events_carry_the_current_span(traced_run):
         else:
             wrong.append((e, s["name"], s["span_id"], s["start_time_unix_nano"], s["end_time_unix_nano"]))
     print(f"{judged} of {len(events)} events lie inside a span ({len(app['requests'])} requests)")
-    assert judged >= 3 * len(app["requests"]), f"too few events inside spans to judge: {judged} of {len(events)}"
+    # each request's 300 ms lock wait is judged twice (its off-CPU interval and its futex record,
+    # the same interval); the fsync's disk waits add more when the write blocks
+    assert judged >= 2 * len(app["requests"]), f"too few events inside spans to judge: {judged} of {len(events)}"
     assert right / judged >= 0.99, f"{right}/{judged} events carry the right span; wrong: {wrong}"
     # outside any span the thread has no context: nothing may be tagged with a stale span
     outside = [e for e in events if not any(
