@@ -121,7 +121,7 @@ int BPF_PROG(handle__block_rq_complete, struct request *rq, blk_status_t error, 
 	__builtin_memcpy(e->comm, st.comm, sizeof(e->comm));
 	__builtin_memcpy(e->process_name, st.process_name, sizeof(e->process_name));
 	count(CW_STAT_EMITTED + CW_EV_BLOCK);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 	return 0;
 }
 

@@ -62,6 +62,18 @@ struct {
 	__type(value, struct obi_ctx_info);
 } traces_ctx_v1 SEC(".maps");
 
+/* Records are submitted without waking the reader, which reads on a timer (a wakeup per
+ * record would cost more than the record). Past this much unread data the reader is woken
+ * anyway, so a burst is read before the ring fills, whatever the timer's period. 0: never. */
+const volatile __u64 wake_bytes = 0;
+
+static __always_inline __u64 rb_flags(void)
+{
+	if (wake_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &slot);

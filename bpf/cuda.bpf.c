@@ -285,7 +285,7 @@ int handle__cuda_return(struct pt_regs *ctx)
 	e->func = func;
 	e->ret = (__s32)PT_REGS_RC(ctx);
 	fill_names(e->comm, e->process_name, t);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 	count(CW_STAT_EMITTED + CW_EV_CUDA);
 	c->func = 0;
 	return 0;

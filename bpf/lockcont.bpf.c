@@ -94,7 +94,7 @@ int BPF_PROG(handle__contention_end, void *lock, int ret)
 	fill_names(e->comm, e->process_name, t);
 	s->ts = 0;
 	count(CW_STAT_EMITTED + CW_EV_KLOCK);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 	return 0;
 }
 

@@ -3,8 +3,9 @@
  * Off-CPU intervals with state class and waker, run-queue delay, and process lifecycle.
  *
  * Per-thread state lives in task storage (not a per-CPU map: threads migrate while blocked), the
- * ring buffer is written with BPF_RB_NO_WAKEUP and drained by user space on a timer, and every
- * record that does not fit is counted per CPU and per type in `stats`.
+ * ring buffer is written without wakeups (rb_flags: one only past a fill level) and drained by
+ * user space on a timer, and every record that does not fit is counted per CPU and per type in
+ * `stats`.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -229,7 +230,7 @@ static __always_inline void emit_futex(struct task_struct *t, struct task_state 
 	e->ret = s->futex_timed && !s->waker_tid ? -ETIMEDOUT : 0;
 	fill_names(e->comm, e->process_name, t);
 	count(CW_STAT_EMITTED + CW_EV_FUTEX);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 }
 
 static __always_inline __u32 state_class(bool preempt, unsigned int prev_state)
@@ -278,7 +279,7 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 			__builtin_memcpy(e->user, s->user, sizeof(e->user));
 		/* counted before submit: user space never sees a record the counters miss */
 		count(CW_STAT_EMITTED + CW_EV_OFF_CPU_STACK);
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		bpf_ringbuf_submit(e, rb_flags());
 		return;
 	}
 
@@ -290,7 +291,7 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 	fill_off_cpu(e, CW_EV_OFF_CPU, t, s, now);
 	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_OFF_CPU);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 }
 
 static __always_inline void emit_runq(struct task_struct *t, struct task_struct *prev,
@@ -313,7 +314,7 @@ static __always_inline void emit_runq(struct task_struct *t, struct task_struct 
 	copy_comm(e->prev_comm, prev->comm);
 	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_RUNQ);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 }
 
 /* tp_btf/sched_switch: void (bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -445,7 +446,7 @@ static __always_inline void emit_proc(struct task_struct *t, __u32 kind, __u32 p
 		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_PROC);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 }
 
 /* tp_btf/sched_process_exec: void (struct task_struct *p, pid_t old_pid, struct linux_binprm *) */

@@ -97,7 +97,7 @@ int BPF_PROG(handle__tcp_retransmit_skb, const struct sock *sk, const struct sk_
 	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
 	__builtin_memcpy(e->process_name, o->process_name, sizeof(e->process_name));
 	count(CW_STAT_EMITTED + CW_EV_TCP);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, rb_flags());
 	return 0;
 }
 

@@ -192,6 +192,20 @@ impl BpfStatsSampler {
         }
     }
 
+    /// How long until counting switches on or off (the run loop wakes for it).
+    pub fn due_in(&self) -> std::time::Duration {
+        if self.share >= 1.0 || self.failed {
+            return std::time::Duration::MAX;
+        }
+        let on_for = SAMPLE_PERIOD.mul_f64(self.share);
+        let at = self.period_start.elapsed();
+        if self.fd.is_some() {
+            on_for.saturating_sub(at)
+        } else {
+            SAMPLE_PERIOD.saturating_sub(at)
+        }
+    }
+
     /// Time counted so far, ns.
     pub fn counted_ns(&self) -> u64 {
         let now = self.on_since.map(|t| t.elapsed()).unwrap_or_default();

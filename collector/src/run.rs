@@ -165,6 +165,40 @@ fn spawn_stack_thread(
     Ok((tx, handle))
 }
 
+/// Waits for records up to `timeout`: in the ring buffer's epoll, which the programs wake only
+/// once `wake_bytes` are unread (bpf/common.bpf.h), so a burst is read early and a quiet
+/// collector sleeps whole drain intervals instead of waking every few ms. The epoll is
+/// level-triggered, though: it answers at once when a record landed between the last drain and
+/// the wait; then the rest of the wait is paced like a timer (at most `PACE`), so a steady
+/// stream does not turn the loop into a spin of one-record drains.
+fn wait_for_records(rb: &libbpf_rs::RingBuffer<'_>, timeout: Duration, wake_bytes: usize) {
+    const PACE: Duration = Duration::from_millis(10);
+    let started = Instant::now();
+    // whole ms, rounded up: a sub-ms remainder rounded down to 0 would return at once, and the
+    // caller would spin until its deadline
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: a valid epoll fd owned by `rb`, one event slot on the stack; EINTR just returns.
+    let n = unsafe { libc::epoll_wait(rb.epoll_fd(), &mut ev, 1, ms) };
+    let left = timeout.saturating_sub(started.elapsed());
+    if n > 0 && !left.is_zero() && unread_bytes(rb) < wake_bytes {
+        std::thread::sleep(left.min(PACE));
+    }
+}
+
+/// Bytes written to the ring buffer and not yet read.
+fn unread_bytes(rb: &libbpf_rs::RingBuffer<'_>) -> usize {
+    use libbpf_rs::AsRawLibbpf;
+    // SAFETY: the ring buffer object lives as long as `rb`; ring 0 is the one map it reads.
+    unsafe {
+        let ring = libbpf_sys::ring_buffer__ring(rb.as_libbpf_object().as_ptr(), 0);
+        if ring.is_null() {
+            return 0;
+        }
+        libbpf_sys::ring__avail_data_size(ring) as usize
+    }
+}
+
 /// Takes at most `max` records from the ring buffer (through its callback).
 fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
     let n = rb.consume_raw_n(max);
@@ -752,6 +786,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         0
     })?;
     let rb = rb.build()?;
+    // the programs wake the reader past this much unread data (probes::write_filter)
+    let wake_bytes = settings.ring_buffer_bytes as usize / 4;
 
     tracing::info!(
         store = %location, %host,
@@ -792,25 +828,35 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     loop {
         // sleep in short slices so a stop request is seen quickly (and, while CUDA launch probes
         // are duty-cycled, their on-window starts and ends within a few ms)
-        let slice = if cuda_probes.as_ref().is_some_and(|c| c.duty_cycled()) {
-            5
-        } else {
-            10
-        };
+        // the loop waits a whole tick unless a burst wakes it (see wait_for_records), or the
+        // CUDA launch probes' duty cycle or the BPF stats sampling switch sooner
         let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
         let budget = cfg.ring_buffer.max_in_flight;
         while Instant::now() < tick_end && !stop_requested(&opts) {
-            std::thread::sleep(Duration::from_millis(slice).min(cfg.ring_buffer.drain_interval));
+            let mut wait = tick_end.saturating_duration_since(Instant::now());
+            if let Some(b) = &bpf_stats {
+                wait = wait.min(b.due_in());
+            }
+            if let Some(cp) = &cuda_probes {
+                wait = wait.min(cp.due_in());
+            }
+            let waiting = in_flight.load(Ordering::Relaxed) + capture.borrow().events.len();
+            if waiting < budget {
+                wait_for_records(&rb, wait, wake_bytes);
+            } else {
+                // the writer is a full budget behind: the ring buffer holds the rest meanwhile
+                std::thread::sleep(wait.min(Duration::from_millis(10)));
+            }
             if let Some(cp) = cuda_probes.as_mut() {
                 cp.tick();
             }
             if let Some(b) = bpf_stats.as_mut() {
                 b.tick();
             }
-            // the loop wakes each slice anyway: take what has arrived. A drain thread that lost
-            // its CPU to the workload for a while then catches up at its next slice instead of
-            // at the next tick, while the ring buffer still has room (bursts of drops at 200k
-            // events/s came from ticks that started late)
+            // take what has arrived at every wake, not once per tick: a drain thread that lost
+            // its CPU to the workload for a while then catches up as soon as it runs, while the
+            // ring buffer still has room (bursts of drops at 200k events/s came from ticks that
+            // started late)
             let waiting = in_flight.load(Ordering::Relaxed) + capture.borrow().events.len();
             if waiting < budget {
                 drain(&rb, budget - waiting)?;

@@ -322,6 +322,18 @@ impl Duty {
         self.on_end = self.on_start + on;
     }
 
+    /// When `want` may answer differently next: the on-window's start or end, or the period's
+    /// end (where the next on-window is planned).
+    fn next_change(&self, now: Instant) -> Instant {
+        if now < self.on_start {
+            self.on_start
+        } else if now < self.on_end {
+            self.on_end
+        } else {
+            self.period_start + self.period
+        }
+    }
+
     /// Whether the launch probes should be attached at `now`.
     fn want(&mut self, now: Instant) -> bool {
         if self.always() {
@@ -496,9 +508,14 @@ impl<'obj> CudaProbes<'obj> {
         }
     }
 
-    /// True when launch probes are attached only part of the time (`tick` has work to do).
-    pub fn duty_cycled(&self) -> bool {
-        !self.duty.always()
+    /// How long until `tick` has work to do (the duty cycle switches the launch probes on or
+    /// off); `Duration::MAX` when they are attached all the time.
+    pub fn due_in(&self) -> Duration {
+        if self.duty.always() {
+            return Duration::MAX;
+        }
+        let now = Instant::now();
+        self.duty.next_change(now).saturating_duration_since(now)
     }
 
     /// Attaches or detaches the launch probes as the duty cycle says. Called often (every few
