@@ -196,11 +196,12 @@ pub struct Thresholds {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RingBuffer {
-    /// Size in MiB (rounded up to a power of two). Read every 10 ms, the default 4 MiB holds
-    /// ~0.5 s at 50k events/s; its pages count twice in RSS (the data area is mapped twice).
+    /// Size in MiB (rounded up to a power of two). The default 4 MiB holds ~0.5 s at 50k
+    /// events/s; the programs wake the reader once a quarter of it is unread; its pages count
+    /// twice in RSS (the data area is mapped twice).
     pub size_mib: u32,
-    /// How often decoded records are handed to the writer (records are submitted without
-    /// wakeups; the ring buffer itself is also read at every 10 ms wake in between).
+    /// How often the ring buffer is read and decoded records are handed to the writer (records
+    /// are submitted without wakeups; a quarter-full ring buffer wakes the reader sooner).
     #[serde(deserialize_with = "duration")]
     pub drain_interval: Duration,
     /// Decoded events waiting for the writer at most; above this the collector stops draining
