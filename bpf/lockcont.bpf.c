@@ -32,13 +32,24 @@ struct {
 	__type(value, struct klock_start);
 } klock_starts SEC(".maps");
 
+/* The ring buffer's own lock. Two CPUs reserving records at once contend on it: that is
+ * causeway's own doing, not the traced task's, and its contention_end fires with the lock held,
+ * where this program's own reserve could only fail (the lock is not recursive). */
+static __always_inline bool ring_buffer_lock(void *lock)
+{
+	struct bpf_ringbuf_map *m = (struct bpf_ringbuf_map *)&events;
+	struct bpf_ringbuf *rb = m->rb;
+
+	return rb && (__u64)lock == (__u64)&rb->spinlock;
+}
+
 SEC("tp_btf/contention_begin")
 int BPF_PROG(handle__contention_begin, void *lock, unsigned int flags)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	struct klock_start *s;
 
-	if (!traced(t))
+	if (!traced(t) || ring_buffer_lock(lock))
 		return 0;
 	s = bpf_task_storage_get(&klock_starts, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
