@@ -170,12 +170,18 @@ impl FoundFile {
     }
 }
 
+/// Every process's mappings are read at least this often, whether or not it seemed to run.
+const FULL_SCAN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Scans processes for files defining wanted symbols; reports each file once.
 pub struct Scanner {
     wanted: Vec<&'static str>,
     /// Files examined: whether they define any wanted symbol. A file that could not be read
     /// (its process ended) is not recorded, so it is tried again.
     examined: HashMap<MapsId, bool>,
+    /// Per pid: its [`Signature`] when its mappings were last read.
+    seen: HashMap<u32, Signature>,
+    last_full: Option<std::time::Instant>,
 }
 
 impl Scanner {
@@ -184,16 +190,29 @@ impl Scanner {
         Scanner {
             wanted,
             examined: HashMap::new(),
+            seen: HashMap::new(),
+            last_full: None,
         }
     }
 
     /// One pass over /proc: the files not reported before that define a wanted symbol.
+    ///
+    /// Generating /proc/PID/maps costs the kernel ~30 µs a process (idle collector on 575
+    /// processes: 2.1 % of a core with one pass a second). Mapping a library grows the process's
+    /// virtual size, so a process whose /proc/PID/stat (much cheaper to read) shows the same
+    /// start time, virtual size and CPU time as when its mappings were last read is skipped,
+    /// except in a full pass every [`FULL_SCAN`].
     pub fn scan(&mut self) -> Vec<FoundFile> {
         let me = std::process::id();
         let mut found = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return found;
         };
+        let full = self.last_full.is_none_or(|t| t.elapsed() >= FULL_SCAN);
+        if full {
+            self.last_full = Some(std::time::Instant::now());
+        }
+        let mut alive = HashMap::with_capacity(self.seen.len());
         for entry in dir.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -204,6 +223,15 @@ impl Scanner {
             };
             if pid == me {
                 continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| signature(&s));
+            if let Some(now) = stat {
+                alive.insert(pid, now);
+                if !full && self.seen.get(&pid) == Some(&now) {
+                    continue;
+                }
             }
             let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
                 continue;
@@ -222,8 +250,23 @@ impl Scanner {
                 }
             }
         }
+        self.seen = alive;
         found
     }
+}
+
+/// What /proc/PID/stat says about whether a process's mappings may have changed: its start
+/// time (a reused pid is another process), virtual size in bytes, and utime + stime in ticks.
+type Signature = (u64, u64, u64);
+
+/// The [`Signature`] in a /proc/PID/stat line. The command name (field 2) may hold spaces and
+/// parentheses: fields are counted after its last ')'.
+fn signature(stat: &str) -> Option<Signature> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // fields from 3 (state) on: utime is field 14, stime 15, starttime 22, vsize 23
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let num = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some((num(22)?, num(23)?, num(14)? + num(15)?))
 }
 
 /// A file given by path (configuration), reported like a scanned one.
@@ -234,6 +277,35 @@ pub fn examine_path(path: &Path, wanted: &[&str]) -> Result<FoundFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_signature_comes_from_after_the_command_name() {
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194304 100 0 0 0 17 5 0 0 20 0 3 0 123456 \
+                    1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(signature(line), Some((123456, 1000000, 22)));
+        assert_eq!(signature("4242 (x) S 1"), None);
+        // mapping a file grows the virtual size: the signature moves
+        let stat = || signature(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+        let before = stat();
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        // SAFETY: a fresh read-only private mapping of our own executable, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let after = stat();
+        // SAFETY: the mapping made above, with its length.
+        unsafe { libc::munmap(p, 1 << 20) };
+        assert_eq!(before.0, after.0);
+        assert!(after.1 >= before.1 + (1 << 20), "{before:?} {after:?}");
+    }
 
     #[test]
     fn parses_executable_file_mappings_once_each() {
