@@ -826,10 +826,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
             || cfg.duration.is_some_and(|d| started.elapsed() >= d)
     };
     loop {
-        // sleep in short slices so a stop request is seen quickly (and, while CUDA launch probes
-        // are duty-cycled, their on-window starts and ends within a few ms)
-        // the loop waits a whole tick unless a burst wakes it (see wait_for_records), or the
-        // CUDA launch probes' duty cycle or the BPF stats sampling switch sooner
+        // the loop waits a whole tick (a stop request is seen within it) unless a burst wakes
+        // it (see wait_for_records), or the CUDA launch probes' duty cycle or the BPF stats
+        // sampling switch sooner
         let tick_end = Instant::now() + cfg.ring_buffer.drain_interval;
         let budget = cfg.ring_buffer.max_in_flight;
         while Instant::now() < tick_end && !stop_requested(&opts) {
