@@ -307,7 +307,8 @@ def test_collector_reports_its_own_cost(traced_run):
     for r in rows:
         assert 0 <= r["cpu_percent"] < 200 * os.cpu_count(), r
         assert 1 << 20 < r["rss_bytes"] <= r["peak_rss_bytes"] < 1 << 32, r
-    timed = [r for r in rows if r["bpf_ns_per_run"] is not None]
+    # counting runs 10 % of each second (bpf_stats_sampling): a short last window may have none
+    timed = [r for r in rows if r.get("bpf_ns_per_run") is not None]
     assert timed, f"bpf_stats is on by default, BPF run time must be counted: {rows}"
     assert all(0 < r["bpf_ns_per_run"] < 1_000_000 and r["bpf_cpu_percent"] > 0 for r in timed), timed
     got = traced_run["metrics"].metrics()
