@@ -786,8 +786,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         0
     })?;
     let rb = rb.build()?;
-    // the programs wake the reader past this much unread data (probes::write_filter)
-    let wake_bytes = settings.ring_buffer_bytes as usize / 4;
+    // the programs wake the reader past this much unread data
+    let wake_bytes = settings.wake_bytes();
 
     tracing::info!(
         store = %location, %host,

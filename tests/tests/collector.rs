@@ -507,7 +507,8 @@ fn user_stacks_follow_long_waits() {
 /// at once they contend on it, and contention_end fires with that lock held, where the probe's
 /// own reserve could only fail (a lost record each time, and a stall of every CPU's reserves).
 /// At ~200k records/s with every threshold at 1 µs that contention is constant; before the
-/// filter a quarter of the kernel-lock records were lost this way (126 of 493 in one run).
+/// filter a quarter of the kernel-lock records were lost this way (126 of 493 in one run), while
+/// no off-CPU record was.
 #[test]
 fn ring_buffer_lock_contention_is_not_traced() {
     if !can_trace("ring_buffer_lock_contention_is_not_traced") {
@@ -541,9 +542,21 @@ fn ring_buffer_lock_contention_is_not_traced() {
     );
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(int(&rows[1], "emitted") > 100_000, "the load ran: {rows:?}");
-    assert_eq!(
-        int(&rows[0], "dropped"),
-        0,
-        "kernel-lock records lost: {rows:?}"
-    );
+    // the bug lost kernel-lock records while every other kind got through; a ring buffer that
+    // overflows anyway (a slower machine) loses every kind alike
+    let lost = |r: &serde_json::Value| {
+        int(r, "dropped") as f64 / (int(r, "emitted") + int(r, "dropped")).max(1) as f64
+    };
+    if int(&rows[1], "dropped") == 0 {
+        assert_eq!(
+            int(&rows[0], "dropped"),
+            0,
+            "kernel-lock records lost: {rows:?}"
+        );
+    } else {
+        assert!(
+            lost(&rows[0]) <= lost(&rows[1]) + 0.005,
+            "kernel-lock records lost beyond what the ring buffer lost: {rows:?}"
+        );
+    }
 }

@@ -20,8 +20,7 @@ macro_rules! write_filter {
         ro.self_tgid = std::process::id();
         ro.filter_tgid = !s.pids.is_empty();
         ro.follow_children = s.follow_children;
-        // wake the reader once a quarter of the ring buffer is unread (bpf/common.bpf.h)
-        ro.wake_bytes = (s.ring_buffer_bytes / 4) as u64;
+        ro.wake_bytes = s.wake_bytes() as u64;
         if let Some(cg) = s.cgroup {
             ro.filter_cgroup = true;
             ro.target_cgroup_id = cg.id;

@@ -116,6 +116,14 @@ pub struct Settings {
     pub obi_map: Option<std::path::PathBuf>,
 }
 
+impl Settings {
+    /// Unread bytes past which the programs wake the reader (bpf/common.bpf.h `wake_bytes`): a
+    /// quarter of the ring buffer.
+    pub fn wake_bytes(&self) -> usize {
+        self.ring_buffer_bytes as usize / 4
+    }
+}
+
 /// Opens, configures and loads the skeleton. `open_object` must outlive the skeleton.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
