@@ -317,6 +317,23 @@ static __always_inline void emit_runq(struct task_struct *t, struct task_struct 
 	bpf_ringbuf_submit(e, rb_flags());
 }
 
+/* At a voluntary switch-out (prev is current: the only moment its user stack is readable),
+ * reads the user stack where a long wait is likely (see FULL_STACK_FIRST). */
+static __always_inline void sample_user_stack(void *ctx, struct task_state *s)
+{
+	if (!stack_threshold_ns)
+		return;
+	if (s->n_voluntary < FULL_STACK_FIRST + USER_STACK_SAMPLE)
+		s->n_voluntary++;
+	else
+		s->n_voluntary = FULL_STACK_FIRST + 1;
+	if (s->long_hint || s->n_voluntary <= FULL_STACK_FIRST ||
+	    s->n_voluntary == FULL_STACK_FIRST + USER_STACK_SAMPLE) {
+		long n = bpf_get_stack(ctx, s->user, sizeof(s->user), BPF_F_USER_STACK);
+		s->n_user = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
+	}
+}
+
 /* tp_btf/sched_switch: void (bool preempt, struct task_struct *prev, struct task_struct *next,
  *                            unsigned int prev_state)   -- prev_state since 5.18 */
 SEC("tp_btf/sched_switch")
@@ -341,18 +358,7 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 				s->futex_op = FUTEX_NONE;
 			} else {
 				futex_at_switch_out(prev, s);
-			}
-			if (s->state != CW_STATE_PREEMPTED && stack_threshold_ns) {
-				/* prev is current: the only moment its user stack is readable */
-				if (s->n_voluntary < FULL_STACK_FIRST + USER_STACK_SAMPLE)
-					s->n_voluntary++;
-				else
-					s->n_voluntary = FULL_STACK_FIRST + 1;
-				if (s->long_hint || s->n_voluntary <= FULL_STACK_FIRST ||
-				    s->n_voluntary == FULL_STACK_FIRST + USER_STACK_SAMPLE) {
-					long n = bpf_get_stack(ctx, s->user, sizeof(s->user), BPF_F_USER_STACK);
-					s->n_user = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
-				}
+				sample_user_stack(ctx, s);
 			}
 		}
 	}

@@ -89,19 +89,21 @@ macro_rules! load_companion {
 }
 pub(crate) use load_companion;
 
-/// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
-/// A kernel task name from a NUL-terminated char array (see [`causeway_proto::Comm`]).
-pub(crate) fn comm<T: Copy>(a: &[T]) -> causeway_proto::Comm {
-    assert_eq!(std::mem::size_of::<T>(), 1, "comm takes char arrays");
+/// A C char array (i8 or u8) as bytes.
+fn char_bytes<T: Copy>(a: &[T]) -> &[u8] {
+    assert_eq!(std::mem::size_of::<T>(), 1, "C char arrays only");
     // SAFETY: T is one byte wide (checked above), so the slice reinterprets as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len()) };
-    causeway_proto::Comm::from_c(bytes)
+    unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len()) }
 }
 
+/// A kernel task name from a NUL-terminated char array (see [`causeway_proto::Comm`]).
+pub(crate) fn comm<T: Copy>(a: &[T]) -> causeway_proto::Comm {
+    causeway_proto::Comm::from_c(char_bytes(a))
+}
+
+/// Copies a NUL-terminated C char array (i8 or u8) into a String, lossily.
 pub(crate) fn cstr<T: Copy>(a: &[T]) -> String {
-    assert_eq!(std::mem::size_of::<T>(), 1, "cstr takes char arrays");
-    // SAFETY: T is one byte wide (checked above), so the slice reinterprets as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len()) };
+    let bytes = char_bytes(a);
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
