@@ -93,6 +93,22 @@ fn tables() -> Vec<(&'static str, SchemaRef)> {
     ]
 }
 
+/// `schema` with its string columns read as string views.
+fn view_strings(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// The pid allow/deny lists as filters on a table's `pid` column. `nullable_pid`: rows without a
 /// pid (spans that do not record one) pass a deny list, never an allow list.
 fn pid_policy(
@@ -170,7 +186,7 @@ impl Engine {
                 ]);
             let cfg = ListingTableConfig::new(url)
                 .with_listing_options(options)
-                .with_schema(schema);
+                .with_schema(view_strings(&schema));
             // ListingTable keeps no statistics cache of its own: without the session's, every
             // query would decode every file's footer statistics again while planning (4 s
             // instead of 0.5 s for a causal chain on an hour of 50k events/s).

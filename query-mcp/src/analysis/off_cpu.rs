@@ -117,14 +117,14 @@ fn validate(a: &OffCpuArgs, max_rows: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// What the questions below read: their columns and their predicates' columns.
+/// What the questions below read. The window holds only the rows of the filter, so the
+/// questions asked of it need no predicate, nor the columns only a predicate reads.
 const WINDOW_COLUMNS: &[&str] = &[
     "time_unix_nano",
     "duration_ns",
     "pid",
     "tid",
     "comm",
-    "event_name",
     "state",
     "waker_pid",
     "waker_tid",
@@ -133,8 +133,6 @@ const WINDOW_COLUMNS: &[&str] = &[
     "kernel_stack_id",
     "user_stack_id",
     "host",
-    "date",
-    "hour",
 ];
 
 /// Runs the analysis.
@@ -163,7 +161,10 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
     }
     // five questions of the same rows: decode them once
     let window = engine.window(WINDOW_COLUMNS, &w).await?;
-    let engine = window.as_ref().unwrap_or(engine);
+    let (engine, w) = match window.as_ref() {
+        Some(window) => (window, "TRUE".to_string()),
+        None => (engine, w),
+    };
     let summary = engine
         .query(&format!(
             "SELECT count(*) AS n, sum(duration_ns) / 1e6 AS total_ms, \
