@@ -232,6 +232,100 @@ async fn lock_of(
 /// on (see the hop loop).
 const SHORT_LOOKBACK_NS: i64 = 1_000_000_000;
 
+/// What the four questions asked of the target's scheduler records read (per thread, wakers,
+/// CPU holders, the longest wait): the window holds these columns of the target's off-CPU and
+/// run-queue rows, decoded once instead of once per question.
+const SCHED_WINDOW_COLUMNS: &[&str] = &[
+    "time_unix_nano",
+    "duration_ns",
+    "pid",
+    "tid",
+    "comm",
+    "event_name",
+    "state",
+    "waker_pid",
+    "waker_tid",
+    "waker_comm",
+    "prev_pid",
+    "prev_tid",
+    "prev_comm",
+    "prev_cgroup_id",
+    "prev_container_id",
+    "kernel_stack_id",
+    "user_stack_id",
+];
+
+/// The other kinds asked about: the target's thread exits, CUDA waits, kernel lock waits, CPU
+/// throttling, retransmits, block requests — few rows, each asked about once or twice. Named
+/// (not "all but the scheduler's"): the page index skips pages by the names in a list, not by
+/// the names outside one.
+const OTHER_KINDS: &str =
+    "event_name IN ('thread.exit', 'process.exit', 'cuda.sync', 'cuda.memcpy', 'cuda.launch', \
+     'kernel.lock_wait', 'cpu.throttle', 'tcp.retransmit', 'block.io')";
+
+/// What the questions asked of the target's other records read.
+const OTHER_WINDOW_COLUMNS: &[&str] = &[
+    "time_unix_nano",
+    "duration_ns",
+    "tid",
+    "comm",
+    "event_name",
+    "futex_uaddr",
+    "cuda_function",
+    "cuda_stream",
+    "kernel_lock",
+    "kernel_lock_kind",
+    "kernel_stack_id",
+    "cpu_throttled_periods",
+    "cpu_periods",
+    "cpu_max",
+    "path",
+    "cgroup_id",
+    "daddr",
+    "saddr",
+    "device",
+    "io_op",
+    "bytes",
+];
+
+/// Where questions about the target's window are answered: a window of its decoded rows
+/// (asked with no predicate: it holds only the window's rows), or the store when the rows were
+/// too many to hold (asked with the window's predicate).
+struct Source<'a> {
+    engine: &'a Engine,
+    predicate: String,
+}
+
+impl<'a> Source<'a> {
+    /// The window of `columns` of the rows matching `predicate` and `kinds`, or the store.
+    async fn open(
+        engine: &'a Engine,
+        window: &'a mut Option<Engine>,
+        columns: &[&str],
+        predicate: &str,
+        kinds: &str,
+    ) -> Result<Source<'a>, QueryError> {
+        *window = engine
+            .window(columns, &format!("{predicate} AND {kinds}"))
+            .await?;
+        Ok(match window.as_ref() {
+            Some(w) => Source {
+                engine: w,
+                predicate: "TRUE".into(),
+            },
+            None => Source {
+                engine,
+                predicate: predicate.into(),
+            },
+        })
+    }
+
+    /// Rows of the statement `sql` writes for this source's predicate.
+    async fn rows(&self, sql: impl Fn(&str) -> String) -> Result<Vec<Value>, QueryError> {
+        Ok(self.engine.query(&sql(&self.predicate)).await?.rows)
+    }
+}
+
 /// Runs the analysis.
 pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryError> {
     let hp = super::host_predicate(&a.host)?;
@@ -312,30 +406,56 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         sql
     };
 
+    // The target's records, decoded once in two windows (its scheduler records; its rarer
+    // kinds): the questions below are asked of them, and the evidence quotes each as it reads
+    // the store.
+    let (mut sched_window, mut other_window) = (None, None);
+    let sched = Source::open(
+        engine,
+        &mut sched_window,
+        SCHED_WINDOW_COLUMNS,
+        &w,
+        "event_name IN ('sched.off_cpu', 'sched.runq')",
+    )
+    .await?;
+    let other = Source::open(
+        engine,
+        &mut other_window,
+        OTHER_WINDOW_COLUMNS,
+        &w,
+        OTHER_KINDS,
+    )
+    .await?;
     // per thread: time lost to each cause
-    let per_thread_sql = q(
-        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
+    let per_thread_sql = |w: &str| {
         format!(
             "SELECT tid, comm, event_name, coalesce(state, 'runq') AS state, count(*) AS n, \
              sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns FROM kernel_events \
              WHERE {w} AND event_name IN ('sched.off_cpu', 'sched.runq') \
              GROUP BY tid, comm, event_name, state ORDER BY total_ns DESC"
-        ),
+        )
+    };
+    q(
+        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
+        per_thread_sql(&w),
     );
-    let per_thread = engine.query(&per_thread_sql).await?.rows;
+    let per_thread = sched.rows(per_thread_sql).await?;
     // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
     // exiting thread's clear_child_tid futex, which the collector records on the exit event —
     // leave those waits out of the wait-for graph
-    let exits_sql = q(
-        "Threads of the target that exited in the window, with the futex their joiners wait on",
+    let exits_sql = |w: &str| {
         format!(
             "SELECT tid, time_unix_nano, futex_uaddr FROM kernel_events WHERE {w} \
              AND event_name IN ('thread.exit', 'process.exit') AND futex_uaddr IS NOT NULL \
              ORDER BY time_unix_nano LIMIT 64"
-        ),
+        )
+    };
+    q(
+        "Threads of the target that exited in the window, with the futex their joiners wait on",
+        exits_sql(&w),
     );
     let mut not_joins = String::new();
-    let exits = engine.query(&exits_sql).await?.rows;
+    let exits = other.rows(exits_sql).await?;
     if !exits.is_empty() {
         let addrs: Vec<String> = exits
             .iter()
@@ -365,15 +485,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
     // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
-    let gpu_sql = q(
-        "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
+    let gpu_sql = |w: &str| {
         format!(
             "SELECT tid, comm, cuda_function, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
              max(cuda_stream) AS stream FROM kernel_events WHERE {w} AND {GPU_WAIT} \
              GROUP BY tid, comm, cuda_function ORDER BY total_ns DESC LIMIT 10"
-        ),
+        )
+    };
+    q(
+        "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
+        gpu_sql(&w),
     );
-    let gpu_waits = engine.query(&gpu_sql).await?.rows;
+    let gpu_waits = other.rows(gpu_sql).await?;
     let not_gpu = if gpu_waits.is_empty() {
         String::new()
     } else {
@@ -385,26 +508,37 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
         )
     };
-    let wakers_sql = q(
-        "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
+    let wakers_sql = |w: &str| {
         format!(
             "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
              max(duration_ns) AS longest_ns FROM kernel_events k WHERE {w} AND event_name = 'sched.off_cpu' \
              AND state = 'sleep' AND waker_tid IS NOT NULL AND waker_pid <> 0 AND waker_tid <> tid{not_joins}{not_gpu} \
              GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 5"
-        ),
+        )
+    };
+    q(
+        "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
+        wakers_sql(&w),
     );
-    let wakers = engine.query(&wakers_sql).await?.rows;
-    let cpu_sql = q(
-        "Tasks that held the CPU while the target waited in the run queue",
+    // leaving out sleeps inside GPU waits reads the CUDA records, which the window lacks
+    let wakers = if not_gpu.is_empty() {
+        sched.rows(wakers_sql).await?
+    } else {
+        engine.query(&wakers_sql(&w)).await?.rows
+    };
+    let cpu_sql = |w: &str| {
         format!(
             "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
              max(duration_ns) AS longest_ns, max(prev_cgroup_id) AS prev_cgroup_id, \
              max(prev_container_id) AS prev_container_id FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
              AND prev_pid <> {pid} GROUP BY prev_pid, prev_tid, prev_comm ORDER BY total_ns DESC LIMIT 5"
-        ),
+        )
+    };
+    q(
+        "Tasks that held the CPU while the target waited in the run queue",
+        cpu_sql(&w),
     );
-    let cpu_holders = engine.query(&cpu_sql).await?.rows;
+    let cpu_holders = sched.rows(cpu_sql).await?;
 
     let sum_state = |state: &str| -> (i64, i64, f64) {
         // (total ns, longest ns, worst share of one thread)
@@ -420,15 +554,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let (disk_total, disk_longest, disk_share) = sum_state("disk");
     // D-state that is a wait for a contended kernel lock (an inode's i_rwsem, mmap_lock, a
     // mutex) is lock contention inside the kernel, not the device: its holder is the waker
-    let klock_sql = q(
-        "The target's waits for contended kernel locks, by thread and lock",
+    let klock_sql = |w: &str| {
         format!(
             "SELECT tid, comm, kernel_lock, kernel_lock_kind, count(*) AS n, sum(duration_ns) AS total_ns, \
              max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'kernel.lock_wait' \
              GROUP BY tid, comm, kernel_lock, kernel_lock_kind ORDER BY total_ns DESC LIMIT 5"
-        ),
+        )
+    };
+    q(
+        "The target's waits for contended kernel locks, by thread and lock",
+        klock_sql(&w),
     );
-    let klocks = engine.query(&klock_sql).await?.rows;
+    let klocks = other.rows(klock_sql).await?;
     let klock_total: i64 = klocks
         .iter()
         .map(|r| i(r, "total_ns"))
@@ -463,18 +600,20 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // throttled even where other tasks used the idle time, with the quota that did it
     // (only asked when the target waited in the run queue: throttling needs that)
     let throttle = if runq_total > 0 {
-        let throttle_sql = q(
-            "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
+        let throttle_sql = |w: &str| {
             format!(
                 "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
                  sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
                  max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
-            ),
+            )
+        };
+        q(
+            "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
+            throttle_sql(&w),
         );
-        engine
-            .query(&throttle_sql)
+        other
+            .rows(throttle_sql)
             .await?
-            .rows
             .into_iter()
             .next()
             .filter(|r| i(r, "throttled_ns") > 0)
@@ -489,31 +628,36 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .is_some_and(|t| i(t, "throttled_ns") * 2 >= worst_thread_runq));
     // network: sleeps with no waking task (the network stack woke them from softirq) during which
     // the same thread's socket retransmitted
-    let retrans_sql = q(
-        "TCP retransmits of the target's sockets, by thread and peer",
+    let retrans_sql = |w: &str| {
         format!(
             "SELECT tid, daddr, saddr, count(*) AS n, min(time_unix_nano) AS first_ns FROM kernel_events \
              WHERE {w} AND event_name = 'tcp.retransmit' GROUP BY tid, daddr, saddr ORDER BY n DESC LIMIT 10"
-        ),
+        )
+    };
+    q(
+        "TCP retransmits of the target's sockets, by thread and peer",
+        retrans_sql(&w),
     );
-    let retrans = engine.query(&retrans_sql).await?.rows;
+    let retrans = other.rows(retrans_sql).await?;
     let (mut net_total, mut net_longest) = (0i64, 0i64);
     if !retrans.is_empty() {
         let tids: Vec<String> = retrans.iter().map(|r| i(r, "tid").to_string()).collect();
-        let times = engine
-            .query(&format!(
-                "SELECT tid, time_unix_nano FROM kernel_events WHERE {w} AND event_name = 'tcp.retransmit' LIMIT 2000"
-            ))
-            .await?
-            .rows;
-        let sleeps = engine
-            .query(&format!(
-                "SELECT tid, time_unix_nano, duration_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
-                 AND state = 'sleep' AND waker_tid IS NULL AND tid IN ({}) LIMIT 5000",
-                tids.join(",")
-            ))
-            .await?
-            .rows;
+        let times = other
+            .rows(|w| {
+                format!(
+                    "SELECT tid, time_unix_nano FROM kernel_events WHERE {w} AND event_name = 'tcp.retransmit' LIMIT 2000"
+                )
+            })
+            .await?;
+        let sleeps = sched
+            .rows(|w| {
+                format!(
+                    "SELECT tid, time_unix_nano, duration_ns FROM kernel_events WHERE {w} AND event_name = 'sched.off_cpu' \
+                     AND state = 'sleep' AND waker_tid IS NULL AND tid IN ({}) LIMIT 5000",
+                    tids.join(",")
+                )
+            })
+            .await?;
         for s in &sleeps {
             let (st, en) = (
                 i(s, "time_unix_nano"),
@@ -562,16 +706,16 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // D-state without block requests of the target's own but with kernel lock waits: the lock
     // is the evidence there is (the rest of that D-state is page locks and the like around it)
     if top.0 == "io_wait" && klock_total > 0 {
-        let own_io_sql = q(
+        let own_io_sql = |w: &str| {
+            format!("SELECT count(*) AS n FROM kernel_events WHERE {w} AND event_name = 'block.io'")
+        };
+        q(
             "Block requests the target itself submitted in the window",
-            format!(
-                "SELECT count(*) AS n FROM kernel_events WHERE {w} AND event_name = 'block.io'"
-            ),
+            own_io_sql(&w),
         );
-        let own_io = engine
-            .query(&own_io_sql)
+        let own_io = other
+            .rows(own_io_sql)
             .await?
-            .rows
             .first()
             .map(|r| i(r, "n"))
             .unwrap_or(0);
@@ -644,15 +788,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let raw = top["kernel_lock"].as_str().unwrap_or("");
             let mut frames = Vec::new();
             if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                let stack_sql = q(
-                    "Where the target takes the contended kernel lock: the waiters' most common kernel stack",
+                let stack_sql = |w: &str| {
                     format!(
                         "SELECT kernel_stack_id, count(*) AS n FROM kernel_events WHERE {w} \
                          AND event_name = 'kernel.lock_wait' AND kernel_lock = '{raw}' \
                          AND kernel_stack_id IS NOT NULL GROUP BY kernel_stack_id ORDER BY n DESC LIMIT 1"
-                    ),
+                    )
+                };
+                q(
+                    "Where the target takes the contended kernel lock: the waiters' most common kernel stack",
+                    stack_sql(&w),
                 );
-                if let Some(r) = engine.query(&stack_sql).await?.rows.first() {
+                if let Some(r) = other.rows(stack_sql).await?.first() {
                     frames = stack_frames(engine, i(r, "kernel_stack_id")).await?;
                 }
             }
@@ -677,15 +824,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 ),
             ));
             // the holder released the lock: it is the waker of the thread's D-state waits
-            let holder_sql = q(
-                "Who ended the waiting thread's D-state waits (the kernel lock's holder releases and wakes it)",
+            let holder_sql = |w: &str| {
                 format!(
                     "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns FROM kernel_events \
                      WHERE {w} AND tid = {tid} AND event_name = 'sched.off_cpu' AND state = 'disk' AND waker_tid IS NOT NULL \
                      AND waker_tid <> tid GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 1"
-                ),
+                )
+            };
+            q(
+                "Who ended the waiting thread's D-state waits (the kernel lock's holder releases and wakes it)",
+                holder_sql(&w),
             );
-            let holder = engine.query(&holder_sql).await?.rows;
+            let holder = sched.rows(holder_sql).await?;
             let per_object = lock.starts_with("0x");
             let what = if per_object {
                 "a per-object lock (an inode's i_rwsem, an mm's mmap_lock, a per-device mutex)"
@@ -771,14 +921,17 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let wk = &wakers[0];
             let (first_pid, first_tid) = (i(wk, "waker_pid"), i(wk, "waker_tid"));
             // the target's longest wait ended by the top waker: the wait the chain explains
-            let longest_sql = q(
-                "The target's longest wait ended by its top waker",
+            let longest_sql = |w: &str| {
                 format!(
                     "SELECT tid, comm, time_unix_nano, duration_ns, kernel_stack_id, user_stack_id FROM kernel_events \
                      WHERE {w} AND event_name = 'sched.off_cpu' AND waker_tid = {first_tid}{not_joins} ORDER BY duration_ns DESC LIMIT 1"
-                ),
+                )
+            };
+            q(
+                "The target's longest wait ended by its top waker",
+                longest_sql(&w),
             );
-            let longest = engine.query(&longest_sql).await?.rows;
+            let longest = sched.rows(longest_sql).await?;
             let Some(l) = longest.first() else {
                 return Err(QueryError::Runtime(
                     "the top waker's wait vanished between queries".into(),
@@ -1125,16 +1278,19 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 // target where no single task does. A run-queue row names only the task that ran
                 // just before the target, so `processes` counts those seen (a lower bound: in a
                 // fixed rotation it is always the same one)
-                let groups_sql = q(
-                    "cgroups whose tasks held the CPU while the target waited in the run queue (noisy neighbours)",
+                let groups_sql = |w: &str| {
                     format!(
                         "SELECT prev_cgroup_id, max(prev_container_id) AS prev_container_id, count(DISTINCT prev_pid) AS processes, \
                          count(*) AS n, sum(duration_ns) AS total_ns FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
                          AND prev_pid <> {pid} AND prev_pid <> 0 AND prev_cgroup_id IS NOT NULL \
                          GROUP BY prev_cgroup_id ORDER BY total_ns DESC LIMIT 3"
-                    ),
+                    )
+                };
+                q(
+                    "cgroups whose tasks held the CPU while the target waited in the run queue (noisy neighbours)",
+                    groups_sql(&w),
                 );
-                let groups = engine.query(&groups_sql).await?.rows;
+                let groups = sched.rows(groups_sql).await?;
                 let describe = |id: i64, container: &Value| {
                     let path = cgroup_by_id(id).map(|p| p.display().to_string());
                     let container = container.as_str().map(super::data_text);
@@ -1202,17 +1358,19 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 contention_source = serde_json::json!({"pid": pid, "comm": "own threads"});
             }
             // a GPU job whose launching thread waits for a CPU leaves the GPU idle
-            let launch_sql = q(
-                "The target's slow CUDA launches in the window (launch CPU starvation)",
+            let launch_sql = |w: &str| {
                 format!(
                     "SELECT count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns FROM kernel_events \
                      WHERE {w} AND event_name = 'cuda.launch'"
-                ),
+                )
+            };
+            q(
+                "The target's slow CUDA launches in the window (launch CPU starvation)",
+                launch_sql(&w),
             );
-            if let Some(l) = engine
-                .query(&launch_sql)
+            if let Some(l) = other
+                .rows(launch_sql)
                 .await?
-                .rows
                 .first()
                 .filter(|l| i(l, "n") > 0)
             {
@@ -1225,15 +1383,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             }
         }
         _ => {
-            let dev_sql = q(
-                "The target's block I/O by device and request type",
+            let dev_sql = |w: &str| {
                 format!(
                     "SELECT device, io_op, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
                      sum(bytes) AS bytes FROM kernel_events WHERE {w} AND event_name = 'block.io' \
                      GROUP BY device, io_op ORDER BY total_ns DESC LIMIT 5"
-                ),
+                )
+            };
+            q(
+                "The target's block I/O by device and request type",
+                dev_sql(&w),
             );
-            let devs = engine.query(&dev_sql).await?.rows;
+            let devs = other.rows(dev_sql).await?;
             match devs.first() {
                 Some(d) => {
                     let dev = super::data_text(d["device"].as_str().unwrap_or("?"));
