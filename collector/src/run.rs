@@ -209,10 +209,19 @@ fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
 }
 
 /// Decoding state shared with the ring-buffer callback.
+/// Emptied event batches kept for refilling: the writer hands one back while the next fills.
+const SPARE_BATCHES: usize = 1;
+
+/// A batch allocation larger than this (events) is freed rather than kept for refilling: one
+/// burst must not pin its high-water mark for the rest of the run.
+const SPARE_MAX_EVENTS: usize = 16 * 1024;
+
 pub(crate) struct Capture {
     clock: BootToWall,
     stack_work: StackWork,
     events: Vec<KernelEvent>,
+    /// Emptied batches to fill again (see `recycle`).
+    spare: Vec<Vec<KernelEvent>>,
     kept: Option<Vec<KernelEvent>>,
     decoded: [u64; wire::EV_MAX],
     shed: u64,
@@ -230,6 +239,7 @@ impl Capture {
             clock: BootToWall::sample(),
             stack_work: StackWork::default(),
             events: Vec::new(),
+            spare: Vec::new(),
             kept: None,
             decoded: [0; wire::EV_MAX],
             shed: 0,
@@ -243,8 +253,21 @@ impl Capture {
 
     /// Takes the events decoded so far.
     pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
-        let keep = self.events.len();
-        std::mem::replace(&mut self.events, Vec::with_capacity(keep))
+        let next = match self.spare.pop() {
+            Some(v) => v,
+            // the next batch is likely as large: no regrowth (copies) while it fills
+            None => Vec::with_capacity(self.events.len()),
+        };
+        std::mem::replace(&mut self.events, next)
+    }
+
+    /// Hands back a taken batch's allocation, emptied by the writer, to be filled again: a
+    /// fresh one costs page faults for every event (~750 bytes each).
+    pub(crate) fn recycle(&mut self, mut events: Vec<KernelEvent>) {
+        events.clear();
+        if self.spare.len() < SPARE_BATCHES && events.capacity() <= SPARE_MAX_EVENTS {
+            self.spare.push(events);
+        }
     }
 
     /// Events made in user space (cgroup counters), kept like decoded ones.
@@ -482,7 +505,11 @@ fn spawn_writer(
     location: &StoreLocation,
     host: String,
     in_flight: Arc<AtomicUsize>,
-) -> Result<(mpsc::Sender<Batch>, std::thread::JoinHandle<WriterResult>)> {
+) -> Result<(
+    mpsc::Sender<Batch>,
+    std::sync::mpsc::Receiver<Vec<KernelEvent>>,
+    std::thread::JoinHandle<WriterResult>,
+)> {
     let store = location
         .open(true)
         .with_context(|| format!("opening store {location}"))?;
@@ -509,6 +536,8 @@ fn spawn_writer(
         None => None,
     };
     let (tx, mut rx) = mpsc::channel::<Batch>(64);
+    // emptied event batches go back to the capture thread to be filled again
+    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<KernelEvent>>(SPARE_BATCHES);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -554,7 +583,9 @@ fn spawn_writer(
                             }
                             let n = b.events.len();
                             let files = sink.totals().files;
-                            let pushed = sink.push(b.events, b.stacks, b.stats).await;
+                            let pushed = sink.push(&mut b.events, b.stacks, b.stats).await;
+                            // full (the capture thread has spares) or gone: this one is freed
+                            let _ = spare_tx.try_send(b.events);
                             in_flight_w.fetch_sub(n, Ordering::Relaxed);
                             if sink.totals().files != files {
                                 // a flush freed the file buffers: give the pages back
@@ -584,7 +615,7 @@ fn spawn_writer(
                 let now = realtime_ns();
                 let window = StatsRecord { time_unix_nano: now, ..Default::default() };
                 let row = otlp_row(c, &mut otlp_last, &window);
-                if let Err(e) = sink.push(Vec::new(), Vec::new(), vec![row]).await {
+                if let Err(e) = sink.push(&mut Vec::new(), Vec::new(), vec![row]).await {
                     tracing::warn!("recording the final OTLP counters failed: {e:#}");
                 }
             }
@@ -607,7 +638,7 @@ fn spawn_writer(
             Ok((sink.totals(), counters))
         })
     })?;
-    Ok((tx, handle))
+    Ok((tx, spare_rx, handle))
 }
 
 /// Captures until a signal, `cfg.duration`, or `opts.stop`; returns what was captured.
@@ -636,7 +667,8 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let host = host_name(cfg);
     // decoded events not yet in the sink: bounded (ring_buffer.max_in_flight)
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let (tx, writer) = spawn_writer(cfg, &location, host.clone(), Arc::clone(&in_flight))?;
+    let (tx, spare_batches, writer) =
+        spawn_writer(cfg, &location, host.clone(), Arc::clone(&in_flight))?;
     let (stack_tx, stack_thread) = spawn_stack_thread(tx.clone())?;
     let mut stacks_skipped = 0u64;
     let mut drain_paused = 0u64;
@@ -770,6 +802,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         clock: BootToWall::sample(),
         stack_work: StackWork::default(),
         events: Vec::new(),
+        spare: Vec::new(),
         kept: opts.keep_events.then(Vec::new),
         decoded: [0; wire::EV_MAX],
         shed: 0,
@@ -961,13 +994,12 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         let (batch, work) = {
             let mut c = capture.borrow_mut();
             let work = std::mem::take(&mut c.stack_work);
+            while let Ok(v) = spare_batches.try_recv() {
+                c.recycle(v);
+            }
             (
                 Batch {
-                    // the next batch is likely as large: no regrowth (copies) while it fills
-                    events: {
-                        let keep = c.events.len();
-                        std::mem::replace(&mut c.events, Vec::with_capacity(keep))
-                    },
+                    events: c.take_events(),
                     stacks: Vec::new(),
                     stats,
                     hists,

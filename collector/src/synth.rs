@@ -72,7 +72,7 @@ fn run_host(
             e.cpu = rng.below(2) as i32;
             events.push(e);
         }
-        rt.block_on(sink.push(events, Vec::new(), Vec::new()))?;
+        rt.block_on(sink.push(&mut events, Vec::new(), Vec::new()))?;
         if sec % 60 == 59 {
             eprintln!(
                 "synth: {} s of {} written ({:.0} s elapsed)",
