@@ -86,6 +86,8 @@ pub fn run(events: usize, cpu: usize, json: bool, keep: Option<std::path::PathBu
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
+    // the allocator as `run` sets it: what a drain's buffers cost depends on it
+    crate::run::tune_malloc();
     let pool = records(65_536);
     let dir = match &keep {
         Some(d) => {

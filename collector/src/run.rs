@@ -641,23 +641,29 @@ fn spawn_writer(
     Ok((tx, spare_rx, handle))
 }
 
+/// glibc gives each thread its own 64 MiB arena and keeps what they free: two arenas and a
+/// trim after each flush (see the writer) keep RSS to what is in use. A fixed mmap threshold
+/// keeps the large, short-lived buffers (a drain's events, Arrow columns, encoded files) out of
+/// the heap: glibc's adaptive threshold rises to 32 MiB after the first such free, and the heap
+/// then holds the high-water mark of every burst (peak RSS at 50k events/s 79 -> 73 MiB, at
+/// 100k 149 -> 103 MiB, same-day runs). Such buffers are fresh pages each time, so the drain's
+/// event batches are kept and refilled (`Capture::recycle`). bench-ingest runs with the same
+/// settings. Call before the collector's threads start.
+pub(crate) fn tune_malloc() {
+    // SAFETY: mallopt only tunes the allocator; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 /// Captures until a signal, `cfg.duration`, or `opts.stop`; returns what was captured.
 pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     crate::preflight::require_capture()?;
     let location = StoreLocation::parse(&cfg.store)?;
     let cgroup = cfg.cgroup.as_deref().map(cgroup::resolve).transpose()?;
     pin_cpus(&cfg.cpus)?;
-    // glibc gives each thread its own 64 MiB arena and keeps what they free: two arenas and a
-    // trim after each flush (below) keep RSS to what is in use. A fixed mmap threshold keeps
-    // the large, short-lived buffers (a drain's events, Arrow columns, encoded files) out of
-    // the heap: glibc's adaptive threshold rises to 32 MiB after the first such free, and the
-    // heap then holds the high-water mark of every burst (peak RSS at 50k events/s 79 -> 73 MiB,
-    // at 100k 149 -> 103 MiB, same-day runs)
-    // SAFETY: mallopt only tunes the allocator; called before the collector's threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
+    tune_malloc();
     // BPF run time is counted for a share of each second (see overhead.rs)
     let mut bpf_stats = cfg
         .bpf_stats
