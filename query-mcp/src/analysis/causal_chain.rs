@@ -238,7 +238,6 @@ const SHORT_LOOKBACK_NS: i64 = 1_000_000_000;
 const SCHED_WINDOW_COLUMNS: &[&str] = &[
     "time_unix_nano",
     "duration_ns",
-    "pid",
     "tid",
     "comm",
     "event_name",
