@@ -208,7 +208,6 @@ fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Decoding state shared with the ring-buffer callback.
 /// Emptied event batches kept for refilling: the writer hands one back while the next fills.
 const SPARE_BATCHES: usize = 1;
 
@@ -216,6 +215,7 @@ const SPARE_BATCHES: usize = 1;
 /// burst must not pin its high-water mark for the rest of the run.
 const SPARE_MAX_EVENTS: usize = 16 * 1024;
 
+/// Decoding state shared with the ring-buffer callback.
 pub(crate) struct Capture {
     clock: BootToWall,
     stack_work: StackWork,

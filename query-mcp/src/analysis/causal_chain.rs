@@ -258,9 +258,17 @@ const SCHED_WINDOW_COLUMNS: &[&str] = &[
 /// throttling, retransmits, block requests — few rows, each asked about once or twice. Named
 /// (not "all but the scheduler's"): the page index skips pages by the names in a list, not by
 /// the names outside one.
-const OTHER_KINDS: &str =
-    "event_name IN ('thread.exit', 'process.exit', 'cuda.sync', 'cuda.memcpy', 'cuda.launch', \
-     'kernel.lock_wait', 'cpu.throttle', 'tcp.retransmit', 'block.io')";
+const OTHER_KINDS: &[&str] = &[
+    "thread.exit",
+    "process.exit",
+    "cuda.sync",
+    "cuda.memcpy",
+    "cuda.launch",
+    "kernel.lock_wait",
+    "cpu.throttle",
+    "tcp.retransmit",
+    "block.io",
+];
 
 /// What the questions asked of the target's other records read.
 const OTHER_WINDOW_COLUMNS: &[&str] = &[
@@ -287,42 +295,77 @@ const OTHER_WINDOW_COLUMNS: &[&str] = &[
     "bytes",
 ];
 
-/// Where questions about the target's window are answered: a window of its decoded rows
-/// (asked with no predicate: it holds only the window's rows), or the store when the rows were
-/// too many to hold (asked with the window's predicate).
+/// Where questions about the target's window are answered: a window of its decoded rows of
+/// some kinds (asked with no predicate: it holds only the window's rows), or the store — when
+/// the rows were too many to hold, or the question names a kind the window lacks or none.
 struct Source<'a> {
-    engine: &'a Engine,
-    predicate: String,
+    store: &'a Engine,
+    window: Option<&'a Engine>,
+    /// The window's predicate, as the store is asked.
+    predicate: &'a str,
+    kinds: &'a [&'a str],
 }
 
 impl<'a> Source<'a> {
-    /// The window of `columns` of the rows matching `predicate` and `kinds`, or the store.
+    /// The window of `columns` of the rows matching `predicate` of `kinds`, or the store.
     async fn open(
-        engine: &'a Engine,
+        store: &'a Engine,
         window: &'a mut Option<Engine>,
         columns: &[&str],
-        predicate: &str,
-        kinds: &str,
+        predicate: &'a str,
+        kinds: &'a [&'a str],
     ) -> Result<Source<'a>, QueryError> {
-        *window = engine
-            .window(columns, &format!("{predicate} AND {kinds}"))
+        let list: Vec<String> = kinds.iter().map(|k| format!("'{k}'")).collect();
+        *window = store
+            .window(
+                columns,
+                &format!("{predicate} AND event_name IN ({})", list.join(", ")),
+            )
             .await?;
-        Ok(match window.as_ref() {
-            Some(w) => Source {
-                engine: w,
-                predicate: "TRUE".into(),
-            },
-            None => Source {
-                engine,
-                predicate: predicate.into(),
-            },
+        Ok(Source {
+            store,
+            window: window.as_ref(),
+            predicate,
+            kinds,
         })
     }
 
-    /// Rows of the statement `sql` writes for this source's predicate.
+    /// Rows of the statement `sql` writes for a predicate: asked of the window when it holds
+    /// every kind the statement names, of the store otherwise.
     async fn rows(&self, sql: impl Fn(&str) -> String) -> Result<Vec<Value>, QueryError> {
-        Ok(self.engine.query(&sql(&self.predicate)).await?.rows)
+        let statement = sql("TRUE");
+        let held =
+            kinds_named(&statement).is_some_and(|k| k.iter().all(|k| self.kinds.contains(k)));
+        match self.window {
+            Some(window) if held => Ok(window.query(&statement).await?.rows),
+            _ => Ok(self.store.query(&sql(self.predicate)).await?.rows),
+        }
     }
+}
+
+/// The event kinds a statement names (`event_name = '…'`, `event_name IN ('…', …)`, any
+/// table alias), or `None` where it names none — such a statement reads every kind.
+fn kinds_named(sql: &str) -> Option<Vec<&str>> {
+    fn literal(s: &str) -> Option<&str> {
+        s.strip_prefix('\'')?.split('\'').next()
+    }
+    let mut kinds = Vec::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("event_name") {
+        rest = rest[at + "event_name".len()..].trim_start();
+        if let Some(v) = rest.strip_prefix('=') {
+            kinds.extend(literal(v.trim_start()));
+        } else if let Some(v) = rest.strip_prefix("IN") {
+            if let Some((list, _)) = v
+                .trim_start()
+                .strip_prefix('(')
+                .and_then(|l| l.split_once(')'))
+            {
+                kinds.extend(list.split(',').filter_map(|k| literal(k.trim())));
+            }
+        }
+    }
+    (!kinds.is_empty()).then_some(kinds)
 }
 
 /// Runs the analysis.
@@ -414,7 +457,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         &mut sched_window,
         SCHED_WINDOW_COLUMNS,
         &w,
-        "event_name IN ('sched.off_cpu', 'sched.runq')",
+        &["sched.off_cpu", "sched.runq"],
     )
     .await?;
     let other = Source::open(
@@ -519,12 +562,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
         wakers_sql(&w),
     );
-    // leaving out sleeps inside GPU waits reads the CUDA records, which the window lacks
-    let wakers = if not_gpu.is_empty() {
-        sched.rows(wakers_sql).await?
-    } else {
-        engine.query(&wakers_sql(&w)).await?.rows
-    };
+    // leaving out sleeps inside GPU waits reads the CUDA records: the store answers that
+    let wakers = sched.rows(wakers_sql).await?;
     let cpu_sql = |w: &str| {
         format!(
             "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
@@ -1624,6 +1663,7 @@ impl ChainReport {
 
 #[cfg(test)]
 mod tests {
+    use super::kinds_named;
     use super::lock_callers;
     use super::severity;
 
@@ -1656,5 +1696,28 @@ mod tests {
         assert_eq!(severity(0.6, 1.0), "critical");
         assert_eq!(severity(0.01, 5.0), "low");
         assert_eq!(severity(0.3, 1500.0), "high");
+    }
+
+    /// A question goes to a window only if the window holds every kind it names: the names are
+    /// read from `=` and `IN` comparisons, with table aliases; a question naming none reads
+    /// every kind.
+    #[test]
+    fn kinds_named_reads_equalities_lists_and_aliases() {
+        assert_eq!(
+            kinds_named("SELECT 1 FROM kernel_events WHERE TRUE AND event_name = 'sched.runq'"),
+            Some(vec!["sched.runq"])
+        );
+        assert_eq!(
+            kinds_named(
+                "SELECT 1 FROM kernel_events k WHERE event_name IN ('sched.off_cpu', 'sched.runq') \
+                 AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE (g.event_name = 'cuda.sync' \
+                 OR (g.event_name='cuda.memcpy' AND g.cuda_function NOT LIKE '%Async%')))"
+            ),
+            Some(vec!["sched.off_cpu", "sched.runq", "cuda.sync", "cuda.memcpy"])
+        );
+        assert_eq!(
+            kinds_named("SELECT cgroup_id, count(*) FROM kernel_events WHERE TRUE GROUP BY 1"),
+            None
+        );
     }
 }
