@@ -235,6 +235,7 @@ pub(crate) struct Capture {
 
 impl Capture {
     /// The capture path without a kernel behind it (bench-ingest): same decoding and enrichment.
+    /// `run` starts from it, with its event keeping and rate limit.
     pub(crate) fn detached() -> Capture {
         Capture {
             clock: BootToWall::sample(),
@@ -806,18 +807,9 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let mut last_scan = Instant::now();
 
     let capture = Rc::new(RefCell::new(Capture {
-        clock: BootToWall::sample(),
-        stack_work: StackWork::default(),
-        events: Vec::new(),
-        spare: None,
         kept: opts.keep_events.then(Vec::new),
-        decoded: [0; wire::EV_MAX],
-        shed: 0,
-        undecodable: 0,
         limit_per_sec: cfg.thresholds.max_events_per_second,
-        window_start: Instant::now(),
-        window_count: 0,
-        containers: crate::containers::Containers::new(),
+        ..Capture::detached()
     }));
     let mut rb = RingBufferBuilder::new();
     let cb_state = capture.clone();
