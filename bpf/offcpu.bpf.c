@@ -26,11 +26,13 @@ const volatile __u64 min_offcpu_ns = 1000000;
 const volatile __u64 min_runq_ns = 100000;
 const volatile __u64 stack_threshold_ns = 10000000; /* 0: no stacks */
 const volatile bool capture_runq = true;
+const volatile bool boot_clock = false; /* measure as kernels without sched_info must (tests) */
 
-/* Per-thread scratch state. */
+/* Per-thread scratch state. Times are on sched_now()'s clock. */
 struct task_state {
 	__u64 off_ts;  /* switch-out time, 0 while on CPU */
-	__u64 runq_ts; /* became runnable, 0 when not waiting */
+	__u64 runq_ts; /* became runnable, 0 when not waiting (only without kernel_runq()) */
+	__u64 run_delay; /* the kernel's run-queue wait total at switch-out (with kernel_runq()) */
 	__u32 state;   /* enum cw_offcpu_state of the current off-CPU interval */
 	__u32 waker_pid;
 	__u32 waker_tid;
@@ -54,6 +56,41 @@ struct task_state {
  * its kernel stack and usually lacks the user one; the next long wait of the task has it. */
 #define FULL_STACK_FIRST 8
 #define USER_STACK_SAMPLE 16
+
+/* Clocks. Reading the boot clock (bpf_ktime_get_boot_ns) costs ~25 ns here, a third of each
+ * handler, and the switch and waking handlers run on every context switch. The scheduler keeps
+ * the times this needs already: `rq->clock` of the CPU, brought up to date by __schedule just
+ * before the switch tracepoint, and each task's run-queue accounting (`sched_info`: when it was
+ * last queued, its total wait so far — the kernel's own run-queue delay, the one delay
+ * accounting and /proc/PID/schedstat report). Intervals are measured on those; the boot clock is
+ * read only when a record is sent, to place its start.
+ *
+ * The CPU's rq is reached from a task on it (task -> its fair-class entity's cfs_rq -> rq: set
+ * for every task, whatever its class, when it is placed on a CPU), not as the per-CPU variable
+ * `runqueues`, whose address the kernel does not export without KALLSYMS_ALL. Kernels without
+ * CONFIG_SCHED_INFO or CONFIG_FAIR_GROUP_SCHED (no `sched_info` in task_struct, no `rq` in
+ * cfs_rq: resolved at load) keep the boot clock everywhere and stamp wakeups themselves; so does
+ * `boot_clock`, which lets that path be tested here. */
+static __always_inline bool kernel_runq(void)
+{
+	return !boot_clock && bpf_core_field_exists(struct task_struct, sched_info) &&
+	       bpf_core_field_exists(struct cfs_rq, rq);
+}
+
+/* Now, on the clock task_state's times use; `t` is a task on this CPU. Only in the sched_switch
+ * handler (elsewhere rq->clock may be stale). */
+static __always_inline __u64 sched_now(struct task_struct *t)
+{
+	if (kernel_runq())
+		return t->se.cfs_rq->rq->clock;
+	return bpf_ktime_get_boot_ns();
+}
+
+/* Boot-clock start of an interval of `duration` ns that ends now. */
+static __always_inline __u64 boot_start(__u64 duration)
+{
+	return bpf_ktime_get_boot_ns() - duration;
+}
 
 /* key: the task; value: its scratch state, freed by the kernel when the task goes. */
 struct {
@@ -212,7 +249,8 @@ static __always_inline void futex_at_switch_out(struct task_struct *t, struct ta
 #endif
 }
 
-static __always_inline void emit_futex(struct task_struct *t, struct task_state *s, __u64 now)
+static __always_inline void emit_futex(struct task_struct *t, struct task_state *s, __u64 start,
+				       __u64 duration)
 {
 	struct cw_futex_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -221,8 +259,8 @@ static __always_inline void emit_futex(struct task_struct *t, struct task_state 
 		return;
 	}
 	fill_header(&e->hdr, CW_EV_FUTEX, t);
-	e->start_ns = s->off_ts;
-	e->duration_ns = now - s->off_ts;
+	e->start_ns = start;
+	e->duration_ns = duration;
 	e->cgroup_id = task_cgroup_id(t);
 	e->uaddr = s->futex_uaddr;
 	e->op = s->futex_op;
@@ -245,11 +283,12 @@ static __always_inline __u32 state_class(bool preempt, unsigned int prev_state)
 }
 
 static __always_inline void fill_off_cpu(struct cw_off_cpu_event *e, __u32 type,
-					 struct task_struct *t, struct task_state *s, __u64 now)
+					 struct task_struct *t, struct task_state *s, __u64 start,
+					 __u64 duration)
 {
 	fill_header(&e->hdr, type, t);
-	e->start_ns = s->off_ts;
-	e->duration_ns = now - s->off_ts;
+	e->start_ns = start;
+	e->duration_ns = duration;
 	e->cgroup_id = task_cgroup_id(t);
 	e->state = s->state;
 	e->waker_pid = s->waker_pid;
@@ -259,10 +298,9 @@ static __always_inline void fill_off_cpu(struct cw_off_cpu_event *e, __u32 type,
 	__builtin_memcpy(e->waker_comm, s->waker_comm, CW_COMM_LEN);
 }
 
-static __always_inline void emit_off_cpu(struct task_struct *t, struct task_state *s, __u64 now)
+static __always_inline void emit_off_cpu(struct task_struct *t, struct task_state *s, __u64 start,
+					 __u64 delta)
 {
-	__u64 delta = now - s->off_ts;
-
 	if (stack_threshold_ns && delta >= stack_threshold_ns && s->state != CW_STATE_PREEMPTED) {
 		struct cw_off_cpu_stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -270,7 +308,7 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 			count(CW_STAT_DROPPED + CW_EV_OFF_CPU_STACK);
 			return;
 		}
-		fill_off_cpu(&e->ev, CW_EV_OFF_CPU_STACK, t, s, now);
+		fill_off_cpu(&e->ev, CW_EV_OFF_CPU_STACK, t, s, start, delta);
 		/* `t` is still parked in __schedule: its kernel stack is the blocking one. */
 		long n = bpf_get_task_stack(t, e->kernel, sizeof(e->kernel), 0);
 		e->n_kernel = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
@@ -288,14 +326,13 @@ static __always_inline void emit_off_cpu(struct task_struct *t, struct task_stat
 		count(CW_STAT_DROPPED + CW_EV_OFF_CPU);
 		return;
 	}
-	fill_off_cpu(e, CW_EV_OFF_CPU, t, s, now);
+	fill_off_cpu(e, CW_EV_OFF_CPU, t, s, start, delta);
 	/* counted before submit: user space never sees a record the counters miss */
 	count(CW_STAT_EMITTED + CW_EV_OFF_CPU);
 	bpf_ringbuf_submit(e, rb_flags());
 }
 
-static __always_inline void emit_runq(struct task_struct *t, struct task_struct *prev,
-				      struct task_state *s, __u64 now)
+static __always_inline void emit_runq(struct task_struct *t, struct task_struct *prev, __u64 wait)
 {
 	struct cw_runq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -304,8 +341,8 @@ static __always_inline void emit_runq(struct task_struct *t, struct task_struct 
 		return;
 	}
 	fill_header(&e->hdr, CW_EV_RUNQ, t);
-	e->start_ns = s->runq_ts;
-	e->duration_ns = now - s->runq_ts;
+	e->start_ns = boot_start(wait);
+	e->duration_ns = wait;
 	e->cgroup_id = task_cgroup_id(t);
 	e->prev_pid = prev->tgid;
 	e->prev_tid = prev->pid;
@@ -340,7 +377,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
 {
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now = sched_now(next), wait = 0;
 	struct task_state *s;
 
 	irq_reset();
@@ -352,9 +389,12 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 			s->waker_pid = 0;
 			s->waker_tid = 0;
 			s->n_user = 0;
+			if (kernel_runq())
+				s->run_delay = prev->sched_info.run_delay;
 			if (s->state == CW_STATE_PREEMPTED) {
 				/* involuntary: it goes straight back to the run queue */
-				s->runq_ts = now;
+				if (!kernel_runq())
+					s->runq_ts = now;
 				s->futex_op = FUTEX_NONE;
 			} else {
 				futex_at_switch_out(prev, s);
@@ -369,23 +409,39 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	if (!s)
 		return 0;
 	if (s->off_ts) {
+		__u64 delta = now - s->off_ts;
+
 		if (s->state != CW_STATE_PREEMPTED)
-			s->long_hint = stack_threshold_ns && now - s->off_ts >= stack_threshold_ns;
-		if (now - s->off_ts >= min_offcpu_ns) {
-			emit_off_cpu(next, s, now);
+			s->long_hint = stack_threshold_ns && delta >= stack_threshold_ns;
+		if (delta >= min_offcpu_ns) {
+			__u64 start = boot_start(delta);
+
+			emit_off_cpu(next, s, start, delta);
 			if (s->futex_op != FUTEX_NONE)
-				emit_futex(next, s, now);
+				emit_futex(next, s, start, delta);
 		} else {
 			count(CW_STAT_SHORT);
 		}
 		s->off_ts = 0;
 	}
-	if (s->runq_ts) {
-		if (capture_runq && now - s->runq_ts >= min_runq_ns)
-			emit_runq(next, prev, s, now);
+	if (kernel_runq()) {
+		/* sched_info_arrive() has not run yet: last_queued is this wait's enqueue on this
+		 * CPU's clock, and run_delay holds what it waited in queues it left (migrations). */
+		__u64 queued = next->sched_info.last_queued;
+
+		wait = next->sched_info.run_delay - s->run_delay;
+		if (queued && now > queued)
+			wait += now - queued;
+		s->run_delay = next->sched_info.run_delay;
+	} else if (s->runq_ts) {
+		wait = now - s->runq_ts;
+		s->runq_ts = 0;
+	}
+	if (wait) {
+		if (capture_runq && wait >= min_runq_ns)
+			emit_runq(next, prev, wait);
 		else
 			count(CW_STAT_SHORT_RQ);
-		s->runq_ts = 0;
 	}
 	return 0;
 }
@@ -402,7 +458,8 @@ int BPF_PROG(handle__sched_waking, struct task_struct *p)
 	s = bpf_task_storage_get(&task_states, p, 0, 0);
 	if (!s)
 		return 0;
-	s->runq_ts = bpf_ktime_get_boot_ns();
+	if (!kernel_runq())
+		s->runq_ts = bpf_ktime_get_boot_ns();
 	if (in_interrupt()) {
 		/* woken by a timer, a device or the network: no task is the waker */
 		s->waker_pid = 0;
@@ -423,8 +480,9 @@ int BPF_PROG(handle__sched_wakeup_new, struct task_struct *p)
 
 	if (!traced(p))
 		return 0;
+	/* with kernel_runq() the new state's zero run_delay matches the new task's */
 	s = bpf_task_storage_get(&task_states, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (s)
+	if (s && !kernel_runq())
 		s->runq_ts = bpf_ktime_get_boot_ns();
 	return 0;
 }

@@ -57,11 +57,17 @@ struct Round {
     workload: String,
 }
 
-fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<Round> {
+fn measure(
+    label: &'static str,
+    stack_threshold: Duration,
+    boot_clock: bool,
+    secs: u64,
+) -> Result<Round> {
     let settings = offcpu::Settings {
         min_off_cpu: Duration::from_millis(1),
         min_runq: Duration::from_micros(100),
         stack_threshold,
+        boot_clock,
         follow_children: true,
         ring_buffer_bytes: 8 << 20,
         ..Default::default()
@@ -109,18 +115,21 @@ fn measure(label: &'static str, stack_threshold: Duration, secs: u64) -> Result<
 }
 
 /// Runs the pipe ping-pong workload for `secs` per configuration (stacks off, stacks at the
-/// default 10 ms threshold), each with the empty program attached beside it, and prints the
-/// table (or JSON).
+/// default 10 ms threshold, and stacks off on the boot clock: what kernels without the
+/// scheduler's run-queue accounting get), each with the empty program attached beside it, and
+/// prints the table (or JSON).
 pub fn run(secs: u64, json: bool) -> Result<()> {
     crate::preflight::require_capture()?;
     let _stats_guard = crate::overhead::enable_bpf_stats().context("enabling bpf_stats")?;
     let rounds = [
-        measure("state+waker+runq", Duration::ZERO, secs)?,
+        measure("state+waker+runq", Duration::ZERO, false, secs)?,
         measure(
             "state+waker+runq+stacks(10ms)",
             Duration::from_millis(10),
+            false,
             secs,
         )?,
+        measure("state+waker+runq, boot clock", Duration::ZERO, true, secs)?,
     ];
     if json {
         let items: Vec<String> = rounds

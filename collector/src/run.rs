@@ -699,6 +699,7 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
         } else {
             None
         },
+        boot_clock: false, // CAUSEWAY_BOOT_CLOCK=1 still applies
     };
     let mut open_object = MaybeUninit::uninit();
     let mut skel = offcpu::load(&mut open_object, &settings)?;

@@ -92,12 +92,27 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
     if !can_trace("pinned_spinners_are_preempted_and_wait_in_the_run_queue") {
         return;
     }
+    pinned_spinners(&[]);
+}
+
+/// (b) again with intervals on the boot clock and wakeups stamped by the probe, as on kernels
+/// without the scheduler's run-queue accounting (CONFIG_SCHED_INFO).
+#[test]
+fn pinned_spinners_on_the_boot_clock() {
+    if !can_trace("pinned_spinners_on_the_boot_clock") {
+        return;
+    }
+    pinned_spinners(&[("CAUSEWAY_BOOT_CLOCK", "1".to_string())]);
+}
+
+fn pinned_spinners(env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let w = Workload::spawn(&["spin", "--threads", "2", "--cpu", "0", "--time", "2s"]);
     let pid = w.pid;
-    let c = Collector::start(
-        &store,
+    let c = Collector::start_with_env(
+        store.to_str().unwrap(),
+        env,
         &[
             "--pid",
             &pid.to_string(),
@@ -142,6 +157,20 @@ fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
         assert!(
             int(&rq[0], "n") > 0 && int(&rq[0], "total") > 0,
             "spinner {tid} run-queue: {rq:?}"
+        );
+        // a preempted spinner waits in the run queue until it runs again: the two records
+        // measure one interval (off-CPU on the CPU's clock from switch-out to switch-in, the
+        // wait from the kernel's run-queue accounting), and the other spinner held the CPU
+        // about half of the 2 s
+        let preempted = int(&by_state[0], "total");
+        let waited = int(&rq[0], "total");
+        assert!(
+            preempted > 300_000_000,
+            "spinner {tid} preempted only {preempted} ns of 2 s: {by_state:?}"
+        );
+        assert!(
+            (waited - preempted).abs() * 10 < preempted,
+            "spinner {tid}: run-queue {waited} ns against preempted {preempted} ns"
         );
     }
     // the collector's own counters are data too: what the kernel emitted, and nothing was lost

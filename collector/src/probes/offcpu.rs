@@ -114,6 +114,11 @@ pub struct Settings {
     pub min_block: Duration,
     /// OBI's pinned `traces_ctx_v1` map, when found: read as a second trace-context source.
     pub obi_map: Option<std::path::PathBuf>,
+    /// Measure intervals on the boot clock and stamp wakeups in the probe, as the programs must
+    /// on kernels without the scheduler's run-queue accounting (bpf/offcpu.bpf.c
+    /// `kernel_runq`), instead of reading the scheduler's clock: for tests and comparison. Also
+    /// set by the environment variable CAUSEWAY_BOOT_CLOCK=1.
+    pub boot_clock: bool,
 }
 
 impl Settings {
@@ -141,6 +146,10 @@ pub fn load<'obj>(
     ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
     ro.min_runq_ns = s.min_runq.as_nanos() as u64;
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
+    if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
+        tracing::info!("off-CPU and run-queue intervals on the boot clock (CAUSEWAY_BOOT_CLOCK)");
+        ro.boot_clock = true;
+    }
     super::write_filter!(&mut *ro, s);
     open.maps
         .events
