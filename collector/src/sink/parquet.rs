@@ -68,7 +68,7 @@ struct EventFile {
 impl EventFile {
     fn new(schema: arrow::datatypes::SchemaRef, zstd_level: i32, start: i64) -> Result<EventFile> {
         Ok(EventFile {
-            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(zstd_level)?))?,
+            writer: event_writer(Vec::new(), schema, zstd_level)?,
             start,
             rows: 0,
             group: Vec::new(),
@@ -238,12 +238,14 @@ impl ParquetSink {
                 )?);
             }
             let f = p.events.as_mut().expect("just created");
+            // a row group is one sorted run: encoded before it would pass ROW_GROUP_ROWS (the
+            // writer would split it, leaving a small group of a few pieces' rows behind)
+            if f.group_rows + batch.num_rows() > ROW_GROUP_ROWS {
+                f.encode_group()?;
+            }
             f.start = f.start.min(start);
             f.group_rows += batch.num_rows();
             f.group.push(batch);
-            if f.group_rows >= ROW_GROUP_ROWS {
-                f.encode_group()?;
-            }
         }
         for s in stacks {
             self.pending
@@ -504,7 +506,9 @@ fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     // timestamps ascend within a thread (rows are sorted by it): deltas are small, a dictionary
-    // of unique values is not; durations are nearly unique too
+    // of unique values is not. Durations are nearly unique and in no order: deltas of them are
+    // wider than the values; their bytes split into streams (high bytes mostly zero) compress
+    // best (a live capture: 2.68 -> 2.17 B/event; the tools read it as fast)
     let time = ColumnPath::from("time_unix_nano");
     let dur = ColumnPath::from("duration_ns");
     Ok(WriterProperties::builder()
@@ -514,8 +518,22 @@ fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
         .set_column_dictionary_enabled(time.clone(), false)
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(dur.clone(), false)
-        .set_column_encoding(dur, Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(dur, Encoding::BYTE_STREAM_SPLIT)
         .build())
+}
+
+/// The writer of a `kernel_events` file. It leaves out the Arrow schema Arrow writers embed in
+/// the footer (~3.3 KB a file here): every column's type reads back the same from the Parquet
+/// schema (Int32, Int64, Utf8 and their nullability).
+fn event_writer<W: std::io::Write + Send>(
+    w: W,
+    schema: arrow::datatypes::SchemaRef,
+    zstd_level: i32,
+) -> Result<ArrowWriter<W>> {
+    let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(writer_properties(zstd_level)?)
+        .with_skip_arrow_metadata(true);
+    Ok(ArrowWriter::try_new_with_options(w, schema, options)?)
 }
 
 /// Encodes a batch as a complete Parquet file (see [`writer_properties`]).
@@ -609,12 +627,7 @@ mod tests {
         }
         let batch = table::kernel_events_batch(&events).unwrap();
         let file = tempfile::tempfile().unwrap();
-        let mut w = ArrowWriter::try_new(
-            file.try_clone().unwrap(),
-            batch.schema(),
-            Some(writer_properties(3).unwrap()),
-        )
-        .unwrap();
+        let mut w = event_writer(file.try_clone().unwrap(), batch.schema(), 3).unwrap();
         // two pieces, as a row group gathers several pushes
         write_sorted(&mut w, &[batch.slice(0, 150), batch.slice(150, 150)]).unwrap();
         w.close().unwrap();
@@ -660,5 +673,74 @@ mod tests {
             5,
             "six (thread, kind) runs, five of them ended: {seen:?}"
         );
+    }
+
+    /// An event file's row groups are whole pushes up to ROW_GROUP_ROWS rows, the last one the
+    /// rest: the writer never splits a sorted group (it once left a group of 65,536 rows and
+    /// one of the pushes' remainder), and its columns read back with the table's Arrow
+    /// types and nullability although the Arrow schema is left out of the footer.
+    #[tokio::test]
+    async fn event_files_are_whole_row_groups_and_read_back_the_table_schema() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let store = Arc::new(InMemory::new());
+        let mut sink = ParquetSink::new(
+            store.clone(),
+            SinkSettings {
+                host: "h1".into(),
+                flush_interval: Duration::from_secs(3600),
+                flush_rows: 1_000_000,
+                zstd_level: 3,
+            },
+        );
+        let total = 70_000;
+        for piece in 0..total / 1000 + 1 {
+            let mut events: Vec<KernelEvent> = (piece * 1000..((piece + 1) * 1000).min(total))
+                .map(|k| KernelEvent {
+                    time_unix_nano: 1_000_000 + k as i64,
+                    duration_ns: 5_000 + (k as i64 * 7919) % 100_000,
+                    pid: 10,
+                    tid: 11,
+                    event_name: names::event::OFF_CPU,
+                    state: Some(names::state::SLEEP),
+                    ..Default::default()
+                })
+                .collect();
+            sink.push(&mut events, vec![], vec![]).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        let metas: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None))
+            .await
+            .into_iter()
+            .map(|m| m.unwrap())
+            .filter(|m| m.location.as_ref().starts_with("kernel_events/"))
+            .collect();
+        assert_eq!(metas.len(), 1, "{metas:?}");
+        let bytes = store.get(&metas[0].location).await.unwrap().bytes().await.unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![65_000, 5_000],
+            "row groups of whole 1000-row pushes"
+        );
+        assert!(
+            reader.metadata().file_metadata().key_value_metadata().is_none(),
+            "no Arrow schema in the footer"
+        );
+        let expected = table::kernel_events_batch(&[]).unwrap().schema();
+        for (read, want) in reader.schema().fields().iter().zip(expected.fields()) {
+            assert_eq!(
+                (read.name(), read.data_type(), read.is_nullable()),
+                (want.name(), want.data_type(), want.is_nullable())
+            );
+        }
+        assert_eq!(reader.schema().fields().len(), expected.fields().len());
+        let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, total);
     }
 }
