@@ -393,6 +393,7 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
 {
 	__u64 now = sched_now(next), wait = 0;
+	bool queued_wait = false;
 	struct task_state *s;
 
 	irq_reset();
@@ -441,18 +442,22 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	}
 	if (kernel_runq()) {
 		/* sched_info_arrive() has not run yet: last_queued is this wait's enqueue on this
-		 * CPU's clock, and run_delay holds what it waited in queues it left (migrations). */
+		 * CPU's clock, and run_delay holds what it waited in queues it left (migrations).
+		 * When a wakeup preempts the running task the kernel skips the next clock update
+		 * (rq_clock_skip_update): such a wait reads 0, as the kernel's accounting has it. */
 		__u64 queued = next->sched_info.last_queued;
 
 		wait = next->sched_info.run_delay - s->run_delay;
 		if (queued && now > queued)
 			wait += now - queued;
+		queued_wait = queued || wait;
 		s->run_delay = next->sched_info.run_delay;
 	} else if (s->runq_ts) {
 		wait = now - s->runq_ts;
+		queued_wait = true;
 		s->runq_ts = 0;
 	}
-	if (wait) {
+	if (queued_wait) {
 		if (capture_runq && wait >= min_runq_ns)
 			emit_runq(next, prev, wait);
 		else

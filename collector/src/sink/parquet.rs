@@ -716,7 +716,13 @@ mod tests {
             .filter(|m| m.location.as_ref().starts_with("kernel_events/"))
             .collect();
         assert_eq!(metas.len(), 1, "{metas:?}");
-        let bytes = store.get(&metas[0].location).await.unwrap().bytes().await.unwrap();
+        let bytes = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let groups: Vec<i64> = reader
             .metadata()
@@ -730,7 +736,11 @@ mod tests {
             "row groups of whole 1000-row pushes"
         );
         assert!(
-            reader.metadata().file_metadata().key_value_metadata().is_none(),
+            reader
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .is_none(),
             "no Arrow schema in the footer"
         );
         let expected = table::kernel_events_batch(&[]).unwrap().schema();
