@@ -556,10 +556,10 @@ mod tests {
     use causeway_proto::names;
     use object_store::memory::InMemory;
 
-    #[tokio::test]
-    async fn writes_one_object_per_partition_and_table() {
+    /// A sink on an in-memory store, host `h1`, that writes only when flushed.
+    fn memory_sink() -> (Arc<InMemory>, ParquetSink) {
         let store = Arc::new(InMemory::new());
-        let mut sink = ParquetSink::new(
+        let sink = ParquetSink::new(
             store.clone(),
             SinkSettings {
                 host: "h1".into(),
@@ -568,6 +568,12 @@ mod tests {
                 zstd_level: 3,
             },
         );
+        (store, sink)
+    }
+
+    #[tokio::test]
+    async fn writes_one_object_per_partition_and_table() {
+        let (store, mut sink) = memory_sink();
         let hour = 3_600_000_000_000_i64;
         let ev = |t: i64| KernelEvent {
             time_unix_nano: t,
@@ -683,16 +689,7 @@ mod tests {
     #[tokio::test]
     async fn event_files_are_whole_row_groups_and_read_back_the_table_schema() {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let store = Arc::new(InMemory::new());
-        let mut sink = ParquetSink::new(
-            store.clone(),
-            SinkSettings {
-                host: "h1".into(),
-                flush_interval: Duration::from_secs(3600),
-                flush_rows: 1_000_000,
-                zstd_level: 3,
-            },
-        );
+        let (store, mut sink) = memory_sink();
         let total = 70_000;
         for piece in 0..total / 1000 + 1 {
             let mut events: Vec<KernelEvent> = (piece * 1000..((piece + 1) * 1000).min(total))
