@@ -76,7 +76,9 @@ struct task_state {
  * `runqueues`, whose address the kernel does not export without KALLSYMS_ALL. Kernels without
  * CONFIG_SCHED_INFO or CONFIG_FAIR_GROUP_SCHED (no `sched_info` in task_struct, no `rq` in
  * cfs_rq: resolved at load) keep the boot clock everywhere and stamp wakeups themselves; so does
- * `boot_clock`, which lets that path be tested here. */
+ * `boot_clock`, which lets that path be tested here; the collector also sets it where the
+ * scheduler's per-CPU clocks are not one clock (x86 without a constant, non-stop TSC): an
+ * off-CPU interval may start on one CPU and end on another. */
 static __always_inline bool kernel_runq(void)
 {
 	return !boot_clock && bpf_core_field_exists(struct task_struct, sched_info) &&
@@ -396,6 +398,8 @@ int BPF_PROG(handle__sched_switch, bool preempt, struct task_struct *prev,
 	bool queued_wait = false;
 	struct task_state *s;
 
+	if (!now)
+		return 0; /* no rq reachable from `next` (never seen): nothing to measure against */
 	irq_reset();
 	if (traced(prev)) {
 		s = bpf_task_storage_get(&task_states, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);

@@ -129,6 +129,26 @@ impl Settings {
     }
 }
 
+/// Whether the scheduler's clock (`rq->clock`, what the programs measure intervals on) is one
+/// clock on every CPU: an interval that starts on one CPU and ends on another subtracts two CPUs'
+/// readings. The kernel marks sched_clock stable (global) where the clock it reads is; on x86
+/// that takes a TSC with the `constant_tsc` and `nonstop_tsc` flags. Elsewhere (arm64's
+/// architected timer) it is.
+fn sched_clock_is_global() -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        return true;
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return false;
+    };
+    info.lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| {
+            let flags: Vec<&str> = l.split_whitespace().collect();
+            flags.contains(&"constant_tsc") && flags.contains(&"nonstop_tsc")
+        })
+}
+
 /// Opens, configures and loads the skeleton. `open_object` must outlive the skeleton.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
@@ -148,6 +168,12 @@ pub fn load<'obj>(
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
     if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
         tracing::info!("off-CPU and run-queue intervals on the boot clock (CAUSEWAY_BOOT_CLOCK)");
+        ro.boot_clock = true;
+    } else if !sched_clock_is_global() {
+        tracing::info!(
+            "this CPU's TSC is not constant and non-stop: off-CPU and run-queue intervals on the \
+             boot clock (the scheduler's per-CPU clocks may disagree by up to a tick)"
+        );
         ro.boot_clock = true;
     }
     super::write_filter!(&mut *ro, s);
