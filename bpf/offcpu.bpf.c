@@ -56,7 +56,8 @@ struct task_state {
  * otherwise on one switch-out in a period that starts at USER_STACK_SAMPLE_MIN and doubles
  * with each sample taken without a long wait since, up to USER_STACK_SAMPLE_MAX: a task that
  * only ever waits briefly (a pipe or futex ping-pong) soon pays ~0.5 ns a switch for it instead
- * of ~30 at a fixed 1 in 16 (perf bench sched pipe: ×1.107 against ×1.065 without stacks). A
+ * of ~30 at a fixed 1 in 16 (bench-bpf on a ping-pong: stacks added ~5 ns a switch at 1 in 16,
+ * ~2 with the back-off: that workload's stack reads are cheap, a deep stack's are not). A
  * long wait after a run of short ones keeps its kernel stack and usually lacks the user one;
  * the next long wait of the task has it. */
 #define FULL_STACK_FIRST 8
