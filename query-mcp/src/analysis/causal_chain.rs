@@ -452,22 +452,22 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // kinds): the questions below are asked of them, and the evidence quotes each as it reads
     // the store.
     let (mut sched_window, mut other_window) = (None, None);
-    let sched = Source::open(
-        engine,
-        &mut sched_window,
-        SCHED_WINDOW_COLUMNS,
-        &w,
-        &["sched.off_cpu", "sched.runq"],
-    )
-    .await?;
-    let other = Source::open(
-        engine,
-        &mut other_window,
-        OTHER_WINDOW_COLUMNS,
-        &w,
-        OTHER_KINDS,
-    )
-    .await?;
+    let (sched, other) = futures::try_join!(
+        Source::open(
+            engine,
+            &mut sched_window,
+            SCHED_WINDOW_COLUMNS,
+            &w,
+            &["sched.off_cpu", "sched.runq"],
+        ),
+        Source::open(
+            engine,
+            &mut other_window,
+            OTHER_WINDOW_COLUMNS,
+            &w,
+            OTHER_KINDS
+        ),
+    )?;
     // per thread: time lost to each cause
     let per_thread_sql = |w: &str| {
         format!(
@@ -477,14 +477,6 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
              GROUP BY tid, comm, event_name, state ORDER BY total_ns DESC"
         )
     };
-    q(
-        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
-        per_thread_sql(&w),
-    );
-    let per_thread = sched.rows(per_thread_sql).await?;
-    // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
-    // exiting thread's clear_child_tid futex, which the collector records on the exit event —
-    // leave those waits out of the wait-for graph
     let exits_sql = |w: &str| {
         format!(
             "SELECT tid, time_unix_nano, futex_uaddr FROM kernel_events WHERE {w} \
@@ -492,12 +484,56 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
              ORDER BY time_unix_nano LIMIT 64"
         )
     };
+    let gpu_sql = |w: &str| {
+        format!(
+            "SELECT tid, comm, cuda_function, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
+             max(cuda_stream) AS stream FROM kernel_events WHERE {w} AND {GPU_WAIT} \
+             GROUP BY tid, comm, cuda_function ORDER BY total_ns DESC LIMIT 10"
+        )
+    };
+    let cpu_sql = |w: &str| {
+        format!(
+            "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
+             max(duration_ns) AS longest_ns, max(prev_cgroup_id) AS prev_cgroup_id, \
+             max(prev_container_id) AS prev_container_id FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
+             AND prev_pid <> {pid} GROUP BY prev_pid, prev_tid, prev_comm ORDER BY total_ns DESC LIMIT 5"
+        )
+    };
+    let klock_sql = |w: &str| {
+        format!(
+            "SELECT tid, comm, kernel_lock, kernel_lock_kind, count(*) AS n, sum(duration_ns) AS total_ns, \
+             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'kernel.lock_wait' \
+             GROUP BY tid, comm, kernel_lock, kernel_lock_kind ORDER BY total_ns DESC LIMIT 5"
+        )
+    };
+    let retrans_sql = |w: &str| {
+        format!(
+            "SELECT tid, daddr, saddr, count(*) AS n, min(time_unix_nano) AS first_ns FROM kernel_events \
+             WHERE {w} AND event_name = 'tcp.retransmit' GROUP BY tid, daddr, saddr ORDER BY n DESC LIMIT 10"
+        )
+    };
+    q(
+        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
+        per_thread_sql(&w),
+    );
+    // the questions that need no other's answer, asked at once: each reads a decoded window
+    // (or the store), and one query alone leaves a core idle part of the time
+    let (per_thread, exits, gpu_waits, cpu_holders, klocks, retrans) = futures::try_join!(
+        sched.rows(per_thread_sql),
+        other.rows(exits_sql),
+        other.rows(gpu_sql),
+        sched.rows(cpu_sql),
+        other.rows(klock_sql),
+        other.rows(retrans_sql),
+    )?;
+    // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
+    // exiting thread's clear_child_tid futex, which the collector records on the exit event —
+    // leave those waits out of the wait-for graph
     q(
         "Threads of the target that exited in the window, with the futex their joiners wait on",
         exits_sql(&w),
     );
     let mut not_joins = String::new();
-    let exits = other.rows(exits_sql).await?;
     if !exits.is_empty() {
         let addrs: Vec<String> = exits
             .iter()
@@ -527,18 +563,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     }
     // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
     // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
-    let gpu_sql = |w: &str| {
-        format!(
-            "SELECT tid, comm, cuda_function, count(*) AS n, sum(duration_ns) AS total_ns, max(duration_ns) AS longest_ns, \
-             max(cuda_stream) AS stream FROM kernel_events WHERE {w} AND {GPU_WAIT} \
-             GROUP BY tid, comm, cuda_function ORDER BY total_ns DESC LIMIT 10"
-        )
-    };
     q(
         "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
         gpu_sql(&w),
     );
-    let gpu_waits = other.rows(gpu_sql).await?;
     let not_gpu = if gpu_waits.is_empty() {
         String::new()
     } else {
@@ -564,19 +592,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     );
     // leaving out sleeps inside GPU waits reads the CUDA records: the store answers that
     let wakers = sched.rows(wakers_sql).await?;
-    let cpu_sql = |w: &str| {
-        format!(
-            "SELECT prev_pid, prev_tid, prev_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
-             max(duration_ns) AS longest_ns, max(prev_cgroup_id) AS prev_cgroup_id, \
-             max(prev_container_id) AS prev_container_id FROM kernel_events WHERE {w} AND event_name = 'sched.runq' \
-             AND prev_pid <> {pid} GROUP BY prev_pid, prev_tid, prev_comm ORDER BY total_ns DESC LIMIT 5"
-        )
-    };
     q(
         "Tasks that held the CPU while the target waited in the run queue",
         cpu_sql(&w),
     );
-    let cpu_holders = sched.rows(cpu_sql).await?;
 
     let sum_state = |state: &str| -> (i64, i64, f64) {
         // (total ns, longest ns, worst share of one thread)
@@ -592,18 +611,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     let (disk_total, disk_longest, disk_share) = sum_state("disk");
     // D-state that is a wait for a contended kernel lock (an inode's i_rwsem, mmap_lock, a
     // mutex) is lock contention inside the kernel, not the device: its holder is the waker
-    let klock_sql = |w: &str| {
-        format!(
-            "SELECT tid, comm, kernel_lock, kernel_lock_kind, count(*) AS n, sum(duration_ns) AS total_ns, \
-             max(duration_ns) AS longest_ns FROM kernel_events WHERE {w} AND event_name = 'kernel.lock_wait' \
-             GROUP BY tid, comm, kernel_lock, kernel_lock_kind ORDER BY total_ns DESC LIMIT 5"
-        )
-    };
     q(
         "The target's waits for contended kernel locks, by thread and lock",
         klock_sql(&w),
     );
-    let klocks = other.rows(klock_sql).await?;
     let klock_total: i64 = klocks
         .iter()
         .map(|r| i(r, "total_ns"))
@@ -666,17 +677,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .is_some_and(|t| i(t, "throttled_ns") * 2 >= worst_thread_runq));
     // network: sleeps with no waking task (the network stack woke them from softirq) during which
     // the same thread's socket retransmitted
-    let retrans_sql = |w: &str| {
-        format!(
-            "SELECT tid, daddr, saddr, count(*) AS n, min(time_unix_nano) AS first_ns FROM kernel_events \
-             WHERE {w} AND event_name = 'tcp.retransmit' GROUP BY tid, daddr, saddr ORDER BY n DESC LIMIT 10"
-        )
-    };
     q(
         "TCP retransmits of the target's sockets, by thread and peer",
         retrans_sql(&w),
     );
-    let retrans = other.rows(retrans_sql).await?;
     let (mut net_total, mut net_longest) = (0i64, 0i64);
     if !retrans.is_empty() {
         let tids: Vec<String> = retrans.iter().map(|r| i(r, "tid").to_string()).collect();

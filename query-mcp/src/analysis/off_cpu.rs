@@ -159,28 +159,43 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
     if let Some(m) = a.min_duration_ms {
         w += &format!(" AND duration_ns >= {}", (m * 1e6) as i64);
     }
-    // five questions of the same rows: decode them once
+    // four questions of the same rows: decode them once, ask them at once
     let window = engine.window(WINDOW_COLUMNS, &w).await?;
     let (engine, w) = match window.as_ref() {
         Some(window) => (window, "TRUE".to_string()),
         None => (engine, w),
     };
-    let summary = engine
-        .query(&format!(
-            "SELECT count(*) AS n, sum(duration_ns) / 1e6 AS total_ms, \
-             approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p50, \
-             approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p99, \
-             approx_percentile_cont(0.999) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p999 \
-             FROM kernel_events WHERE {w}"
-        ))
-        .await?;
+    let columns =
+        "time_unix_nano, duration_ns, duration_ns / 1e6 AS duration_ms, pid, tid, comm, state, \
+                   waker_pid, waker_tid, waker_comm, cpu, kernel_stack_id, user_stack_id, host";
+    let limit = a.limit.unwrap_or(50);
+    let summary_sql = format!(
+        "SELECT count(*) AS n, sum(duration_ns) / 1e6 AS total_ms, \
+         approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p50, \
+         approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p99, \
+         approx_percentile_cont(0.999) WITHIN GROUP (ORDER BY duration_ns) / 1e6 AS p999 \
+         FROM kernel_events WHERE {w}"
+    );
+    let by_state_sql = format!(
+        "SELECT state, count(*) AS n, sum(duration_ns) / 1e6 AS total_ms FROM kernel_events \
+         WHERE {w} GROUP BY state ORDER BY total_ms DESC"
+    );
+    let by_waker_sql = format!(
+        "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) / 1e6 AS total_ms \
+         FROM kernel_events WHERE {w} AND waker_tid IS NOT NULL \
+         GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ms DESC LIMIT 10"
+    );
+    let rows_sql = format!(
+        "SELECT {columns} FROM kernel_events WHERE {w} ORDER BY duration_ns DESC LIMIT {limit}"
+    );
+    let (summary, by_state, by_waker, rows) = futures::try_join!(
+        engine.query(&summary_sql),
+        engine.query(&by_state_sql),
+        engine.query(&by_waker_sql),
+        engine.query(&rows_sql),
+    )?;
     let s = summary.rows.first().cloned().unwrap_or(Value::Null);
-    let by_state = engine
-        .query(&format!(
-            "SELECT state, count(*) AS n, sum(duration_ns) / 1e6 AS total_ms FROM kernel_events \
-             WHERE {w} GROUP BY state ORDER BY total_ms DESC"
-        ))
-        .await?
+    let by_state = by_state
         .rows
         .iter()
         .map(|r| StateTotal {
@@ -189,13 +204,7 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
             total_ms: f(r, "total_ms"),
         })
         .collect();
-    let by_waker = engine
-        .query(&format!(
-            "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) / 1e6 AS total_ms \
-             FROM kernel_events WHERE {w} AND waker_tid IS NOT NULL \
-             GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ms DESC LIMIT 10"
-        ))
-        .await?
+    let by_waker = by_waker
         .rows
         .iter()
         .map(|r| WakerTotal {
@@ -206,15 +215,6 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
             total_ms: f(r, "total_ms"),
         })
         .collect();
-    let columns =
-        "time_unix_nano, duration_ns, duration_ns / 1e6 AS duration_ms, pid, tid, comm, state, \
-                   waker_pid, waker_tid, waker_comm, cpu, kernel_stack_id, user_stack_id, host";
-    let limit = a.limit.unwrap_or(50);
-    let rows = engine
-        .query(&format!(
-            "SELECT {columns} FROM kernel_events WHERE {w} ORDER BY duration_ns DESC LIMIT {limit}"
-        ))
-        .await?;
     let total_events = i(&s, "n");
     Ok(OffCpuReport {
         pid: a.pid,
