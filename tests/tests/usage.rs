@@ -106,6 +106,42 @@ fn query_rejects_writes_and_bad_sql_with_exit_2() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
 }
 
+/// DataFusion's options come from DATAFUSION_* environment variables: a bad value stops the
+/// command with exit 2 and the option's name; a good one is used.
+#[test]
+fn a_bad_datafusion_environment_variable_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("kernel_events")).unwrap();
+    let store = dir.path().to_str().unwrap();
+    let var = "DATAFUSION_EXECUTION_TARGET_PARTITIONS";
+    let bad = causeway_tests::query_cmd_env(store, &[(var, "many".into())], "SELECT 1 AS one");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("DATAFUSION_") && err.contains("target_partitions") && err.contains("many"),
+        "{err}"
+    );
+    let good = causeway_tests::query_cmd_env(
+        store,
+        &[(var, "1".into())],
+        "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.target_partitions'",
+    );
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(out.contains("\"1\""), "{out}");
+    // unset: two partitions per core
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let rows = sql(
+        dir.path(),
+        "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.target_partitions'",
+    );
+    assert_eq!(rows[0]["value"], (2 * cores).to_string(), "{rows:?}");
+}
+
 /// Queries bounded in time skip, while planning, the files whose time range lies outside
 /// (query-mcp/src/pruned.rs) — and still see every row inside: the counts match the same bounds
 /// written as an expression the pruning cannot read, and a range before all data counts 0.
