@@ -46,6 +46,13 @@ pub fn run() -> Result<()> {
                 });
                 drop(skel);
                 checks.push(preflight::Check {
+                    name: "clock",
+                    status: Status::Ok(format!(
+                        "off-CPU and run-queue intervals measured on {}",
+                        offcpu::clock(&settings)
+                    )),
+                });
+                checks.push(preflight::Check {
                     name: "futex",
                     status: if cfg!(target_arch = "x86_64") {
                         Status::Ok("futex waits read from the blocking task's syscall registers at sched_switch (no syscall tracepoints)".into())

@@ -589,3 +589,49 @@ fn ring_buffer_lock_contention_is_not_traced() {
         );
     }
 }
+
+/// `doctor` loads the probes and says which clock they measure on: the scheduler's where the
+/// TSC is constant and non-stop (x86) and the kernel has the run-queue fields, the boot clock
+/// when asked for (and then it says so) — the same choice `run` makes.
+#[test]
+fn doctor_names_the_clock_the_probes_measure_on() {
+    if !can_trace("doctor_names_the_clock_the_probes_measure_on") {
+        return;
+    }
+    let doctor = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(causeway_tests::bin("causeway-collector"))
+            .arg("doctor")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "doctor failed:\n{text}");
+        text.lines()
+            .find(|l| l.contains("] clock "))
+            .unwrap_or_else(|| panic!("no clock line:\n{text}"))
+            .to_string()
+    };
+    let asked = doctor(&[("CAUSEWAY_BOOT_CLOCK", "1")]);
+    assert!(
+        asked.contains("boot clock") && asked.contains("CAUSEWAY_BOOT_CLOCK"),
+        "{asked}"
+    );
+    let default = doctor(&[]);
+    let flags = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.to_string())
+        .unwrap_or_default();
+    let stable_tsc = !cfg!(target_arch = "x86_64")
+        || (flags.contains(" constant_tsc") && flags.contains(" nonstop_tsc"));
+    if stable_tsc {
+        // the one way left to the boot clock is a kernel without the fields, and it says so
+        assert!(
+            default.contains("scheduler's clock") || default.contains("BTF has no"),
+            "{default}"
+        );
+    } else {
+        assert!(default.contains("TSC is not constant"), "{default}");
+    }
+}

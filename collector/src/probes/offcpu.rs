@@ -149,6 +149,63 @@ fn sched_clock_is_global() -> bool {
         })
 }
 
+/// The clock the programs measure off-CPU and run-queue intervals on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clock {
+    /// The scheduler's: `rq->clock`, with run-queue waits from the kernel's `sched_info` — no
+    /// clock read in the switch handlers.
+    Scheduler,
+    /// The boot clock, read in the handlers (~25 ns a read on the development VM), for this
+    /// reason.
+    Boot(&'static str),
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Clock::Scheduler => f.write_str(
+                "the scheduler's clock (rq->clock; run-queue waits from the kernel's sched_info accounting)",
+            ),
+            Clock::Boot(why) => write!(f, "the boot clock: {why}"),
+        }
+    }
+}
+
+/// Which clock the programs will measure on with these settings, here: what `load` sets, and
+/// what the programs' CO-RE checks (`kernel_runq` in bpf/offcpu.bpf.c) will find in the kernel's
+/// BTF.
+pub fn clock(s: &Settings) -> Clock {
+    if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
+        return Clock::Boot("asked for (CAUSEWAY_BOOT_CLOCK=1 or the boot_clock setting)");
+    }
+    if !sched_clock_is_global() {
+        return Clock::Boot(
+            "this CPU's TSC is not constant and non-stop, so the scheduler's per-CPU clocks may disagree by up to a tick",
+        );
+    }
+    if kernel_has_runq_fields() == Some(false) {
+        return Clock::Boot(NO_RUNQ_FIELDS);
+    }
+    Clock::Scheduler
+}
+
+/// Why a kernel takes the boot-clock path by itself (the programs' CO-RE checks at load).
+const NO_RUNQ_FIELDS: &str = "this kernel's BTF has no task_struct.sched_info or no cfs_rq.rq (CONFIG_SCHED_INFO, CONFIG_FAIR_GROUP_SCHED)";
+
+/// Whether the kernel's BTF has the fields the scheduler-clock path reads (`None`: BTF not
+/// readable; the programs decide at load).
+fn kernel_has_runq_fields() -> Option<bool> {
+    use libbpf_rs::btf::types::Struct;
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+    let has = |ty: &str, field: &str| {
+        btf.type_by_name::<Struct<'_>>(ty).is_some_and(|t| {
+            t.iter()
+                .any(|m| m.name.is_some_and(|n| n == std::ffi::OsStr::new(field)))
+        })
+    };
+    Some(has("task_struct", "sched_info") && has("cfs_rq", "rq"))
+}
+
 /// Opens, configures and loads the skeleton. `open_object` must outlive the skeleton.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
@@ -166,15 +223,9 @@ pub fn load<'obj>(
     ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
     ro.min_runq_ns = s.min_runq.as_nanos() as u64;
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
-    if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
-        tracing::info!("off-CPU and run-queue intervals on the boot clock (CAUSEWAY_BOOT_CLOCK)");
-        ro.boot_clock = true;
-    } else if !sched_clock_is_global() {
-        tracing::info!(
-            "this CPU's TSC is not constant and non-stop: off-CPU and run-queue intervals on the \
-             boot clock (the scheduler's per-CPU clocks may disagree by up to a tick)"
-        );
-        ro.boot_clock = true;
+    if let Clock::Boot(why) = clock(s) {
+        tracing::info!("off-CPU and run-queue intervals on the boot clock: {why}");
+        ro.boot_clock = why != NO_RUNQ_FIELDS;
     }
     super::write_filter!(&mut *ro, s);
     open.maps
