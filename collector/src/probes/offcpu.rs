@@ -175,22 +175,27 @@ impl std::fmt::Display for Clock {
 /// what the programs' CO-RE checks (`kernel_runq` in bpf/offcpu.bpf.c) will find in the kernel's
 /// BTF.
 pub fn clock(s: &Settings) -> Clock {
-    if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
-        return Clock::Boot("asked for (CAUSEWAY_BOOT_CLOCK=1 or the boot_clock setting)");
-    }
-    if !sched_clock_is_global() {
-        return Clock::Boot(
-            "this CPU's TSC is not constant and non-stop, so the scheduler's per-CPU clocks may disagree by up to a tick",
-        );
+    if let Some(why) = boot_clock_chosen(s) {
+        return Clock::Boot(why);
     }
     if kernel_has_runq_fields() == Some(false) {
-        return Clock::Boot(NO_RUNQ_FIELDS);
+        return Clock::Boot(
+            "this kernel's BTF has no task_struct.sched_info or no cfs_rq.rq (CONFIG_SCHED_INFO, CONFIG_FAIR_GROUP_SCHED)",
+        );
     }
     Clock::Scheduler
 }
 
-/// Why a kernel takes the boot-clock path by itself (the programs' CO-RE checks at load).
-const NO_RUNQ_FIELDS: &str = "this kernel's BTF has no task_struct.sched_info or no cfs_rq.rq (CONFIG_SCHED_INFO, CONFIG_FAIR_GROUP_SCHED)";
+/// Why `load` puts the programs on the boot clock on a kernel that has the scheduler-clock
+/// path, if it does.
+fn boot_clock_chosen(s: &Settings) -> Option<&'static str> {
+    if s.boot_clock || std::env::var_os("CAUSEWAY_BOOT_CLOCK").is_some_and(|v| v == "1") {
+        return Some("asked for (CAUSEWAY_BOOT_CLOCK=1 or the boot_clock setting)");
+    }
+    (!sched_clock_is_global()).then_some(
+        "this CPU's TSC is not constant and non-stop, so the scheduler's per-CPU clocks may disagree by up to a tick",
+    )
+}
 
 /// Whether the kernel's BTF has the fields the scheduler-clock path reads (`None`: BTF not
 /// readable; the programs decide at load).
@@ -223,9 +228,10 @@ pub fn load<'obj>(
     ro.min_offcpu_ns = s.min_off_cpu.as_nanos() as u64;
     ro.min_runq_ns = s.min_runq.as_nanos() as u64;
     ro.stack_threshold_ns = s.stack_threshold.as_nanos() as u64;
-    if let Clock::Boot(why) = clock(s) {
+    // (a kernel without the scheduler's fields takes the boot clock by itself: `doctor` says so)
+    if let Some(why) = boot_clock_chosen(s) {
         tracing::info!("off-CPU and run-queue intervals on the boot clock: {why}");
-        ro.boot_clock = why != NO_RUNQ_FIELDS;
+        ro.boot_clock = true;
     }
     super::write_filter!(&mut *ro, s);
     open.maps
