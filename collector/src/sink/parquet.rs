@@ -501,25 +501,47 @@ fn kind_key(name: &str) -> u64 {
     })
 }
 
-/// zstd, page-level statistics, row groups of at most [`ROW_GROUP_ROWS`].
+/// The columns whose pages carry min/max statistics (the page index the reader skips pages
+/// with): the sort key, on which a 20k-row page is a narrow range, and the trace ids, whose
+/// pages of untraced threads are all null. On any other column a page's range spans most of
+/// the column's values and skips nothing; its statistics would be ~3% of a file's bytes.
+const PAGE_INDEXED: &[&str] = &[
+    "pid",
+    "tid",
+    "event_name",
+    "time_unix_nano",
+    "trace_id",
+    "span_id",
+];
+
+/// zstd, statistics per column chunk ([`PAGE_INDEXED`] columns: per page), row groups of at
+/// most [`ROW_GROUP_ROWS`].
 fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     // timestamps ascend within a thread (rows are sorted by it): deltas are small, a dictionary
-    // of unique values is not; durations are nearly unique too. Durations split into byte
-    // streams would be smaller (a live capture: 2.68 -> 2.17 B/event, 6.37 -> 5.87 in all) but
-    // the tools read them 12-20% slower (zstd inflates 8 bytes a value instead of ~2.7, and the
-    // streams are gathered back value by value): not taken
+    // of unique values is not. Durations do not ascend: the delta of two unrelated values needs
+    // a bit more than either, and one long wait among a run-queue thread's many zero waits
+    // widens its whole 32-value miniblock. Split into byte streams (all low bytes, then the
+    // next...) zstd codes each byte position on its own: on live captures 2.2-2.4 -> 1.5-1.7
+    // B/event (plain values: 1.9). It costs the tools 4-7% on the 10-min synthetic store (whose
+    // uniformly random durations suit deltas), within their goals; at an earlier stop, on older
+    // readers, it measured 12-20% and was not taken
     let time = ColumnPath::from("time_unix_nano");
     let dur = ColumnPath::from("duration_ns");
-    Ok(WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    for column in PAGE_INDEXED {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Page);
+    }
+    Ok(props
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(time.clone(), false)
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(dur.clone(), false)
-        .set_column_encoding(dur, Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(dur, Encoding::BYTE_STREAM_SPLIT)
         .build())
 }
 
@@ -569,6 +591,26 @@ mod tests {
             },
         );
         (store, sink)
+    }
+
+    /// The one `kernel_events` file in `store`.
+    async fn only_event_file(
+        store: &InMemory,
+    ) -> impl parquet::file::reader::ChunkReader + 'static {
+        let metas: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None))
+            .await
+            .into_iter()
+            .map(|m| m.unwrap())
+            .filter(|m| m.location.as_ref().starts_with("kernel_events/"))
+            .collect();
+        assert_eq!(metas.len(), 1, "{metas:?}");
+        store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -706,21 +748,8 @@ mod tests {
             sink.push(&mut events, vec![], vec![]).await.unwrap();
         }
         sink.flush().await.unwrap();
-        let metas: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None))
-            .await
-            .into_iter()
-            .map(|m| m.unwrap())
-            .filter(|m| m.location.as_ref().starts_with("kernel_events/"))
-            .collect();
-        assert_eq!(metas.len(), 1, "{metas:?}");
-        let bytes = store
-            .get(&metas[0].location)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(only_event_file(&store).await).unwrap();
         let groups: Vec<i64> = reader
             .metadata()
             .row_groups()
@@ -750,5 +779,89 @@ mod tests {
         assert_eq!(reader.schema().fields().len(), expected.fields().len());
         let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, total);
+    }
+
+    /// The layout the readers and P6 rely on: times delta-encoded, durations split into byte
+    /// streams (both read back exactly), and a page index of min/max only on the sort key and
+    /// the trace ids, while every column keeps its page offsets (a page skipped on the key is
+    /// skipped in every column read).
+    #[tokio::test]
+    async fn event_files_index_pages_on_the_sort_key_only_and_split_durations() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        use parquet::basic::Encoding;
+        use parquet::file::metadata::PageIndexPolicy;
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let (store, mut sink) = memory_sink();
+        let duration = |k: i64| {
+            if k % 3 == 0 {
+                0
+            } else {
+                1 + k * k * 7919 % 9_000_000
+            }
+        };
+        let mut events: Vec<KernelEvent> = (0..30_000_i64)
+            .map(|k| KernelEvent {
+                time_unix_nano: 1_000_000 + k * 1013,
+                duration_ns: duration(k),
+                pid: 10,
+                tid: 11 + (k % 2) as i32,
+                event_name: names::event::RUNQ,
+                ..Default::default()
+            })
+            .collect();
+        sink.push(&mut events, vec![], vec![]).await.unwrap();
+        sink.flush().await.unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            only_event_file(&store).await,
+            options,
+        )
+        .unwrap();
+        let meta = reader.metadata().clone();
+        let group = meta.row_group(0);
+        let column = |name: &str| {
+            let at = (0..group.num_columns())
+                .find(|&c| group.column(c).column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"));
+            (at, group.column(at))
+        };
+        let encodings = |name: &str| column(name).1.encodings().collect::<Vec<_>>();
+        assert!(encodings("time_unix_nano").contains(&Encoding::DELTA_BINARY_PACKED));
+        assert!(encodings("duration_ns").contains(&Encoding::BYTE_STREAM_SPLIT));
+        let index = &meta.column_index().expect("a column index")[0];
+        let offsets = &meta.offset_index().expect("an offset index")[0];
+        for name in PAGE_INDEXED {
+            assert!(
+                !matches!(index[column(name).0], ColumnIndexMetaData::NONE),
+                "{name} has page statistics"
+            );
+        }
+        for name in ["duration_ns", "state", "cpu", "comm", "prev_tid"] {
+            assert!(
+                matches!(index[column(name).0], ColumnIndexMetaData::NONE),
+                "{name} has no page statistics"
+            );
+        }
+        assert!(offsets.iter().all(|o| !o.page_locations().is_empty()));
+        let mut read: Vec<(i64, i64)> = Vec::new();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let col = |n: &str| {
+                batch
+                    .column_by_name(n)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let (t, d) = (col("time_unix_nano"), col("duration_ns"));
+            read.extend(t.values().iter().zip(d.values()).map(|(t, d)| (*t, *d)));
+        }
+        read.sort_unstable();
+        let want: Vec<(i64, i64)> = (0..30_000)
+            .map(|k| (1_000_000 + k * 1013, duration(k)))
+            .collect();
+        assert_eq!(read, want);
     }
 }
