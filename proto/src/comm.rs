@@ -33,6 +33,33 @@ impl Comm {
 
     /// A NUL-terminated (or full) kernel char array, lossily when it is not UTF-8.
     pub fn from_c(raw: &[u8]) -> Comm {
+        // the kernel's comm arrays are 16 bytes: found NUL and checked ASCII in one word (the
+        // capture path decodes two to three names an event; byte by byte this was ~4% of ingest)
+        if let Ok(word) = <[u8; 16]>::try_from(raw) {
+            const LOW: u128 = u128::from_le_bytes([0x01; 16]);
+            const HIGH: u128 = u128::from_le_bytes([0x80; 16]);
+            let w = u128::from_le_bytes(word);
+            // the lowest set bit marks the first zero byte exactly (higher ones may be borrows)
+            let zeros = w.wrapping_sub(LOW) & !w & HIGH;
+            let len = if zeros == 0 {
+                16
+            } else {
+                zeros.trailing_zeros() as usize / 8
+            };
+            let name = if len == 16 {
+                w
+            } else {
+                w & ((1u128 << (len * 8)) - 1)
+            };
+            if name & HIGH == 0 {
+                let mut bytes = [0u8; Self::CAPACITY];
+                bytes[..16].copy_from_slice(&name.to_le_bytes());
+                return Comm {
+                    len: len as u8,
+                    bytes,
+                };
+            }
+        }
         let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
         match std::str::from_utf8(&raw[..end]) {
             Ok(s) => Comm::new(s),
@@ -113,6 +140,20 @@ mod tests {
         assert_eq!(Comm::from_c(b"0123456789abcdef"), "0123456789abcdef");
         // not UTF-8: kept lossily
         assert_eq!(Comm::from_c(b"a\xffb\0"), "a\u{fffd}b");
+        // the word-at-a-time path for 16-byte arrays agrees with the general one
+        for name in ["", "a", "cw-holder", "0123456789abcde", "0123456789abcdef"] {
+            let mut raw = [0u8; 16];
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            if name.len() < 15 {
+                raw[name.len() + 1] = b'x'; // bytes after the NUL are not part of it
+            }
+            assert_eq!(Comm::from_c(&raw), Comm::new(name), "{name:?}");
+            assert_eq!(Comm::from_c(&raw[..]).as_str(), name);
+        }
+        let mut raw = *b"caf\xc3\xa9\0zzzzzzzzzz";
+        assert_eq!(Comm::from_c(&raw), "café");
+        raw[3] = 0xff;
+        assert_eq!(Comm::from_c(&raw), "caf\u{fffd}\u{fffd}");
         // 8 × 'é' (2 bytes) = 16 bytes fits; 12 × = 24 bytes is cut to 11 characters (22 bytes)
         assert_eq!(Comm::new(&"é".repeat(12)).as_str(), "é".repeat(11));
         assert_eq!(Comm::default().as_str(), "");
