@@ -208,9 +208,10 @@ fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Emptied event batches on their way back from the writer to be refilled: one, handed back
-/// while the next fills.
-const SPARE_BATCHES: usize = 1;
+/// Emptied event batches on their way back from the writer to be refilled: the capture
+/// thread's, handed back while the next fills, and room for one more (the stack thread's
+/// batches come back too, and are small).
+const SPARE_BATCHES: usize = 2;
 
 /// A batch allocation larger than this (events) is freed rather than kept for refilling: one
 /// burst must not pin its high-water mark for the rest of the run.
@@ -256,18 +257,25 @@ impl Capture {
     /// Takes the events decoded so far.
     pub(crate) fn take_events(&mut self) -> Vec<KernelEvent> {
         let next = match self.spare.take() {
-            Some(v) => v,
-            // the next batch is likely as large: no regrowth (copies) while it fills
-            None => Vec::with_capacity(self.events.len()),
+            // the next batch is likely as large as this one: a smaller spare would regrow
+            // (copies, and fresh pages) while it fills
+            Some(v) if v.capacity() >= self.events.len() => v,
+            _ => Vec::with_capacity(self.events.len()),
         };
         std::mem::replace(&mut self.events, next)
     }
 
     /// Hands back a taken batch's allocation, emptied by the writer, to be filled again: a
-    /// fresh one costs page faults for every event (~750 bytes each).
+    /// fresh one costs page faults for every event (~750 bytes each). The larger of two is
+    /// kept: a small one (the stack thread's) in place of the capture's own would make every
+    /// later batch regrow from it.
     pub(crate) fn recycle(&mut self, mut events: Vec<KernelEvent>) {
         events.clear();
-        if self.spare.is_none() && events.capacity() <= SPARE_MAX_EVENTS {
+        let larger = self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < events.capacity());
+        if larger && events.capacity() <= SPARE_MAX_EVENTS {
             self.spare = Some(events);
         }
     }
