@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
+use causeway_proto::KindFields;
 
 /// Processes of one throttled cgroup that get a row, at most.
 const MAX_PROCS: usize = 64;
@@ -283,10 +284,14 @@ impl ThrottleWatch {
                     event_name: names::event::CPU_THROTTLE,
                     cpu: -1,
                     cgroup_id: v2_cgroup_id(pid, &self.v2),
-                    path: Some(dir.display().to_string()),
-                    cpu_throttled_periods: Some((now.throttled - before.throttled) as i64),
-                    cpu_periods: Some(now.periods.saturating_sub(before.periods) as i64),
-                    cpu_max: limit.clone(),
+                    detail: KindFields {
+                        path: Some(dir.display().to_string()),
+                        cpu_throttled_periods: Some((now.throttled - before.throttled) as i64),
+                        cpu_periods: Some(now.periods.saturating_sub(before.periods) as i64),
+                        cpu_max: limit.clone(),
+                        ..Default::default()
+                    }
+                    .into(),
                     ..Default::default()
                 }
             })

@@ -16,5 +16,5 @@ pub mod otlp;
 pub mod table;
 
 pub use comm::Comm;
-pub use event::KernelEvent;
 pub use event::StackRecord;
+pub use event::{Detail, KernelEvent, KindFields};

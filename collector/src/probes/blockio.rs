@@ -11,6 +11,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
+use causeway_proto::KindFields;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::OpenObject;
 
@@ -113,10 +114,14 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         &e.process_name,
     );
     Some(KernelEvent {
-        device: Some(device_name(e.dev)),
-        bytes: Some(e.bytes as i64),
-        io_op: Some(op_name(e.op)),
-        io_queue_ns: Some(e.queue_ns as i64),
+        detail: KindFields {
+            device: Some(device_name(e.dev)),
+            bytes: Some(e.bytes as i64),
+            io_op: Some(op_name(e.op)),
+            io_queue_ns: Some(e.queue_ns as i64),
+            ..Default::default()
+        }
+        .into(),
         exit_code: (e.error != 0).then_some(e.error),
         ..common.event(names::event::BLOCK_IO, clock)
     })

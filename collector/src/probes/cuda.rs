@@ -23,6 +23,7 @@ use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::table::CudaHistRecord;
 use causeway_proto::KernelEvent;
+use causeway_proto::KindFields;
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::Link;
@@ -187,11 +188,15 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
     let event = KernelEvent {
-        cuda_function: Some(name),
-        cuda_stream: Some(e.stream as i64),
-        cuda_grid: launch.then(|| dims(e.grid)),
-        cuda_block: launch.then(|| dims(e.block)),
-        bytes: (e.bytes > 0).then_some(e.bytes as i64),
+        detail: KindFields {
+            cuda_function: Some(name),
+            cuda_stream: Some(e.stream as i64),
+            cuda_grid: launch.then(|| dims(e.grid)),
+            cuda_block: launch.then(|| dims(e.block)),
+            bytes: (e.bytes > 0).then_some(e.bytes as i64),
+            ..Default::default()
+        }
+        .into(),
         exit_code: (e.ret != 0).then_some(e.ret),
         ..common.event(class.event_name(), clock)
     };

@@ -9,6 +9,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
+use causeway_proto::KindFields;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::OpenObject;
 
@@ -84,8 +85,12 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
         &e.process_name,
     );
     let event = KernelEvent {
-        kernel_lock: Some(format!("0x{:x}", e.lock_addr)),
-        kernel_lock_kind: Some(kind(e.flags)),
+        detail: KindFields {
+            kernel_lock: Some(format!("0x{:x}", e.lock_addr)),
+            kernel_lock_kind: Some(kind(e.flags)),
+            ..Default::default()
+        }
+        .into(),
         exit_code: (e.ret != 0).then_some(e.ret),
         ..common.event(names::event::KERNEL_LOCK_WAIT, clock)
     };

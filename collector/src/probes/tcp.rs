@@ -12,6 +12,7 @@ use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
+use causeway_proto::KindFields;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::OpenObject;
 
@@ -63,8 +64,12 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
     let hdr: offcpu::types::cw_header = read_record(data)?;
     let common = Common::interval(&hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
     Some(KernelEvent {
-        saddr: Some(endpoint(e.family, &e.saddr, e.sport)),
-        daddr: Some(endpoint(e.family, &e.daddr, e.dport)),
+        detail: KindFields {
+            saddr: Some(endpoint(e.family, &e.saddr, e.sport)),
+            daddr: Some(endpoint(e.family, &e.daddr, e.dport)),
+            ..Default::default()
+        }
+        .into(),
         ..common.event(names::event::TCP_RETRANSMIT, clock)
     })
 }
