@@ -504,7 +504,7 @@ fn kind_key(name: &str) -> u64 {
 /// The columns whose pages carry min/max statistics (the page index the reader skips pages
 /// with): the sort key, on which a 20k-row page is a narrow range, and the trace ids, whose
 /// pages of untraced threads are all null. On any other column a page's range spans most of
-/// the column's values and skips nothing; its statistics would be ~3% of a file's bytes.
+/// the column's values and skips nothing; its statistics were ~1% of a file's bytes.
 const PAGE_INDEXED: &[&str] = &[
     "pid",
     "tid",
@@ -524,9 +524,9 @@ fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
     // a bit more than either, and one long wait among a run-queue thread's many zero waits
     // widens its whole 32-value miniblock. Split into byte streams (all low bytes, then the
     // next...) zstd codes each byte position on its own: on live captures 2.2-2.4 -> 1.5-1.7
-    // B/event (plain values: 1.9). It costs the tools 4-7% on the 10-min synthetic store (whose
-    // uniformly random durations suit deltas), within their goals; at an earlier stop, on older
-    // readers, it measured 12-20% and was not taken
+    // B/event (plain values: 1.9). It costs the tools 0-6% on 1 h synthetic stores, 4-7% on
+    // 10-min ones (whose uniformly random durations suit deltas), within their goals; at an
+    // earlier stop, with one partition per core, it measured 12-20% and was not taken
     let time = ColumnPath::from("time_unix_nano");
     let dur = ColumnPath::from("duration_ns");
     let mut props = WriterProperties::builder()
