@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::clock::coarse_monotonic_ns;
+
 /// Unknown ids rescan the cgroup tree at most this often.
-const RESCAN_AFTER_NS: u64 = 1_000_000_000;
+const RESCAN_AFTER_NS: i64 = 1_000_000_000;
 
 /// What a cgroup path says about its container and pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,21 +71,9 @@ fn cgroup2_roots() -> Vec<String> {
 /// cgroup id → owner, with bounded rescans.
 pub struct Containers {
     by_id: HashMap<u64, Owner>,
-    /// When the last scan began, in [`coarse_now_ns`]'s clock.
-    last_scan: Option<u64>,
-}
-
-/// The monotonic clock at the kernel tick's resolution (a few ms): a stream of events from a
-/// cgroup not yet scanned reads it per event, and the precise clock costs ~25 ns a read on a VM,
-/// the coarse one a memory load.
-fn coarse_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to; CLOCK_MONOTONIC_COARSE exists on every Linux
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    /// When the last scan began, on the coarse monotonic clock: a stream of events from a
+    /// cgroup not yet scanned checks it per event.
+    last_scan: Option<i64>,
 }
 
 impl Default for Containers {
@@ -102,7 +92,7 @@ impl Containers {
     }
 
     fn scan(&mut self) {
-        self.last_scan = Some(coarse_now_ns());
+        self.last_scan = Some(coarse_monotonic_ns());
         for root in cgroup2_roots() {
             let mut stack = vec![std::path::PathBuf::from(&root)];
             let mut seen = 0usize;
@@ -139,7 +129,7 @@ impl Containers {
         if !self.by_id.contains_key(&id)
             && self
                 .last_scan
-                .is_none_or(|t| coarse_now_ns().saturating_sub(t) >= RESCAN_AFTER_NS)
+                .is_none_or(|t| coarse_monotonic_ns().saturating_sub(t) >= RESCAN_AFTER_NS)
         {
             self.scan();
         }

@@ -266,7 +266,7 @@ impl Capture {
     }
 
     /// Hands back a taken batch's allocation, emptied by the writer, to be filled again: a
-    /// fresh one costs page faults for every event (~750 bytes each). The larger of two is
+    /// fresh one costs page faults for every event (~430 bytes each). The larger of two is
     /// kept: a small one (the stack thread's) in place of the capture's own would make every
     /// later batch regrow from it.
     pub(crate) fn recycle(&mut self, mut events: Vec<KernelEvent>) {

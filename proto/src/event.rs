@@ -155,8 +155,10 @@ impl Detail {
 }
 
 impl From<KindFields> for Detail {
+    /// Allocates only when a field is set: a decoder may build its kind's fields whether or
+    /// not the record filled any (a thread's exit has neither ppid nor path).
     fn from(fields: KindFields) -> Detail {
-        Detail(Some(Box::new(fields)))
+        Detail((fields != NO_KIND_FIELDS).then(|| Box::new(fields)))
     }
 }
 
@@ -235,6 +237,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(e, built);
+        // empty fields built are not allocated
+        let built_empty: Detail = KindFields::default().into();
+        assert!(built_empty.0.is_none());
         // allocated but empty reads (and compares) as never set
         let mut empty = KernelEvent::default();
         empty.detail.get_mut();

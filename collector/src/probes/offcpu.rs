@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use anyhow::Result;
 use causeway_proto::names;
-use causeway_proto::Detail;
 use causeway_proto::KernelEvent;
 use causeway_proto::KindFields;
 use libbpf_rs::skel::OpenSkel;
@@ -504,17 +503,13 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
             // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
             let exiting = matches!(e.kind, 4 | 5) && e.child_tid_addr != 0;
             let futex_uaddr = exiting.then_some(e.child_tid_addr as i64);
-            let detail = match (ppid, &path) {
-                (None, None) => Detail::default(),
-                _ => KindFields {
+            KernelEvent {
+                detail: KindFields {
                     ppid,
                     path,
                     ..Default::default()
                 }
                 .into(),
-            };
-            KernelEvent {
-                detail,
                 exit_code,
                 futex_uaddr,
                 ..common.event(name, clock)
