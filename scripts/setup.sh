@@ -22,3 +22,8 @@ fi
 if [ -d /sys/kernel/tracing ] && [ ! -d /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "setup: could not mount tracefs (continuing)" >&2
 fi
+# pinned maps (an OBI traces_ctx_v1 map given with --obi-map) live in the BPF filesystem; a
+# fresh machine may not have it mounted
+if [ -d /sys/fs/bpf ] && ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "setup: could not mount the BPF filesystem at /sys/fs/bpf (pinned maps unavailable; continuing)" >&2
+fi
