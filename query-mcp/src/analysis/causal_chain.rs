@@ -228,6 +228,26 @@ async fn lock_of(
         .unwrap_or_default())
 }
 
+/// The off-CPU interval of thread `tid` of `pid` that overlaps the wait `(ws, we)` the most,
+/// among those begun at `lookback` or later (`window_ns`: how far back the date partitions go).
+fn activity_sql(
+    pid: i64,
+    hp: &str,
+    tid: i64,
+    (ws, we): (i64, i64),
+    lookback: i64,
+    window_ns: i64,
+) -> String {
+    format!(
+        "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
+         least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
+         FROM kernel_events WHERE pid = {pid}{hp} AND tid = {tid} AND event_name = 'sched.off_cpu' \
+         AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+         AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
+        dates = date_predicate(ws - window_ns, we)
+    )
+}
+
 /// How far before a wait the chain first looks for the off-CPU interval of the thread it waited
 /// on (see the hop loop).
 const SHORT_LOOKBACK_NS: i64 = 1_000_000_000;
@@ -516,13 +536,12 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
         per_thread_sql(&w),
     );
-    // the questions that need no other's answer, asked at once: each reads a decoded window
-    // (or the store), and one query alone leaves a core idle part of the time
-    let (per_thread, exits, gpu_waits, cpu_holders, klocks, retrans) = futures::try_join!(
-        sched.rows(per_thread_sql),
+    // the rare kinds first (few rows): which waits are joins or inside GPU calls decides what
+    // the wakers question leaves out; the three scheduler questions are then asked at once
+    // (one query alone leaves a core idle part of the time)
+    let (exits, gpu_waits, klocks, retrans) = futures::try_join!(
         other.rows(exits_sql),
         other.rows(gpu_sql),
-        sched.rows(cpu_sql),
         other.rows(klock_sql),
         other.rows(retrans_sql),
     )?;
@@ -590,8 +609,13 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
         wakers_sql(&w),
     );
-    // leaving out sleeps inside GPU waits reads the CUDA records: the store answers that
-    let wakers = sched.rows(wakers_sql).await?;
+    // (the wakers question, when it leaves out sleeps inside GPU waits, reads the CUDA records:
+    // the store answers it then)
+    let (per_thread, cpu_holders, wakers) = futures::try_join!(
+        sched.rows(per_thread_sql),
+        sched.rows(cpu_sql),
+        sched.rows(wakers_sql),
+    )?;
     q(
         "Tasks that held the CPU while the target waited in the run queue",
         cpu_sql(&w),
@@ -979,14 +1003,39 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     "the top waker's wait vanished between queries".into(),
                 ));
             };
+            // the lock the wait was on, and what the next hop did meanwhile (the first question
+            // of the walk below, which needs only the wait): asked at once
+            let (wait_start, wait_end) = (
+                i(l, "time_unix_nano"),
+                i(l, "time_unix_nano") + i(l, "duration_ns"),
+            );
+            let first_activity = activity_sql(
+                first_pid,
+                &hp,
+                first_tid,
+                (wait_start, wait_end),
+                wait_start - SHORT_LOOKBACK_NS.min(window_ns),
+                window_ns,
+            );
+            let (lock, first_activity_rows) = futures::try_join!(
+                lock_of(
+                    engine,
+                    pid,
+                    &hp,
+                    i(l, "tid"),
+                    wait_start,
+                    i(l, "duration_ns")
+                ),
+                engine.query(&first_activity),
+            )?;
+            let mut prefetched = Some((first_activity, first_activity_rows.rows));
             chain.push(target_link(
                 pid,
                 l,
                 ms(i(l, "duration_ns")),
                 format!(
-                    "waited {:.1} ms{} (its longest wait in the window); {:.1} ms in all were ended by the next hop",
+                    "waited {:.1} ms{lock} (its longest wait in the window); {:.1} ms in all were ended by the next hop",
                     ms(i(l, "duration_ns")),
-                    lock_of(engine, pid, &hp, i(l, "tid"), i(l, "time_unix_nano"), i(l, "duration_ns")).await?,
                     ms(i(wk, "total_ns"))
                 ),
             ));
@@ -1001,29 +1050,22 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 first_tid,
                 super::data_text(wk["waker_comm"].as_str().unwrap_or("")),
             );
-            let (mut ws, mut we) = (
-                i(l, "time_unix_nano"),
-                i(l, "time_unix_nano") + i(l, "duration_ns"),
-            );
+            let (mut ws, mut we) = (wait_start, wait_end);
             let mut activity = String::new();
             let mut root_device: Option<String> = None;
             for hop in 1..=MAX_HOPS {
                 let act_query = |lookback: i64| {
-                    format!(
-                        "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
-                         least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
-                         FROM kernel_events WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'sched.off_cpu' \
-                         AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
-                         AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
-                        dates = date_predicate(ws - window_ns, we)
-                    )
+                    activity_sql(cur_pid, &hp, cur_tid, (ws, we), lookback, window_ns)
                 };
                 // a thread is off CPU in one interval at a time: one that began within a second
                 // of the wait and covers half of it is the answer; only a longer one, begun
                 // earlier, needs the window's full lookback (which reads all of the thread's rows)
                 let half = 0.5 * (we - ws) as f64;
                 let short = act_query(ws - SHORT_LOOKBACK_NS.min(window_ns));
-                let mut act = engine.query(&short).await?.rows;
+                let mut act = match prefetched.take() {
+                    Some((asked, rows)) if asked == short => rows,
+                    _ => engine.query(&short).await?.rows,
+                };
                 let what = format!(
                     "Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"
                 );
