@@ -260,11 +260,21 @@ impl Engine {
                 self.security.query_timeout_s
             ))
         })??;
-        let caches = &self.ctx.runtime_env().cache_manager;
+        // (fields are evaluated only when debug logging is on: no cache lookups otherwise)
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
-            statistics_cached = caches.get_file_statistic_cache().map_or(0, |c| c.len()),
-            footers_cached = caches.get_file_metadata_cache().len(),
+            statistics_cached = self
+                .ctx
+                .runtime_env()
+                .cache_manager
+                .get_file_statistic_cache()
+                .map_or(0, |c| c.len()),
+            footers_cached = self
+                .ctx
+                .runtime_env()
+                .cache_manager
+                .get_file_metadata_cache()
+                .len(),
             query,
             "query answered"
         );
