@@ -150,6 +150,33 @@ const GPU_WAIT: &str = "(event_name = 'cuda.sync' OR (event_name = 'cuda.memcpy'
 /// A wait that ends this close to its waker's exit is a join.
 const JOIN_SLACK_NS: i64 = 5_000_000;
 
+/// The wakers question's exclusions for waits that were joins: a wait on an exiting thread's
+/// clear_child_tid futex that was under way when the thread exited (it began before the exit and
+/// had not ended `JOIN_SLACK_NS` before it). The wait can end well after the exit record: the
+/// exiting thread wakes its joiner later on its way out (exit_mm) and can be preempted in
+/// between on a busy CPU, and the joiner then runs only when its CPU lets it — so the wait is
+/// matched by spanning the exit, not by ending near it (a CI run under CPU contention saw the
+/// join of a spinning thread taken for a lock wait).
+fn join_exclusions(exits: &[Value], joiners: &[Value]) -> String {
+    let mut not_joins = String::new();
+    for x in exits {
+        let (t, at, addr) = (i(x, "tid"), i(x, "time_unix_nano"), i(x, "futex_uaddr"));
+        for j in joiners.iter().filter(|j| {
+            i(j, "futex_uaddr") == addr
+                && i(j, "start_ns") <= at
+                && i(j, "end_ns") >= at - JOIN_SLACK_NS
+        }) {
+            not_joins.push_str(&format!(
+                " AND NOT (tid = {} AND waker_tid = {t} AND time_unix_nano <= {at} \
+                 AND time_unix_nano + duration_ns >= {})",
+                i(j, "tid"),
+                at - JOIN_SLACK_NS
+            ));
+        }
+    }
+    not_joins
+}
+
 fn severity(worst_share: f64, longest_ms: f64) -> &'static str {
     let by_share = match worst_share {
         s if s >= 0.5 => 4,
@@ -560,25 +587,13 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             .collect();
         let joiners = engine
             .query(&format!(
-                "SELECT tid, futex_uaddr, time_unix_nano + duration_ns AS end_ns FROM kernel_events WHERE {w} \
-                 AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
+                "SELECT tid, futex_uaddr, time_unix_nano AS start_ns, time_unix_nano + duration_ns AS end_ns \
+                 FROM kernel_events WHERE {w} AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
                 addrs.join(",")
             ))
             .await?
             .rows;
-        for x in &exits {
-            let (t, at, addr) = (i(x, "tid"), i(x, "time_unix_nano"), i(x, "futex_uaddr"));
-            for j in joiners.iter().filter(|j| {
-                i(j, "futex_uaddr") == addr && (i(j, "end_ns") - at).abs() <= JOIN_SLACK_NS
-            }) {
-                not_joins.push_str(&format!(
-                    " AND NOT (tid = {} AND waker_tid = {t} AND time_unix_nano + duration_ns BETWEEN {} AND {})",
-                    i(j, "tid"),
-                    at - JOIN_SLACK_NS,
-                    at + JOIN_SLACK_NS
-                ));
-            }
-        }
+        not_joins = join_exclusions(&exits, &joiners);
     }
     // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
     // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
@@ -1709,6 +1724,7 @@ impl ChainReport {
 
 #[cfg(test)]
 mod tests {
+    use super::join_exclusions;
     use super::kinds_named;
     use super::lock_callers;
     use super::severity;
@@ -1765,5 +1781,26 @@ mod tests {
             kinds_named("SELECT cgroup_id, count(*) FROM kernel_events WHERE TRUE GROUP BY 1"),
             None
         );
+    }
+
+    /// A join whose joiner ran again long after the exit (it waited behind CPU hogs) is still a
+    /// join; a wait on the same futex that ended before the exit, or began after it, is not.
+    #[test]
+    fn a_join_is_the_wait_under_way_at_the_exit() {
+        let exits = vec![
+            serde_json::json!({"tid": 11, "time_unix_nano": 1_000_000_000i64, "futex_uaddr": 4096}),
+        ];
+        let joiner = |start: i64, end: i64| serde_json::json!({"tid": 10, "futex_uaddr": 4096, "start_ns": start, "end_ns": end});
+        // woken after the exit record, ran again 40 ms later
+        let late = join_exclusions(&exits, &[joiner(0, 1_040_000_000)]);
+        assert_eq!(
+            late,
+            " AND NOT (tid = 10 AND waker_tid = 11 AND time_unix_nano <= 1000000000 \
+             AND time_unix_nano + duration_ns >= 995000000)"
+        );
+        assert!(join_exclusions(&exits, &[joiner(0, 900_000_000)]).is_empty());
+        assert!(join_exclusions(&exits, &[joiner(1_001_000_000, 1_002_000_000)]).is_empty());
+        let other_futex = serde_json::json!({"tid": 10, "futex_uaddr": 8192, "start_ns": 0, "end_ns": 1_000_000_000i64});
+        assert!(join_exclusions(&exits, &[other_futex]).is_empty());
     }
 }
