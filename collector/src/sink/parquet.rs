@@ -578,6 +578,29 @@ fn writer_properties(zstd_level: i32) -> Result<WriterProperties> {
         .build())
 }
 
+/// The `kernel_events` columns stored zstd-compressed: those filled on (nearly) every row or
+/// on every run-queue row, which zstd shrinks (durations to 0.2-0.4 of their size, the
+/// previous task's ids and names to 0.4-0.6, the sort key's runs). Every other column is stored
+/// uncompressed: measured per column on a live capture and on a 1 h synthetic store, zstd made
+/// them 3-40 % *bigger* (mostly-null kind-specific columns, dictionary indices already
+/// bit-packed), and each compressed column chunk a reader opens costs it a zstd compression and
+/// a decompression context (`parquet` 59 creates both per chunk): the causal chain's window
+/// opens ~800 chunks, and creating those contexts was ~7 % of the query service's CPU.
+const ZSTD_COLUMNS: &[&str] = &[
+    "time_unix_nano",
+    "duration_ns",
+    "pid",
+    "tid",
+    "comm",
+    "process_name",
+    "cgroup_id",
+    "state",
+    "cpu",
+    "prev_pid",
+    "prev_tid",
+    "prev_comm",
+];
+
 /// The writer of a `kernel_events` file. It leaves out the Arrow schema Arrow writers embed in
 /// the footer (~3.3 KB a file here): every column's type reads back the same from the Parquet
 /// schema (Int32, Int64, Utf8 and their nullability).
@@ -586,8 +609,17 @@ fn event_writer<W: std::io::Write + Send>(
     schema: arrow::datatypes::SchemaRef,
     zstd_level: i32,
 ) -> Result<ArrowWriter<W>> {
+    let mut props = writer_properties(zstd_level)?.into_builder();
+    for field in schema.fields() {
+        if !ZSTD_COLUMNS.contains(&field.name().as_str()) {
+            props = props.set_column_compression(
+                parquet::schema::types::ColumnPath::from(field.name().as_str()),
+                Compression::UNCOMPRESSED,
+            );
+        }
+    }
     let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-        .with_properties(writer_properties(zstd_level)?)
+        .with_properties(props.build())
         .with_skip_arrow_metadata(true);
     Ok(ArrowWriter::try_new_with_options(w, schema, options)?)
 }
@@ -815,7 +847,7 @@ mod tests {
     }
 
     /// The layout the readers and P6 rely on: times delta-encoded, durations split into byte
-    /// streams (both read back exactly), and a page index of min/max only on the sort key and
+    /// streams (both read back exactly), zstd only on [`ZSTD_COLUMNS`], and a page index of min/max only on the sort key and
     /// the trace ids, while every column keeps its page offsets (a page skipped on the key is
     /// skipped in every column read).
     #[tokio::test]
@@ -863,6 +895,23 @@ mod tests {
         let encodings = |name: &str| column(name).1.encodings().collect::<Vec<_>>();
         assert!(encodings("time_unix_nano").contains(&Encoding::DELTA_BINARY_PACKED));
         assert!(encodings("duration_ns").contains(&Encoding::BYTE_STREAM_SPLIT));
+        // zstd only where it shrinks the column; the rest is read without a codec
+        for name in ["time_unix_nano", "duration_ns", "tid", "prev_tid", "comm"] {
+            assert!(
+                matches!(
+                    column(name).1.compression(),
+                    parquet::basic::Compression::ZSTD(_)
+                ),
+                "{name} is zstd"
+            );
+        }
+        for name in ["event_name", "waker_tid", "futex_uaddr", "kernel_stack_id"] {
+            assert_eq!(
+                column(name).1.compression(),
+                parquet::basic::Compression::UNCOMPRESSED,
+                "{name} is uncompressed"
+            );
+        }
         let index = &meta.column_index().expect("a column index")[0];
         let offsets = &meta.offset_index().expect("an offset index")[0];
         for name in PAGE_INDEXED {
