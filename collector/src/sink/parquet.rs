@@ -847,9 +847,9 @@ mod tests {
     }
 
     /// The layout the readers and P6 rely on: times delta-encoded, durations split into byte
-    /// streams (both read back exactly), zstd only on [`ZSTD_COLUMNS`], and a page index of min/max only on the sort key and
-    /// the trace ids, while every column keeps its page offsets (a page skipped on the key is
-    /// skipped in every column read).
+    /// streams (both read back exactly), zstd only on [`ZSTD_COLUMNS`], and a page index of
+    /// min/max only on the sort key and the trace ids, while every column keeps its page
+    /// offsets (a page skipped on the key is skipped in every column read).
     #[tokio::test]
     async fn event_files_index_pages_on_the_sort_key_only_and_split_durations() {
         use arrow::array::AsArray;

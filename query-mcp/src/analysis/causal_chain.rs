@@ -147,7 +147,8 @@ const MAX_HOPS: i64 = 6;
 /// Calls in which the host waits for the GPU: sync calls and synchronous copies.
 const GPU_WAIT: &str = "(event_name = 'cuda.sync' OR (event_name = 'cuda.memcpy' AND cuda_function NOT LIKE '%Async%'))";
 
-/// A wait that ends this close to its waker's exit is a join.
+/// How long before its waker's exit record a join's wait may have ended: on kernels that fire
+/// the exit tracepoint after exit_mm, the joiner is woken before the record is written.
 const JOIN_SLACK_NS: i64 = 5_000_000;
 
 /// The wakers question's exclusions for waits that were joins: a wait on an exiting thread's
@@ -579,8 +580,9 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         "Threads of the target that exited in the window, with the futex their joiners wait on",
         exits_sql(&w),
     );
-    let mut not_joins = String::new();
-    if !exits.is_empty() {
+    let not_joins = if exits.is_empty() {
+        String::new()
+    } else {
         let addrs: Vec<String> = exits
             .iter()
             .map(|x| i(x, "futex_uaddr").to_string())
@@ -593,8 +595,8 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             ))
             .await?
             .rows;
-        not_joins = join_exclusions(&exits, &joiners);
-    }
+        join_exclusions(&exits, &joiners)
+    };
     // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
     // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
     q(
