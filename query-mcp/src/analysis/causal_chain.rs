@@ -1026,14 +1026,18 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 i(l, "time_unix_nano"),
                 i(l, "time_unix_nano") + i(l, "duration_ns"),
             );
-            let first_activity = activity_sql(
-                first_pid,
-                &hp,
-                first_tid,
-                (wait_start, wait_end),
-                wait_start - SHORT_LOOKBACK_NS.min(window_ns),
-                window_ns,
-            );
+            // what a thread did during a wait, among its intervals begun within a second of it
+            let short_activity = |pid: i64, tid: i64, (ws, we): (i64, i64)| {
+                activity_sql(
+                    pid,
+                    &hp,
+                    tid,
+                    (ws, we),
+                    ws - SHORT_LOOKBACK_NS.min(window_ns),
+                    window_ns,
+                )
+            };
+            let first_activity = short_activity(first_pid, first_tid, (wait_start, wait_end));
             let (lock, first_activity_rows) = futures::try_join!(
                 lock_of(
                     engine,
@@ -1078,7 +1082,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 // of the wait and covers half of it is the answer; only a longer one, begun
                 // earlier, needs the window's full lookback (which reads all of the thread's rows)
                 let half = 0.5 * (we - ws) as f64;
-                let short = act_query(ws - SHORT_LOOKBACK_NS.min(window_ns));
+                let short = short_activity(cur_pid, cur_tid, (ws, we));
                 let mut act = match prefetched.take() {
                     Some((asked, rows)) if asked == short => rows,
                     _ => engine.query(&short).await?.rows,
