@@ -27,6 +27,7 @@ pub async fn run(
     iterations: usize,
     host: Option<String>,
     statements: &[String],
+    tools: &[String],
 ) -> Result<(), QueryError> {
     let hp = crate::analysis::host_predicate(&host)?;
     let last = engine
@@ -44,6 +45,12 @@ pub async fn run(
     ];
     if host.is_some() {
         names.push("fleet_scan_off_cpu_by_host");
+    }
+    if let Some(unknown) = tools.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(QueryError::Usage(format!(
+            "--tool {unknown}: not one of {}",
+            names.join(", ")
+        )));
     }
     let own: Vec<(String, String)> = statements
         .iter()
@@ -70,6 +77,9 @@ pub async fn run(
         );
     }
     for (k, name) in names.iter().enumerate() {
+        if !tools.is_empty() && !tools.iter().any(|t| t == name) {
+            continue;
+        }
         let iterations = if k == 3 {
             iterations.min(5)
         } else {

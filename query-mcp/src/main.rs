@@ -94,6 +94,10 @@ enum Command {
         /// window, ns) are filled in.
         #[arg(long = "sql")]
         statements: Vec<String>,
+        /// Time only this tool (repeatable; resolve_causal_chain, query_off_cpu_events,
+        /// run_sql_window_waker_p99): a profile of one tool's work.
+        #[arg(long = "tool")]
+        tools: Vec<String>,
     },
     /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
     Diagnose {
@@ -350,9 +354,9 @@ fn main() -> ExitCode {
                 Ok::<(), QueryError>(())
             }
             Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
-            Command::Bench { store, pid, iterations, host, statements } => {
+            Command::Bench { store, pid, iterations, host, statements, tools } => {
                 let engine = Engine::open(&store).await?;
-                bench::run(&engine, pid, iterations, host, &statements).await
+                bench::run(&engine, pid, iterations, host, &statements, &tools).await
             }
             Command::Diagnose { pid, window, store, json, stacks, host } => {
                 let engine = Engine::open(&store).await?;
