@@ -560,61 +560,32 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
              WHERE {w} AND event_name = 'tcp.retransmit' GROUP BY tid, daddr, saddr ORDER BY n DESC LIMIT 10"
         )
     };
-    q(
-        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
-        per_thread_sql(&w),
-    );
-    // the rare kinds first (few rows): which waits are joins or inside GPU calls decides what
-    // the wakers question leaves out; the three scheduler questions are then asked at once
-    // (one query alone leaves a core idle part of the time)
-    let (exits, gpu_waits, klocks, retrans) = futures::try_join!(
-        other.rows(exits_sql),
-        other.rows(gpu_sql),
-        other.rows(klock_sql),
-        other.rows(retrans_sql),
-    )?;
+    let throttle_sql = |w: &str| {
+        format!(
+            "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
+             sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
+             max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
+        )
+    };
     // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
     // exiting thread's clear_child_tid futex, which the collector records on the exit event —
     // leave those waits out of the wait-for graph
-    q(
-        "Threads of the target that exited in the window, with the futex their joiners wait on",
-        exits_sql(&w),
-    );
-    let not_joins = if exits.is_empty() {
-        String::new()
-    } else {
-        let addrs: Vec<String> = exits
-            .iter()
-            .map(|x| i(x, "futex_uaddr").to_string())
-            .collect();
-        let joiners = engine
-            .query(&format!(
-                "SELECT tid, futex_uaddr, time_unix_nano AS start_ns, time_unix_nano + duration_ns AS end_ns \
-                 FROM kernel_events WHERE {w} AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
-                addrs.join(",")
-            ))
-            .await?
-            .rows;
-        join_exclusions(&exits, &joiners)
-    };
     // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
     // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
-    q(
-        "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
-        gpu_sql(&w),
-    );
-    let not_gpu = if gpu_waits.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE g.pid = {pid} AND g.tid = k.tid \
-             AND g.time_unix_nano >= {} AND g.time_unix_nano < {end} AND {} \
-             AND k.time_unix_nano >= g.time_unix_nano AND k.time_unix_nano < g.time_unix_nano + g.duration_ns)",
-            start - 60_000_000_000,
-            GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
-        )
+    let not_gpu_of = |gpu_waits: &[Value]| {
+        if gpu_waits.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE g.pid = {pid} AND g.tid = k.tid \
+                 AND g.time_unix_nano >= {} AND g.time_unix_nano < {end} AND {} \
+                 AND k.time_unix_nano >= g.time_unix_nano AND k.time_unix_nano < g.time_unix_nano + g.duration_ns)",
+                start - 60_000_000_000,
+                GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
+            )
+        }
     };
-    let wakers_sql = |w: &str| {
+    let wakers_sql = |w: &str, not_joins: &str, not_gpu: &str| {
         format!(
             "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
              max(duration_ns) AS longest_ns FROM kernel_events k WHERE {w} AND event_name = 'sched.off_cpu' \
@@ -622,17 +593,63 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
              GROUP BY waker_pid, waker_tid, waker_comm ORDER BY total_ns DESC LIMIT 5"
         )
     };
-    q(
-        "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
-        wakers_sql(&w),
-    );
-    // (the wakers question, when it leaves out sleeps inside GPU waits, reads the CUDA records:
-    // the store answers it then)
-    let (per_thread, cpu_holders, wakers) = futures::try_join!(
+    // The wakers question leaves out joins and GPU waits, so it follows the exits and GPU
+    // questions (few rows); every other question is asked at the same time (one query alone
+    // leaves a core idle part of the time). The throttling question is asked whatever the
+    // run-queue time turns out to be (one look at a few rows) and quoted only when it counts.
+    let wakers_question = async {
+        let (exits, gpu_waits) = futures::try_join!(other.rows(exits_sql), other.rows(gpu_sql))?;
+        // a join (pthread_join) is waiting for work to finish, not contention: the joiner
+        // waits on the exiting thread's clear_child_tid futex, which the collector records on
+        // the exit event — leave those waits out of the wait-for graph
+        let not_joins = if exits.is_empty() {
+            String::new()
+        } else {
+            let addrs: Vec<String> = exits
+                .iter()
+                .map(|x| i(x, "futex_uaddr").to_string())
+                .collect();
+            let joiners = engine
+                .query(&format!(
+                    "SELECT tid, futex_uaddr, time_unix_nano AS start_ns, time_unix_nano + duration_ns AS end_ns \
+                     FROM kernel_events WHERE {w} AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
+                    addrs.join(",")
+                ))
+                .await?
+                .rows;
+            join_exclusions(&exits, &joiners)
+        };
+        let not_gpu = not_gpu_of(&gpu_waits);
+        // (the wakers question, when it leaves out sleeps inside GPU waits, reads the CUDA
+        // records: the store answers it then)
+        let wakers = sched.rows(|w| wakers_sql(w, &not_joins, &not_gpu)).await?;
+        Ok::<_, QueryError>((gpu_waits, not_joins, not_gpu, wakers))
+    };
+    let (per_thread, cpu_holders, klocks, retrans, throttle_rows, wakers_answer) = futures::try_join!(
         sched.rows(per_thread_sql),
         sched.rows(cpu_sql),
-        sched.rows(wakers_sql),
+        other.rows(klock_sql),
+        other.rows(retrans_sql),
+        other.rows(throttle_sql),
+        wakers_question,
     )?;
+    let (gpu_waits, not_joins, not_gpu, wakers) = wakers_answer;
+    q(
+        "Per thread of the target: off-CPU time by state, and run-queue time, in the window",
+        per_thread_sql(&w),
+    );
+    q(
+        "Threads of the target that exited in the window, with the futex their joiners wait on",
+        exits_sql(&w),
+    );
+    q(
+        "The target's waits for the GPU (CUDA sync calls and synchronous copies), by thread and function",
+        gpu_sql(&w),
+    );
+    q(
+        "Threads that ended the target's sleeps (lock holders, producers), by time they ended (sleeps inside GPU waits left out)",
+        wakers_sql(&w, &not_joins, &not_gpu),
+    );
     q(
         "Tasks that held the CPU while the target waited in the run queue",
         cpu_sql(&w),
@@ -690,20 +707,11 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
     // throttled even where other tasks used the idle time, with the quota that did it
     // (only asked when the target waited in the run queue: throttling needs that)
     let throttle = if runq_total > 0 {
-        let throttle_sql = |w: &str| {
-            format!(
-                "SELECT sum(duration_ns) AS throttled_ns, sum(cpu_throttled_periods) AS throttled_periods, \
-                 sum(cpu_periods) AS periods, max(cpu_max) AS cpu_max, max(path) AS cgroup_path, \
-                 max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
-            )
-        };
         q(
             "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
             throttle_sql(&w),
         );
-        other
-            .rows(throttle_sql)
-            .await?
+        throttle_rows
             .into_iter()
             .next()
             .filter(|r| i(r, "throttled_ns") > 0)
@@ -1037,8 +1045,21 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     window_ns,
                 )
             };
+            // the block requests a thread submitted during a wait (asked of a root in D-state)
+            let io_sql = |pid: i64, tid: i64, (ws, we): (i64, i64)| {
+                format!(
+                    "SELECT device, count(*) AS n, sum(bytes) AS bytes, max(duration_ns) AS longest_ns FROM kernel_events \
+                     WHERE pid = {pid}{hp} AND tid = {tid} AND event_name = 'block.io' \
+                     AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
+                     AND time_unix_nano >= {lookback} AND {dates} GROUP BY device ORDER BY n DESC LIMIT 1",
+                    lookback = ws - window_ns,
+                    dates = date_predicate(ws - window_ns, we)
+                )
+            };
+            // (the first hop's block requests too: few rows, and the answer when it is the root)
             let first_activity = short_activity(first_pid, first_tid, (wait_start, wait_end));
-            let (lock, first_activity_rows) = futures::try_join!(
+            let first_io = io_sql(first_pid, first_tid, (wait_start, wait_end));
+            let (lock, first_activity_rows, first_io_rows) = futures::try_join!(
                 lock_of(
                     engine,
                     pid,
@@ -1048,8 +1069,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     i(l, "duration_ns")
                 ),
                 engine.query(&first_activity),
+                engine.query(&first_io),
             )?;
             let mut prefetched = Some((first_activity, first_activity_rows.rows));
+            let mut prefetched_io = Some((first_io, first_io_rows.rows));
             chain.push(target_link(
                 pid,
                 l,
@@ -1192,18 +1215,15 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 }
                 let mut io = String::new();
                 if state == "disk" {
-                    let io_sql = q(
+                    let asked = q(
                         &format!("Hop {hop}: block I/O of thread {cur_tid} while the previous hop waited on it"),
-                        format!(
-                            "SELECT device, count(*) AS n, sum(bytes) AS bytes, max(duration_ns) AS longest_ns FROM kernel_events \
-                             WHERE pid = {cur_pid}{hp} AND tid = {cur_tid} AND event_name = 'block.io' \
-                             AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
-                             AND time_unix_nano >= {lookback} AND {dates} GROUP BY device ORDER BY n DESC LIMIT 1",
-                            lookback = ws - window_ns,
-                            dates = date_predicate(ws - window_ns, we)
-                        ),
+                        io_sql(cur_pid, cur_tid, (ws, we)),
                     );
-                    if let Some(d) = engine.query(&io_sql).await?.rows.first() {
+                    let io_rows = match prefetched_io.take() {
+                        Some((sql, rows)) if sql == asked => rows,
+                        _ => engine.query(&asked).await?.rows,
+                    };
+                    if let Some(d) = io_rows.first() {
                         let dev = super::data_text(d["device"].as_str().unwrap_or("?"));
                         io = format!(
                             ", doing I/O on {dev} ({} requests, {:.1} MiB, longest {:.1} ms)",
