@@ -38,6 +38,9 @@ pub struct Security {
     pub query_timeout_s: u64,
     /// Memory one query may use, MiB.
     pub memory_limit_mib: usize,
+    /// Decoded windows (a process's rows in a tool's time window) kept between tool calls,
+    /// MiB; the next call about the same window over the same files reuses them. 0: none kept.
+    pub window_cache_mib: usize,
     /// Largest accepted HTTP request body, bytes.
     pub max_request_bytes: usize,
 }
@@ -77,6 +80,7 @@ impl Default for Security {
             max_result_bytes: 256 * 1024,
             query_timeout_s: 10,
             memory_limit_mib: 512,
+            window_cache_mib: 256,
             max_request_bytes: 1024 * 1024,
         }
     }
@@ -143,6 +147,12 @@ impl Config {
         if cfg.security.memory_limit_mib < 16 {
             return bad("security.memory_limit_mib", "must be at least 16");
         }
+        if cfg.security.window_cache_mib > cfg.security.memory_limit_mib {
+            return bad(
+                "security.window_cache_mib",
+                "must not exceed security.memory_limit_mib",
+            );
+        }
         Ok(cfg)
     }
 }
@@ -167,6 +177,11 @@ mod tests {
             .contains("max_rowz"));
         let e = Config::parse("security:\n  max_rows: 0\n").unwrap_err();
         assert!(e.contains("security.max_rows"), "{e}");
+        let e = Config::parse("security:\n  memory_limit_mib: 64\n  window_cache_mib: 65\n")
+            .unwrap_err();
+        assert!(e.contains("security.window_cache_mib"), "{e}");
+        let none = Config::parse("security:\n  window_cache_mib: 0\n").unwrap();
+        assert_eq!(none.security.window_cache_mib, 0);
     }
 
     #[test]

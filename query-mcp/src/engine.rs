@@ -26,6 +26,9 @@ use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
 use crate::config::Security;
+use crate::window_cache::scanned_files;
+use crate::window_cache::Files;
+use crate::window_cache::WindowCache;
 
 /// A query failure, split into the caller's mistakes (exit 2) and everything else.
 #[derive(Debug)]
@@ -150,6 +153,8 @@ pub struct Rows {
 pub struct Engine {
     ctx: SessionContext,
     security: Security,
+    /// Windows read before (see `window`).
+    windows: Arc<WindowCache>,
 }
 
 impl Engine {
@@ -224,7 +229,12 @@ impl Engine {
         } else {
             ctx.register_table(crate::spans::TABLE, spans)?;
         }
-        Ok(Engine { ctx, security })
+        let windows = Arc::new(WindowCache::new(security.window_cache_mib * 1024 * 1024));
+        Ok(Engine {
+            ctx,
+            security,
+            windows,
+        })
     }
 
     /// A clear error for a pid the policy hides (instead of an empty answer).
@@ -296,8 +306,11 @@ impl Engine {
     /// `columns` of them (name the ones the predicates use too), decoded once and kept in memory
     /// for one analysis. A tool that asks several questions of one process and window
     /// (`query_off_cpu_events` asks five) then decodes the process's rows once instead of once
-    /// per question; the statements, and the SQL a report quotes, stay the same. `None` when the window's rows take more than half of `security.memory_limit_mib`
-    /// (the caller asks the store directly then, under the usual memory limit).
+    /// per question; the statements, and the SQL a report quotes, stay the same. `None` when
+    /// the window's rows take more than half of `security.memory_limit_mib` (the caller asks the
+    /// store directly then, under the usual memory limit). A window is kept for later calls
+    /// (`security.window_cache_mib`) and reused only while its scan would read the same files
+    /// (window_cache.rs).
     pub async fn window(
         &self,
         columns: &[&str],
@@ -310,19 +323,29 @@ impl Engine {
             "SELECT {} FROM kernel_events WHERE {predicate}",
             columns.join(", ")
         );
+        enum Held {
+            Kept(Arc<dyn TableProvider>),
+            Read(SparseWindow, Files),
+        }
         let collect = async {
             let df = self.ctx.sql_with_options(&sql, read_only()).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await?;
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            let files = scanned_files(&plan);
+            if let Some(kept) = self.windows.get(&sql, &files) {
+                return Ok::<_, QueryError>(Some(Held::Kept(kept)));
+            }
+            let mut stream = datafusion::physical_plan::execute_stream(plan, task)?;
             let mut window = SparseWindow::new(schema);
             while let Some(batch) = stream.next().await {
                 if !window.push(&batch?, max_bytes) {
-                    return Ok::<_, QueryError>(None);
+                    return Ok(None);
                 }
             }
-            Ok(Some(window))
+            Ok(Some(Held::Read(window, files)))
         };
-        let Some(window) = tokio::time::timeout(self.security.timeout(), collect)
+        let Some(held) = tokio::time::timeout(self.security.timeout(), collect)
             .await
             .map_err(|_| {
                 QueryError::Usage(format!(
@@ -333,18 +356,35 @@ impl Engine {
         else {
             return Ok(None);
         };
-        tracing::debug!(
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            bytes = window.bytes,
-            predicate,
-            "window read"
-        );
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.ctx.runtime_env());
         let partitions = self.ctx.copied_config().target_partitions();
-        ctx.register_table(table::KERNEL_EVENTS, window.into_view(&ctx, partitions)?)?;
+        let table = match held {
+            Held::Kept(table) => {
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    predicate,
+                    "window kept from an earlier call"
+                );
+                table
+            }
+            Held::Read(window, files) => {
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    bytes = window.bytes,
+                    predicate,
+                    "window read"
+                );
+                let bytes = window.bytes;
+                let table = window.into_view(&ctx, partitions)?;
+                self.windows.put(&sql, files, table.clone(), bytes);
+                table
+            }
+        };
+        ctx.register_table(table::KERNEL_EVENTS, table)?;
         Ok(Some(Engine {
             ctx,
             security: self.security.clone(),
+            windows: Arc::new(WindowCache::new(0)),
         }))
     }
 

@@ -14,6 +14,7 @@ mod engine;
 mod mcp;
 mod pruned;
 mod spans;
+mod window_cache;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,9 +96,13 @@ enum Command {
         #[arg(long = "sql")]
         statements: Vec<String>,
         /// Time only this tool (repeatable; resolve_causal_chain, query_off_cpu_events,
-        /// run_sql_window_waker_p99): a profile of one tool's work.
+        /// run_sql_window_waker_p99; sql: only the --sql statements): a profile of one tool's work.
         #[arg(long = "tool")]
         tools: Vec<String>,
+        /// Decoded windows kept between calls, MiB (security.window_cache_mib; 0: every call
+        /// decodes its window again).
+        #[arg(long, default_value_t = config::Security::default().window_cache_mib)]
+        window_cache_mib: usize,
     },
     /// The causal chain behind a process's latency (same analysis as resolve_causal_chain).
     Diagnose {
@@ -354,8 +359,9 @@ fn main() -> ExitCode {
                 Ok::<(), QueryError>(())
             }
             Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
-            Command::Bench { store, pid, iterations, host, statements, tools } => {
-                let engine = Engine::open(&store).await?;
+            Command::Bench { store, pid, iterations, host, statements, tools, window_cache_mib } => {
+                let security = config::Security { window_cache_mib, ..Default::default() };
+                let engine = Engine::open_with(&store, security).await?;
                 bench::run(&engine, pid, iterations, host, &statements, &tools).await
             }
             Command::Diagnose { pid, window, store, json, stacks, host } => {

@@ -295,6 +295,40 @@ def test_new_files_are_seen_without_a_restart(recording):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_a_kept_window_is_not_reused_once_a_file_arrives_for_it(recording):
+    """A long-running server keeps the rows it decoded for a tool's window (engine.rs, window_cache.rs)
+    and answers the next call about the same window from them — unless the files under that window
+    changed: a file that arrives late for it (another host's collector, a slow upload) is read.
+    Copying the store's files doubles every row of the window, and the answer must double too."""
+    import glob
+    tmp = tempfile.mkdtemp(prefix="causeway-kept-")
+    store = os.path.join(tmp, "store")
+    shutil.copytree(recording["store"], store)
+
+    async def main():
+        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                args = {"pid": recording["pid"], "tid": recording["waiter"]}
+                first = await call(session, "query_off_cpu_events", args)
+                again = await call(session, "query_off_cpu_events", args)
+                assert not first.is_error and not again.is_error, (first.content, again.content)
+                n = first.structured_content["total_events"]
+                assert n > 0, first.structured_content
+                assert again.structured_content["total_events"] == n, again.structured_content
+                for src in glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True):
+                    shutil.copy(src, src.replace(".parquet", "-late.parquet"))
+                await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
+                late = await call(session, "query_off_cpu_events", args)
+                assert not late.is_error, late.content
+                assert late.structured_content["total_events"] == 2 * n, (n, late.structured_content)
+    try:
+        anyio.run(main)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_gpu_tool_over_stdio_on_a_fake_cuda_recording(recording):
     """analyze_gpu_launch_latency on a real recording of the fake CUDA libraries (tests/cuda):
     structured per-function counts equal to the calls the workload made."""

@@ -256,8 +256,13 @@ def p5(a, res, tmp):
         subprocess.run([COLLECTOR, "synth", "--store", store, "--seconds", str(a.query_seconds), "--rate", str(a.query_rate)],
                        check=True, stderr=subprocess.DEVNULL)
     n = 5 if a.quick else 20
+    # as a long-running server answers (a window decoded for one call is kept for the next
+    # about the same process and window), and with nothing kept: every call decodes its window
     df = json.loads(subprocess.run([QUERY, "bench", "--store", store, "--pid", "4242", "--iterations", str(n)],
                                    capture_output=True, text=True, check=True).stdout)
+    cold = json.loads(subprocess.run([QUERY, "bench", "--store", store, "--pid", "4242", "--iterations", str(n),
+                                      "--window-cache-mib", "0"],
+                                     capture_output=True, text=True, check=True).stdout)
     dk = subprocess.run([sys.executable, os.path.join(ROOT, "tests/perf/duckdb_tools.py"), store, "4242", str(n)],
                         capture_output=True, text=True)
     nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(store, "kernel_events"))
@@ -268,7 +273,7 @@ def p5(a, res, tmp):
         rows = json.loads(counted.stdout)[0]["n"] if counted.returncode == 0 else None
     else:
         rows = a.query_seconds * a.query_rate
-    res["P5"] = {"rows": rows, "causeway": df, "duckdb": json.loads(dk.stdout) if dk.returncode == 0 else None,
+    res["P5"] = {"rows": rows, "causeway": df, "causeway_nothing_kept": cold, "duckdb": json.loads(dk.stdout) if dk.returncode == 0 else None,
                  "duckdb_error": None if dk.returncode == 0 else dk.stderr[-500:]}
     if rows:
         res.setdefault("P6", {})["synthetic_bytes_per_event"] = nbytes / rows
@@ -330,12 +335,14 @@ def table(res):
             # the baseline could not run: causeway's figures still count, the goal cannot be judged
             why = (res["P5"].get("duckdb_error") or "no output").strip().splitlines()[-1:] or ["?"]
             log(f"*** P5: DuckDB baseline did not run ({why[0]}); `pip install duckdb` for it ***")
-        for k, v in res["P5"]["causeway"].items():
-            d = duck.get(k)
-            add("P5", f"{k} p50 ms ({res['P5']['rows'] or '?'} rows)", f"{v['p50_ms']:.0f}",
-                f"{d['p50_ms']:.0f} (DuckDB)" if d else "DuckDB did not run",
-                f"×{v['p50_ms'] / d['p50_ms']:.2f}" if d else "", "< 100 ms and < DuckDB",
-                (v["p50_ms"] < 100 and v["p50_ms"] < d["p50_ms"]) if d else None)
+        for how, runs in (("", res["P5"]["causeway"]), (", nothing kept", res["P5"].get("causeway_nothing_kept") or {})):
+            for k, v in runs.items():
+                d = duck.get(k)
+                add("P5", f"{k} p50 ms{how} ({res['P5']['rows'] or '?'} rows)", f"{v['p50_ms']:.0f}",
+                    f"{d['p50_ms']:.0f} (DuckDB)" if d else "DuckDB did not run",
+                    f"×{v['p50_ms'] / d['p50_ms']:.2f}" + (f"; first call {v['first_ms']:.0f} ms" if "first_ms" in v else "")
+                    if d else "", "< 100 ms and < DuckDB",
+                    (v["p50_ms"] < 100 and v["p50_ms"] < d["p50_ms"]) if d else None)
     if "P6" in res:
         r = res["P6"]
         if r.get("capture_bytes_per_event"):
