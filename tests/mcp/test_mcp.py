@@ -271,9 +271,10 @@ def test_pid_deny_list_applies_to_tools_and_sql(recording):
     anyio.run(main)
 
 
-def test_new_files_are_seen_without_a_restart(recording):
-    import glob
-    tmp = tempfile.mkdtemp(prefix="causeway-live-")
+def on_a_copy_of_the_store(recording, body):
+    """Runs `await body(session, store)` with a server over stdio on a copy of the recording's
+    store, which the body may add files to."""
+    tmp = tempfile.mkdtemp(prefix="causeway-copy-")
     store = os.path.join(tmp, "store")
     shutil.copytree(recording["store"], store)
 
@@ -282,17 +283,25 @@ def test_new_files_are_seen_without_a_restart(recording):
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
-                q = {"query": "SELECT count(*) AS n FROM kernel_events"}
-                before = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
-                src = sorted(glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True))[0]
-                shutil.copy(src, src.replace(".parquet", "-copy.parquet"))
-                await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
-                after = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
-                assert after > before, (before, after)
+                await body(session, store)
     try:
         anyio.run(main)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_new_files_are_seen_without_a_restart(recording):
+    import glob
+
+    async def body(session, store):
+        q = {"query": "SELECT count(*) AS n FROM kernel_events"}
+        before = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
+        src = sorted(glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True))[0]
+        shutil.copy(src, src.replace(".parquet", "-copy.parquet"))
+        await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
+        after = (await call(session, "run_sql", q)).structured_content["rows"][0]["n"]
+        assert after > before, (before, after)
+    on_a_copy_of_the_store(recording, body)
 
 
 def test_a_kept_window_is_not_reused_once_a_file_arrives_for_it(recording):
@@ -301,32 +310,22 @@ def test_a_kept_window_is_not_reused_once_a_file_arrives_for_it(recording):
     changed: a file that arrives late for it (another host's collector, a slow upload) is read.
     Copying the store's files doubles every row of the window, and the answer must double too."""
     import glob
-    tmp = tempfile.mkdtemp(prefix="causeway-kept-")
-    store = os.path.join(tmp, "store")
-    shutil.copytree(recording["store"], store)
 
-    async def main():
-        params = StdioServerParameters(command=QUERY, args=["serve", "--stdio", "--store", store])
-        async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                args = {"pid": recording["pid"], "tid": recording["waiter"]}
-                first = await call(session, "query_off_cpu_events", args)
-                again = await call(session, "query_off_cpu_events", args)
-                assert not first.is_error and not again.is_error, (first.content, again.content)
-                n = first.structured_content["total_events"]
-                assert n > 0, first.structured_content
-                assert again.structured_content["total_events"] == n, again.structured_content
-                for src in glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True):
-                    shutil.copy(src, src.replace(".parquet", "-late.parquet"))
-                await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
-                late = await call(session, "query_off_cpu_events", args)
-                assert not late.is_error, late.content
-                assert late.structured_content["total_events"] == 2 * n, (n, late.structured_content)
-    try:
-        anyio.run(main)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    async def body(session, store):
+        args = {"pid": recording["pid"], "tid": recording["waiter"]}
+        first = await call(session, "query_off_cpu_events", args)
+        again = await call(session, "query_off_cpu_events", args)
+        assert not first.is_error and not again.is_error, (first.content, again.content)
+        n = first.structured_content["total_events"]
+        assert n > 0, first.structured_content
+        assert again.structured_content["total_events"] == n, again.structured_content
+        for src in glob.glob(f"{store}/kernel_events/**/*.parquet", recursive=True):
+            shutil.copy(src, src.replace(".parquet", "-late.parquet"))
+        await anyio.sleep(1.5)  # listings are reused for one second (engine.rs LISTING_TTL)
+        late = await call(session, "query_off_cpu_events", args)
+        assert not late.is_error, late.content
+        assert late.structured_content["total_events"] == 2 * n, (n, late.structured_content)
+    on_a_copy_of_the_store(recording, body)
 
 
 def test_gpu_tool_over_stdio_on_a_fake_cuda_recording(recording):
