@@ -61,9 +61,10 @@ impl WindowCache {
     }
 
     /// Keeps a window (of `bytes` decoded bytes), making room by dropping the least recently
-    /// used ones; a window larger than the whole budget is not kept.
+    /// used ones. Not kept: a window larger than the whole budget, and one whose scan named no
+    /// file (nothing would tell when it goes stale).
     pub fn put(&self, statement: &str, files: Files, table: Arc<dyn TableProvider>, bytes: usize) {
-        if bytes > self.budget {
+        if bytes > self.budget || files.is_empty() {
             return;
         }
         let Ok(mut entries) = self.entries.lock() else {
@@ -161,5 +162,7 @@ mod tests {
         let none = WindowCache::new(0);
         none.put("one", f.clone(), table(), 1);
         assert!(none.get("one", &f).is_none());
+        cache.put("no files", Files::new(), table(), 1);
+        assert!(cache.get("no files", &Files::new()).is_none());
     }
 }
