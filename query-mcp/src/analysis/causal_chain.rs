@@ -705,7 +705,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
         .sum();
     // the cgroup's own CFS counters (cpu.throttle rows, read by the collector from cpu.stat):
     // throttled even where other tasks used the idle time, with the quota that did it
-    // (only asked when the target waited in the run queue: throttling needs that)
+    // (counted, and quoted, only when the target waited in the run queue: throttling needs that)
     let throttle = if runq_total > 0 {
         q(
             "CFS throttling of the target's CPU cgroup in the window (from its cpu.stat counters)",
