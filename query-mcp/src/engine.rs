@@ -175,7 +175,9 @@ impl Engine {
         // DataFusion caches directory listings with no expiry by default: a long-running server
         // would never see the collector's new files. One second keeps S3 listings cheap under
         // bursts of tool calls and new data visible.
-        let caches = CacheManagerConfig::default().with_list_files_cache_ttl(Some(LISTING_TTL));
+        let caches = CacheManagerConfig::default()
+            .with_list_files_cache_ttl(Some(LISTING_TTL))
+            .with_metadata_cache_limit(security.footer_cache_mib * 1024 * 1024);
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
             .with_memory_limit(security.memory_limit_mib * 1024 * 1024, 1.0)

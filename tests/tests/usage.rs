@@ -140,6 +140,13 @@ fn a_bad_datafusion_environment_variable_is_named() {
         "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.target_partitions'",
     );
     assert_eq!(rows[0]["value"], (2 * cores).to_string(), "{rows:?}");
+    // footers and page indexes of two hours of a 50k events/s collector's files stay decoded
+    // (security.footer_cache_mib; DataFusion's own 50 MiB holds ~137 of an hour's 180)
+    let rows = sql(
+        dir.path(),
+        "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.runtime.metadata_cache_limit'",
+    );
+    assert_eq!(rows[0]["value"], "128M", "{rows:?}");
 }
 
 /// Queries bounded in time skip, while planning, the files whose time range lies outside
