@@ -567,24 +567,6 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
              max(cgroup_id) AS cgroup_id FROM kernel_events WHERE {w} AND event_name = 'cpu.throttle'"
         )
     };
-    // a join (pthread_join) is waiting for work to finish, not contention: the joiner waits on the
-    // exiting thread's clear_child_tid futex, which the collector records on the exit event —
-    // leave those waits out of the wait-for graph
-    // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are the
-    // GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
-    let not_gpu_of = |gpu_waits: &[Value]| {
-        if gpu_waits.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE g.pid = {pid} AND g.tid = k.tid \
-                 AND g.time_unix_nano >= {} AND g.time_unix_nano < {end} AND {} \
-                 AND k.time_unix_nano >= g.time_unix_nano AND k.time_unix_nano < g.time_unix_nano + g.duration_ns)",
-                start - 60_000_000_000,
-                GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
-            )
-        }
-    };
     let wakers_sql = |w: &str, not_joins: &str, not_gpu: &str| {
         format!(
             "SELECT waker_pid, waker_tid, waker_comm, count(*) AS n, sum(duration_ns) AS total_ns, \
@@ -619,7 +601,19 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .rows;
             join_exclusions(&exits, &joiners)
         };
-        let not_gpu = not_gpu_of(&gpu_waits);
+        // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are
+        // the GPU's time, not a lock's, whoever signals their end (a driver thread, an interrupt)
+        let not_gpu = if gpu_waits.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM kernel_events g WHERE g.pid = {pid} AND g.tid = k.tid \
+                 AND g.time_unix_nano >= {} AND g.time_unix_nano < {end} AND {} \
+                 AND k.time_unix_nano >= g.time_unix_nano AND k.time_unix_nano < g.time_unix_nano + g.duration_ns)",
+                start - 60_000_000_000,
+                GPU_WAIT.replace("event_name", "g.event_name").replace("cuda_function", "g.cuda_function")
+            )
+        };
         // (the wakers question, when it leaves out sleeps inside GPU waits, reads the CUDA
         // records: the store answers it then)
         let wakers = sched.rows(|w| wakers_sql(w, &not_joins, &not_gpu)).await?;
