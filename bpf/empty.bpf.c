@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The baselines for BPF cost measurements: an empty program on the same hook as offcpu.bpf.c,
- * and an empty uprobe/uretprobe for the CUDA probes.
- * `causeway-collector bench-bpf` runs both and reports run_time_ns / run_cnt side by side.
+ * The baselines for BPF cost measurements: empty programs on the two scheduler hooks
+ * offcpu.bpf.c runs on every context switch (sched_switch, sched_waking), and an empty
+ * uprobe/uretprobe for the CUDA probes. `causeway-collector bench-bpf` runs the scheduler ones
+ * beside the real probe and reports run_time_ns / run_cnt side by side; `bare-sched` holds them
+ * attached alone: the floor of what any tracer on those hooks costs (tests/perf/bench_all.py P2a).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -12,6 +14,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(handle__sched_switch_empty)
+{
+	return 0;
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(handle__sched_waking_empty)
 {
 	return 0;
 }

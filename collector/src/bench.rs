@@ -1,6 +1,6 @@
-//! `causeway-collector bench-bpf`: BPF nanoseconds per sched_switch event of the off-CPU probe
-//! against an empty program on the same hook, measured together (same run, same workload) from
-//! the kernel's own bpf_stats (run_time_ns / run_cnt).
+//! `causeway-collector bench-bpf`: BPF nanoseconds per sched_switch and sched_waking event of the
+//! off-CPU probe against an empty program on each hook, measured together (same run, same
+//! workload) from the kernel's own bpf_stats (run_time_ns / run_cnt).
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
@@ -52,6 +52,7 @@ struct Round {
     switch_ns: f64,
     waking_ns: f64,
     empty_ns: f64,
+    empty_waking_ns: f64,
     events: u64,
     elapsed: f64,
     workload: String,
@@ -80,11 +81,12 @@ fn measure(
     empty.attach()?;
     let snapshot = |skel: &offcpu::OffcpuSkel<'_>,
                     empty: &crate::probes::empty::EmptySkel<'_>|
-     -> Result<[ProgStats; 3]> {
+     -> Result<[ProgStats; 4]> {
         Ok([
             prog_stats(skel.progs.handle__sched_switch.as_fd())?,
             prog_stats(skel.progs.handle__sched_waking.as_fd())?,
             prog_stats(empty.progs.handle__sched_switch_empty.as_fd())?,
+            prog_stats(empty.progs.handle__sched_waking_empty.as_fd())?,
         ])
     };
     let before = snapshot(&skel, &empty)?;
@@ -108,6 +110,7 @@ fn measure(
         switch_ns: per(0).0,
         waking_ns: per(1).0,
         empty_ns: per(2).0,
+        empty_waking_ns: per(3).0,
         events: per(0).1,
         elapsed,
         workload: String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -136,8 +139,8 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
             .iter()
             .map(|r| {
                 format!(
-                    "{{\"config\":\"{}\",\"sched_switch_ns\":{:.1},\"sched_waking_ns\":{:.1},\"empty_ns\":{:.1},\"ratio\":{:.2},\"switches\":{},\"switches_per_sec\":{:.0},\"workload\":{}}}",
-                    r.label, r.switch_ns, r.waking_ns, r.empty_ns, r.switch_ns / r.empty_ns.max(1e-9),
+                    "{{\"config\":\"{}\",\"sched_switch_ns\":{:.1},\"sched_waking_ns\":{:.1},\"empty_ns\":{:.1},\"empty_waking_ns\":{:.1},\"ratio\":{:.2},\"switches\":{},\"switches_per_sec\":{:.0},\"workload\":{}}}",
+                    r.label, r.switch_ns, r.waking_ns, r.empty_ns, r.empty_waking_ns, r.switch_ns / r.empty_ns.max(1e-9),
                     r.events, r.events as f64 / r.elapsed, r.workload
                 )
             })
@@ -145,16 +148,17 @@ pub fn run(secs: u64, json: bool) -> Result<()> {
         println!("[{}]", items.join(","));
         return Ok(());
     }
-    println!("| config | switches/s | empty ns/switch | causeway ns/switch | × empty | causeway ns/waking |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| config | switches/s | empty ns/switch | causeway ns/switch | × empty | empty ns/waking | causeway ns/waking |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in &rounds {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
             r.label,
             r.events as f64 / r.elapsed,
             r.empty_ns,
             r.switch_ns,
             r.switch_ns / r.empty_ns.max(1e-9),
+            r.empty_waking_ns,
             r.waking_ns
         );
     }
@@ -192,12 +196,37 @@ pub fn bare_uprobe(
             opts(true),
         )?);
     }
+    hold_until_signalled(ready)?;
+    drop(links);
+    Ok(())
+}
+
+/// Attaches only the empty sched_switch and sched_waking programs and holds them until
+/// SIGINT/SIGTERM: the floor of any tracer on the two hooks the off-CPU probe needs on every
+/// context switch (tests/perf/bench_all.py P2a measures the pipe ping-pong under it).
+pub fn bare_sched(ready: Option<&std::path::Path>) -> Result<()> {
+    crate::preflight::require_capture()?;
+    let mut obj = MaybeUninit::uninit();
+    let skel = EmptySkelBuilder::default()
+        .open(&mut obj)?
+        .load()
+        .context("loading the empty programs")?;
+    let links = [
+        skel.progs.handle__sched_switch_empty.attach()?,
+        skel.progs.handle__sched_waking_empty.attach()?,
+    ];
+    hold_until_signalled(ready)?;
+    drop(links);
+    Ok(())
+}
+
+/// Writes our pid to `ready` (when given) and sleeps until SIGINT/SIGTERM.
+fn hold_until_signalled(ready: Option<&std::path::Path>) -> Result<()> {
     if let Some(f) = ready {
         std::fs::write(f, format!("{}\n", std::process::id()))?;
     }
     while !crate::run::signalled() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(links);
     Ok(())
 }

@@ -172,6 +172,14 @@ enum Command {
         #[arg(long)]
         ready_file: Option<std::path::PathBuf>,
     },
+    /// Empty sched_switch and sched_waking programs until SIGINT: the floor of any tracer on
+    /// the hooks the off-CPU probe needs (tests/perf/bench_all.py P2a).
+    #[command(hide = true)]
+    BareSched {
+        /// Created once attached.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
+    },
     /// Write a synthetic store through the real Parquet sink (benchmarks).
     #[command(hide = true)]
     Synth {
@@ -306,6 +314,10 @@ fn main() -> ExitCode {
         Command::BareUprobe { binary, symbol, with_return, ready_file } => {
             run::install_signal_handlers();
             bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
+        }
+        Command::BareSched { ready_file } => {
+            run::install_signal_handlers();
+            bench::bare_sched(ready_file.as_deref())
         }
         Command::Workload(w) => workload::run(w),
         Command::Synth { store, seconds, rate, hot_pid, start, hosts, first_host } => {
