@@ -556,9 +556,9 @@ const PAGE_INDEXED: &[&str] = &[
 /// on `pid`, 874k (the tools' CPU −8 to −11 %, the chain's p50 −6 to −12 % in three
 /// alternating bench runs on 10-min synthetic stores; `tid` and `event_name` as well, for the
 /// questions about one thread or kind: the same within the noise there). These columns are a
-/// few bytes per page (long runs of one value): +0.5 % bytes on the synthetic store. Not `time_unix_nano`: its delta-coded, zstd-compressed
-/// pages grow by ~8 % of the file at that size, and within a thread the time statistics of a
-/// 20k-row page prune as well.
+/// few bytes per page (long runs of one value): +0.5 % bytes on the synthetic store. Not
+/// `time_unix_nano`: its delta-coded, zstd-compressed pages compress worse that small (+8 % of
+/// the file with it).
 const KEY_PAGE_COLUMNS: &[&str] = &["pid", "tid", "event_name"];
 
 /// Rows per page of [`KEY_PAGE_COLUMNS`].
