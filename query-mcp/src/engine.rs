@@ -27,8 +27,11 @@ use serde_json::Value;
 
 use crate::config::Security;
 use crate::window_cache::scanned_files;
+use crate::window_cache::Answers;
 use crate::window_cache::Files;
+use crate::window_cache::Kept;
 use crate::window_cache::WindowCache;
+use crate::window_cache::MAX_ANSWERS;
 
 /// A query failure, split into the caller's mistakes (exit 2) and everything else.
 #[derive(Debug)]
@@ -155,6 +158,8 @@ pub struct Engine {
     security: Security,
     /// Windows read before (see `window`).
     windows: Arc<WindowCache>,
+    /// A window's engine: the answers given about its rows (window_cache.rs).
+    answers: Option<Answers>,
 }
 
 impl Engine {
@@ -236,6 +241,7 @@ impl Engine {
             ctx,
             security,
             windows,
+            answers: None,
         })
     }
 
@@ -258,6 +264,10 @@ impl Engine {
     /// Runs one read-only statement with the row, byte, time and memory caps, returning JSON
     /// rows. This is the path of every tool and of `run_sql`.
     pub async fn query(&self, query: &str) -> Result<Rows, QueryError> {
+        if let Some(kept) = self.answer_kept(query) {
+            tracing::debug!(query, "answer kept with the window");
+            return Ok(kept);
+        }
         let options = read_only();
         let max_rows = self.security.max_rows;
         let started = std::time::Instant::now();
@@ -301,7 +311,20 @@ impl Engine {
             rows.truncate(cut);
             truncated = true;
         }
-        Ok(Rows { rows, truncated })
+        let answer = Rows { rows, truncated };
+        if let Some(answers) = &self.answers {
+            if let Ok(mut answers) = answers.lock() {
+                if answers.len() < MAX_ANSWERS {
+                    answers.insert(query.to_string(), answer.clone());
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// A window engine's earlier answer to `query`, if it gave one.
+    fn answer_kept(&self, query: &str) -> Option<Rows> {
+        self.answers.as_ref()?.lock().ok()?.get(query).cloned()
     }
 
     /// An engine whose `kernel_events` holds only the rows matching `predicate`, and only
@@ -312,7 +335,8 @@ impl Engine {
     /// the window's rows take more than half of `security.memory_limit_mib` (the caller asks the
     /// store directly then, under the usual memory limit). A window is kept for later calls
     /// (`security.window_cache_mib`) and reused only while its scan would read the same files
-    /// (window_cache.rs).
+    /// (window_cache.rs), together with the answers the returned engine gives about it: a
+    /// statement asked again of a kept window is answered from them.
     pub async fn window(
         &self,
         columns: &[&str],
@@ -326,7 +350,7 @@ impl Engine {
             columns.join(", ")
         );
         enum Held {
-            Kept(Arc<dyn TableProvider>),
+            Kept(Kept),
             Read(SparseWindow, Files),
         }
         let collect = async {
@@ -360,14 +384,14 @@ impl Engine {
         };
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.ctx.runtime_env());
         let partitions = self.ctx.copied_config().target_partitions();
-        let table = match held {
-            Held::Kept(table) => {
+        let kept = match held {
+            Held::Kept(kept) => {
                 tracing::debug!(
                     ms = started.elapsed().as_secs_f64() * 1e3,
                     predicate,
                     "window kept from an earlier call"
                 );
-                table
+                kept
             }
             Held::Read(window, files) => {
                 tracing::debug!(
@@ -377,16 +401,20 @@ impl Engine {
                     "window read"
                 );
                 let bytes = window.bytes;
-                let table = window.into_view(&ctx, partitions)?;
-                self.windows.put(&sql, files, table.clone(), bytes);
-                table
+                let kept = Kept {
+                    table: window.into_view(&ctx, partitions)?,
+                    answers: Answers::default(),
+                };
+                self.windows.put(&sql, files, kept.clone(), bytes);
+                kept
             }
         };
-        ctx.register_table(table::KERNEL_EVENTS, table)?;
+        ctx.register_table(table::KERNEL_EVENTS, kept.table)?;
         Ok(Some(Engine {
             ctx,
             security: self.security.clone(),
             windows: Arc::new(WindowCache::new(0)),
+            answers: Some(kept.answers),
         }))
     }
 

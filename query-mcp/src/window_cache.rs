@@ -5,8 +5,13 @@
 //! the very same files (path, size, modification time — the collector never rewrites a file): a
 //! file that arrives late for the window (another host's collector), or one that retention
 //! removed, makes it a new window.
+//!
+//! The answers already given about a kept window are kept with it: its rows do not change
+//! while it is kept, so neither does the answer to a statement about them (the causal chain
+//! asks the same four questions of its window on every call: ~45 ms of a repeated call).
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,6 +30,22 @@ pub type Files = BTreeSet<(String, u64, i64)>;
 /// How long an unused window is kept.
 const IDLE: Duration = Duration::from_secs(300);
 
+/// Answers kept per window, at most (each is at most `security.max_result_bytes`; the tools'
+/// questions about a window are a few rows each).
+pub const MAX_ANSWERS: usize = 64;
+
+/// The answers given about one window: statement → rows.
+pub type Answers = Arc<Mutex<HashMap<String, crate::engine::Rows>>>;
+
+/// A kept window: its rows, and the answers given about them.
+#[derive(Clone)]
+pub struct Kept {
+    /// The window's rows.
+    pub table: Arc<dyn TableProvider>,
+    /// The answers already given about them.
+    pub answers: Answers,
+}
+
 /// Windows read before, least recently used first out, within a byte budget.
 pub struct WindowCache {
     budget: usize,
@@ -34,7 +55,7 @@ pub struct WindowCache {
 struct Entry {
     statement: String,
     files: Files,
-    table: Arc<dyn TableProvider>,
+    kept: Kept,
     bytes: usize,
     used: Instant,
 }
@@ -49,7 +70,7 @@ impl WindowCache {
     }
 
     /// The window `statement` read from exactly `files`, if it is kept.
-    pub fn get(&self, statement: &str, files: &Files) -> Option<Arc<dyn TableProvider>> {
+    pub fn get(&self, statement: &str, files: &Files) -> Option<Kept> {
         let mut entries = self.entries.lock().ok()?;
         let now = Instant::now();
         entries.retain(|e| now.duration_since(e.used) < IDLE);
@@ -57,14 +78,15 @@ impl WindowCache {
             .iter_mut()
             .find(|e| e.statement == statement && &e.files == files)?;
         e.used = now;
-        Some(e.table.clone())
+        Some(e.kept.clone())
     }
 
     /// Keeps a window (of `bytes` decoded bytes), making room by dropping the least recently
-    /// used ones. Not kept: a window larger than the whole budget, and one whose scan named no
-    /// file (nothing would tell when it goes stale).
-    pub fn put(&self, statement: &str, files: Files, table: Arc<dyn TableProvider>, bytes: usize) {
-        if bytes > self.budget || files.is_empty() {
+    /// used ones. Not kept: anything with a zero budget (even a window of no rows), a window
+    /// larger than the whole budget, and one whose scan named no file (nothing would tell when
+    /// it goes stale).
+    pub fn put(&self, statement: &str, files: Files, kept: Kept, bytes: usize) {
+        if self.budget == 0 || bytes > self.budget || files.is_empty() {
             return;
         }
         let Ok(mut entries) = self.entries.lock() else {
@@ -79,7 +101,7 @@ impl WindowCache {
         entries.push(Entry {
             statement: statement.to_string(),
             files,
-            table,
+            kept,
             bytes,
             used: Instant::now(),
         });
@@ -121,8 +143,11 @@ mod tests {
     use super::*;
     use datafusion::datasource::empty::EmptyTable;
 
-    fn table() -> Arc<dyn TableProvider> {
-        Arc::new(EmptyTable::new(Arc::new(arrow::datatypes::Schema::empty())))
+    fn table() -> Kept {
+        Kept {
+            table: Arc::new(EmptyTable::new(Arc::new(arrow::datatypes::Schema::empty()))),
+            answers: Answers::default(),
+        }
     }
 
     fn files(names: &[(&str, u64)]) -> Files {
@@ -146,6 +171,30 @@ mod tests {
     }
 
     #[test]
+    fn answers_stay_with_their_window_and_go_with_it() {
+        let cache = WindowCache::new(100);
+        let f = files(&[("a.parquet", 1)]);
+        let kept = table();
+        cache.put("window", f.clone(), kept.clone(), 40);
+        let rows = crate::engine::Rows {
+            rows: vec![serde_json::json!({"n": 1})],
+            truncated: false,
+        };
+        kept.answers.lock().unwrap().insert("SELECT n".into(), rows);
+        let again = cache.get("window", &f).expect("kept");
+        assert_eq!(again.answers.lock().unwrap()["SELECT n"].rows[0]["n"], 1);
+        // a new window for the statement (its files changed) starts with no answers
+        cache.put("window", f.clone(), table(), 40);
+        assert!(cache
+            .get("window", &f)
+            .unwrap()
+            .answers
+            .lock()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn the_least_recently_used_window_makes_room_and_none_exceeds_the_budget() {
         let cache = WindowCache::new(100);
         let f = files(&[("a.parquet", 1)]);
@@ -161,7 +210,8 @@ mod tests {
         assert_eq!(cache.held(), 80);
         let none = WindowCache::new(0);
         none.put("one", f.clone(), table(), 1);
-        assert!(none.get("one", &f).is_none());
+        none.put("empty", f.clone(), table(), 0);
+        assert!(none.get("one", &f).is_none() && none.get("empty", &f).is_none());
         cache.put("no files", Files::new(), table(), 1);
         assert!(cache.get("no files", &Files::new()).is_none());
     }

@@ -305,9 +305,10 @@ def test_new_files_are_seen_without_a_restart(recording):
 
 
 def test_a_kept_window_is_not_reused_once_a_file_arrives_for_it(recording):
-    """A long-running server keeps the rows it decoded for a tool's window (engine.rs, window_cache.rs)
-    and answers the next call about the same window from them — unless the files under that window
-    changed: a file that arrives late for it (another host's collector, a slow upload) is read.
+    """A long-running server keeps the rows it decoded for a tool's window (engine.rs, window_cache.rs),
+    and the answers it gave about them, and answers the next call about the same window from them —
+    unless the files under that window changed: a file that arrives late for it (another host's
+    collector, a slow upload) is read.
     Copying the store's files doubles every row of the window, and the answer must double too."""
     import glob
 

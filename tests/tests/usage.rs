@@ -218,3 +218,43 @@ fn time_bounded_queries_open_only_the_files_of_their_range() {
         "one file of three should be scanned: {text}"
     );
 }
+
+/// A kept window keeps the answers given about it (query-mcp/src/window_cache.rs): the second
+/// and third causal chain about the same window answer its questions from them, and with no
+/// windows kept (`--window-cache-mib 0`) every call asks them again. Seen in the engine's debug
+/// log, on a synthetic store.
+#[test]
+fn repeated_calls_about_a_kept_window_reuse_its_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = Command::new(bin("causeway-collector"))
+        .args(["synth", "--store", store.to_str().unwrap()])
+        .args(["--seconds", "30", "--rate", "5000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept_answers = |cache_mib: &str| {
+        let out = Command::new(bin("causeway-query"))
+            .env("CAUSEWAY_LOG", "causeway_query=debug")
+            .args(["bench", "--store", store.to_str().unwrap(), "--pid", "4242"])
+            .args(["--iterations", "3", "--tool", "resolve_causal_chain"])
+            .args(["--window-cache-mib", cache_mib])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        let json = String::from_utf8_lossy(&out.stdout);
+        assert!(json.contains("\"n\":3"), "three chains timed: {json}");
+        log.matches("answer kept with the window").count()
+    };
+    let kept = kept_answers("256");
+    assert!(
+        kept >= 2 * 3,
+        "the second and third call reuse the window's answers: {kept}"
+    );
+    assert_eq!(kept_answers("0"), 0);
+}
