@@ -39,7 +39,8 @@ pub struct Security {
     /// Memory one query may use, MiB.
     pub memory_limit_mib: usize,
     /// Decoded windows (a process's rows in a tool's time window) kept between tool calls,
-    /// MiB; the next call about the same window over the same files reuses them. 0: none kept.
+    /// MiB; the next call about the same window over the same files reuses them, and the
+    /// answers given about them. 0: none kept.
     pub window_cache_mib: usize,
     /// Parquet footers and page indexes kept between queries, MiB (DataFusion's file metadata
     /// cache). Its own default, 50, holds ~137 of the 180 files an hour at 50k events/s writes
