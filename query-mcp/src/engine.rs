@@ -31,7 +31,6 @@ use crate::window_cache::Answers;
 use crate::window_cache::Files;
 use crate::window_cache::Kept;
 use crate::window_cache::WindowCache;
-use crate::window_cache::MAX_ANSWERS;
 
 /// A query failure, split into the caller's mistakes (exit 2) and everything else.
 #[derive(Debug)]
@@ -314,9 +313,7 @@ impl Engine {
         let answer = Rows { rows, truncated };
         if let Some(answers) = &self.answers {
             if let Ok(mut answers) = answers.lock() {
-                if answers.len() < MAX_ANSWERS {
-                    answers.insert(query.to_string(), answer.clone());
-                }
+                answers.keep(query, &answer, bytes);
             }
         }
         Ok(answer)

@@ -30,12 +30,41 @@ pub type Files = BTreeSet<(String, u64, i64)>;
 /// How long an unused window is kept.
 const IDLE: Duration = Duration::from_secs(300);
 
-/// Answers kept per window, at most (each is at most `security.max_result_bytes`; the tools'
-/// questions about a window are a few rows each).
-pub const MAX_ANSWERS: usize = 64;
+/// Bytes of answers (their rows as JSON) kept per window, at most: beside a window's
+/// megabytes of rows, the tools' questions about it are a few rows each.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
-/// The answers given about one window: statement → rows.
-pub type Answers = Arc<Mutex<HashMap<String, crate::engine::Rows>>>;
+/// The answers given about one window.
+pub type Answers = Arc<Mutex<AnswerBook>>;
+
+/// Statement → rows, within [`MAX_ANSWER_BYTES`].
+#[derive(Default)]
+pub struct AnswerBook {
+    answers: HashMap<String, crate::engine::Rows>,
+    bytes: usize,
+}
+
+impl AnswerBook {
+    /// The answer given to `statement`, if any.
+    pub fn get(&self, statement: &str) -> Option<&crate::engine::Rows> {
+        self.answers.get(statement)
+    }
+
+    /// Keeps the answer to `statement` (`bytes`: its rows as JSON) while the book has room.
+    pub fn keep(&mut self, statement: &str, rows: &crate::engine::Rows, bytes: usize) {
+        let bytes = bytes + statement.len();
+        if self.bytes + bytes <= MAX_ANSWER_BYTES && !self.answers.contains_key(statement) {
+            self.bytes += bytes;
+            self.answers.insert(statement.to_string(), rows.clone());
+        }
+    }
+
+    /// No answer kept.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+}
 
 /// A kept window: its rows, and the answers given about them.
 #[derive(Clone)]
@@ -180,9 +209,17 @@ mod tests {
             rows: vec![serde_json::json!({"n": 1})],
             truncated: false,
         };
-        kept.answers.lock().unwrap().insert("SELECT n".into(), rows);
+        kept.answers.lock().unwrap().keep("SELECT n", &rows, 8);
         let again = cache.get("window", &f).expect("kept");
-        assert_eq!(again.answers.lock().unwrap()["SELECT n"].rows[0]["n"], 1);
+        let book = again.answers.lock().unwrap();
+        assert_eq!(book.get("SELECT n").unwrap().rows[0]["n"], 1);
+        drop(book);
+        // within its bytes: an answer that would pass them is not kept
+        kept.answers
+            .lock()
+            .unwrap()
+            .keep("SELECT big", &rows, MAX_ANSWER_BYTES);
+        assert!(kept.answers.lock().unwrap().get("SELECT big").is_none());
         // a new window for the statement (its files changed) starts with no answers
         cache.put("window", f.clone(), table(), 40);
         assert!(cache
