@@ -19,6 +19,20 @@ fn collector(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Writes a synthetic store (`causeway-collector synth`) of `seconds` at `rate` events/s.
+fn synth(store: &std::path::Path, seconds: &str, rate: &str) {
+    let out = Command::new(bin("causeway-collector"))
+        .args(["synth", "--store", store.to_str().unwrap()])
+        .args(["--seconds", seconds, "--rate", rate])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn with_config(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.yaml");
@@ -157,23 +171,7 @@ fn time_bounded_queries_open_only_the_files_of_their_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     // 2.5M rows in files of 1M: three files of 100, 100 and 50 s
-    let out = Command::new(bin("causeway-collector"))
-        .args([
-            "synth",
-            "--store",
-            store.to_str().unwrap(),
-            "--seconds",
-            "250",
-            "--rate",
-            "10000",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    synth(&store, "250", "10000");
     let start: i64 = 1_795_773_600 * 1_000_000_000;
     let s = |sec: i64| start + sec * 1_000_000_000;
     for (lo, hi) in [
@@ -227,16 +225,7 @@ fn time_bounded_queries_open_only_the_files_of_their_range() {
 fn repeated_calls_about_a_kept_window_reuse_its_answers() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let out = Command::new(bin("causeway-collector"))
-        .args(["synth", "--store", store.to_str().unwrap()])
-        .args(["--seconds", "30", "--rate", "5000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    synth(&store, "30", "5000");
     let kept_answers = |cache_mib: &str| {
         let out = Command::new(bin("causeway-query"))
             .env("CAUSEWAY_LOG", "causeway_query=debug")
