@@ -73,32 +73,12 @@ class Tracer:
         if self.name == "none":
             return self
         if self.name == "floor":
-            ready = os.path.join(self.tmp, "ready-floor")
-            if os.path.exists(ready):
-                os.remove(ready)
-            self.p = subprocess.Popen([COLLECTOR, "bare-sched", "--ready-file", ready],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(600):
-                if os.path.exists(ready) or self.p.poll() is not None:
-                    break
-                time.sleep(0.05)
-            time.sleep(SETTLE_S)
-        if self.name.startswith("causeway"):
+            self._collector_until_ready(["bare-sched"])
+        elif self.name.startswith("causeway"):
             if self.name == "causeway-nostacks":
                 extra = ("--stack-threshold", "0", *extra)
-            ready = os.path.join(self.tmp, "ready")
-            if os.path.exists(ready):
-                os.remove(ready)
             store = os.path.join(self.tmp, "store-overhead")
-            self.p = subprocess.Popen([COLLECTOR, "run", "--store", store, "--ready-file", ready, *extra],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(600):
-                if os.path.exists(ready):
-                    break
-                time.sleep(0.05)
-            else:
-                raise RuntimeError("causeway-collector did not attach")
-            time.sleep(SETTLE_S)
+            self._collector_until_ready(["run", "--store", store, *extra])
         elif self.name == "offcputime":
             self.p = subprocess.Popen([shutil.which("offcputime") or "/usr/sbin/offcputime", "600"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,6 +96,22 @@ class Tracer:
         if self.p is not None and self.p.poll() is not None:
             raise RuntimeError(f"{self.name} exited at start")
         return self
+
+    def _collector_until_ready(self, args):
+        """Starts `causeway-collector ARGS --ready-file F` and waits until it has attached (F
+        exists), then lets it settle; raises if it never attaches."""
+        ready = os.path.join(self.tmp, f"ready-{self.name}")
+        if os.path.exists(ready):
+            os.remove(ready)
+        self.p = subprocess.Popen([COLLECTOR, *args, "--ready-file", ready],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            if os.path.exists(ready) or self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not os.path.exists(ready):
+            raise RuntimeError(f"{self.name}: causeway-collector {args[0]} did not attach")
+        time.sleep(SETTLE_S)
 
     def stop(self):
         rss = peak_rss(self.p.pid) if self.p else None
