@@ -437,7 +437,8 @@ impl ParquetSink {
 
 /// Writes the rows of `batches` ordered by (pid, tid, event_name, time_unix_nano): plain keys
 /// sorted once, then the rows gathered straight from the pieces in slices, so the sorted copy
-/// never exists whole (the writer's memory peak was two full copies of a row group).
+/// never exists whole (the writer's memory peak was two full copies of a row group); string
+/// columns are gathered as keys into one dictionary each ([`shared_dictionary`]).
 ///
 /// A thread's records of one kind lie together, so the page index prunes the pages of the other
 /// kinds: most questions ask about one kind (a process's off-CPU intervals, its run-queue
