@@ -60,7 +60,9 @@ enum cw_stat {
 	CW_STAT_CUDA_UNMATCHED = 35, /* CUDA call entries never matched by a return (lost at detach) */
 	CW_STAT_CUDA_ORPHAN_RET = 36, /* CUDA returns without an entry (probe attached mid-call) */
 	CW_STAT_CUDA_FAST = 37,  /* launches below slow_launch_ns: in the histograms, not sent */
-	CW_STAT_MAX = 38,
+	CW_STAT_SWITCH_IN_REBUILT = 38, /* switch-ins the handler never saw, rebuilt at the next switch-out */
+	CW_STAT_SWITCH_IN_LOST = 39,    /* switch-ins the handler never saw, not rebuildable (boot clock) */
+	CW_STAT_MAX = 40,
 };
 
 /* Where a record's trace context came from (cw_trace_ctx.source). */

@@ -39,13 +39,23 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* key: pid_tgid; value: the thread's current span, kept by tracectx.bpf.c's uprobe. LRU: a
- * thread that dies without a last publish cannot leak an entry (exit also deletes it). */
+/* A thread's span now and the one before it, each with the boot time it began: a record about
+ * an interval that ended before the thread ran again (rebuild_switch_in in offcpu.bpf.c) takes
+ * the span that was current when the interval began, not the one current when it is written. */
+struct cw_thread_ctx {
+	struct cw_trace_ctx now;    /* source CW_CTX_NONE: no span since since_ns */
+	struct cw_trace_ctx before; /* the one `now` replaced */
+	__u64 since_ns;             /* when `now` began */
+	__u64 before_since_ns;      /* when `before` began; 0: before the first change seen */
+};
+
+/* key: pid_tgid; value: the thread's spans, kept by tracectx.bpf.c's uprobe. LRU: a thread that
+ * dies without a last publish cannot leak an entry (exit also deletes it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct cw_trace_ctx);
+	__type(value, struct cw_thread_ctx);
 } thread_ctx SEC(".maps");
 
 /* OBI's trace-context map, same definition as OBI's pinned `traces_ctx_v1` (key pid_tgid, value
@@ -126,17 +136,30 @@ static __always_inline bool traced(struct task_struct *t)
 	return true;
 }
 
-/* Copies thread (tgid, tid)'s current span into `c`: causeway's own map first, then OBI's.
- * Called only for records that are sent, so the lookups cost nothing on filtered-out switches. */
-static __always_inline void fill_trace_ctx(struct cw_trace_ctx *c, __u32 tgid, __u32 tid)
+/* Copies into `c` the span thread (tgid, tid) was in at boot time `at` (0: now): causeway's own
+ * map first, then OBI's (which keeps only the current one). A span that changed more than once
+ * since `at` is not known: none. Called only for records that are sent, so the lookups cost
+ * nothing on filtered-out switches. */
+static __always_inline void fill_trace_ctx(struct cw_trace_ctx *c, __u32 tgid, __u32 tid, __u64 at)
 {
 	__u64 key = ((__u64)tgid << 32) | tid;
-	struct cw_trace_ctx *own = bpf_map_lookup_elem(&thread_ctx, &key);
+	struct cw_thread_ctx *own = bpf_map_lookup_elem(&thread_ctx, &key);
 	struct obi_ctx_info *obi;
 
 	if (own) {
-		__builtin_memcpy(c, own, sizeof(*c));
-		return;
+		struct cw_trace_ctx *then = &own->now;
+
+		if (at && own->since_ns > at) {
+			if (own->before_since_ns > at) {
+				__builtin_memset(c, 0, sizeof(*c));
+				return;
+			}
+			then = &own->before;
+		}
+		if (then->source != CW_CTX_NONE) {
+			__builtin_memcpy(c, then, sizeof(*c));
+			return;
+		}
 	}
 	obi = bpf_map_lookup_elem(&traces_ctx_v1, &key);
 	if (obi) {
@@ -149,19 +172,32 @@ static __always_inline void fill_trace_ctx(struct cw_trace_ctx *c, __u32 tgid, _
 	__builtin_memset(c, 0, sizeof(*c));
 }
 
-/* The header of a record about thread (tgid, tid), which need not be the current task. */
-static __always_inline void fill_header_ids(struct cw_header *h, __u32 type, __u32 tgid, __u32 tid)
+/* The header of a record about thread (tgid, tid), which need not be the current task; its span
+ * the one at boot time `ctx_at` (0: now). */
+static __always_inline void fill_header_ids_at(struct cw_header *h, __u32 type, __u32 tgid,
+					       __u32 tid, __u64 ctx_at)
 {
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
 	h->pid = tgid;
 	h->tid = tid;
-	fill_trace_ctx(&h->ctx, tgid, tid);
+	fill_trace_ctx(&h->ctx, tgid, tid, ctx_at);
+}
+
+static __always_inline void fill_header_ids(struct cw_header *h, __u32 type, __u32 tgid, __u32 tid)
+{
+	fill_header_ids_at(h, type, tgid, tid, 0);
+}
+
+static __always_inline void fill_header_at(struct cw_header *h, __u32 type, struct task_struct *t,
+					   __u64 ctx_at)
+{
+	fill_header_ids_at(h, type, t->tgid, t->pid, ctx_at);
 }
 
 static __always_inline void fill_header(struct cw_header *h, __u32 type, struct task_struct *t)
 {
-	fill_header_ids(h, type, t->tgid, t->pid);
+	fill_header_at(h, type, t, 0);
 }
 
 static __always_inline void fill_names(char *comm, char *process_name, struct task_struct *t)

@@ -86,6 +86,9 @@ pub struct RunSummary {
     pub decoded: [u64; wire::EV_MAX],
     /// Records the kernel dropped (ring buffer full), per type.
     pub dropped: [u64; wire::EV_MAX],
+    /// Switch-ins of traced tasks the sched_switch handler was not called for: (rebuilt at the
+    /// next switch-out, lost).
+    pub switch_ins_missed: (u64, u64),
     /// Records shed above max_events_per_second.
     pub shed: u64,
     /// Records that could not be decoded.
@@ -452,6 +455,16 @@ fn stats_rows(
             ..Default::default()
         });
     }
+    // switch-ins the sched_switch handler was never called for: rebuilt (emitted) at the
+    // task's next switch-out from the kernel's arrival time, or lost (dropped: boot clock)
+    rows.push(StatsRecord {
+        time_unix_nano: window_start,
+        interval_ns: now - window_start,
+        kind: "switch_in_missed".into(),
+        emitted: delta(wire::STAT_SWITCH_IN_REBUILT),
+        dropped: delta(wire::STAT_SWITCH_IN_LOST),
+        ..Default::default()
+    });
     rows.push(StatsRecord {
         time_unix_nano: window_start,
         interval_ns: now - window_start,
@@ -1093,9 +1106,14 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     for (t, d) in dropped.iter_mut().enumerate().skip(1) {
         *d = sum(&final_stats, wire::STAT_DROPPED + t as u32);
     }
+    let switch_ins_missed = (
+        sum(&final_stats, wire::STAT_SWITCH_IN_REBUILT),
+        sum(&final_stats, wire::STAT_SWITCH_IN_LOST),
+    );
     Ok(RunSummary {
         decoded: c.decoded,
         dropped,
+        switch_ins_missed,
         shed: c.shed,
         undecodable: c.undecodable,
         written,
@@ -1129,6 +1147,12 @@ impl RunSummary {
             "  shed by rate limit: {}, undecodable: {}\n",
             self.shed, self.undecodable
         ));
+        let (rebuilt, lost) = self.switch_ins_missed;
+        if rebuilt + lost > 0 {
+            out.push_str(&format!(
+                "  switch-ins the scheduler tracepoint did not report: {rebuilt} rebuilt from the kernel's arrival times, {lost} lost\n"
+            ));
+        }
         if let Some((exported, dropped)) = self.otlp {
             out.push_str(&format!(
                 "  OTLP: {exported} log records exported, {dropped} dropped\n"

@@ -72,8 +72,12 @@ pub mod wire {
     pub const STAT_CUDA_ORPHAN_RET: u32 = 36;
     /// `CW_STAT_CUDA_FAST`
     pub const STAT_CUDA_FAST: u32 = 37;
+    /// `CW_STAT_SWITCH_IN_REBUILT`
+    pub const STAT_SWITCH_IN_REBUILT: u32 = 38;
+    /// `CW_STAT_SWITCH_IN_LOST`
+    pub const STAT_SWITCH_IN_LOST: u32 = 39;
     /// `CW_STAT_MAX`
-    pub const STAT_MAX: u32 = 38;
+    pub const STAT_MAX: u32 = 40;
     /// `CW_MAX_USTACK` / `CW_MAX_KSTACK`
     pub const MAX_STACK: usize = 32;
 }
@@ -198,6 +202,24 @@ fn boot_clock_chosen(s: &Settings) -> Option<&'static str> {
     )
 }
 
+/// For tests of the rebuilt switch-ins (`rebuild_switch_in` in bpf/offcpu.bpf.c): with
+/// CAUSEWAY_TEST_SKIP_SWITCH_IN=N the programs ignore every Nth switch-in of a traced task, as
+/// if the tracepoint had not called them. 0 (unset): none.
+fn test_skip_switch_in() -> Result<u32> {
+    const VAR: &str = "CAUSEWAY_TEST_SKIP_SWITCH_IN";
+    let Some(v) = std::env::var_os(VAR) else {
+        return Ok(0);
+    };
+    let n = v
+        .to_str()
+        .and_then(|v| v.parse::<u32>().ok())
+        .with_context(|| format!("{VAR} must be a whole number of switch-ins, got {v:?}"))?;
+    if n > 0 {
+        tracing::warn!("{VAR}={n}: every {n}th switch-in of a traced task is ignored (tests only)");
+    }
+    Ok(n)
+}
+
 /// Whether the kernel's BTF has the fields the scheduler-clock path reads (`None`: BTF not
 /// readable; the programs decide at load).
 fn kernel_has_runq_fields() -> Option<bool> {
@@ -234,6 +256,7 @@ pub fn load<'obj>(
         tracing::info!("off-CPU and run-queue intervals on the boot clock: {why}");
         ro.boot_clock = true;
     }
+    ro.test_skip_switch_in = test_skip_switch_in()?;
     super::write_filter!(&mut *ro, s);
     open.maps
         .events
