@@ -90,8 +90,9 @@ static __always_inline bool kernel_runq(void)
 	       bpf_core_field_exists(struct cfs_rq, rq);
 }
 
-/* Now, on the clock task_state's times use; `t` is a task on this CPU. Only in the sched_switch
- * handler (elsewhere rq->clock may be stale). */
+/* Now, on the clock task_state's times use; `t` is a task on this CPU. In the sched_switch
+ * handler (elsewhere rq->clock may be stale: only the exit handler's rebuild, which accepts
+ * that, reads it there). */
 static __always_inline __u64 sched_now(struct task_struct *t)
 {
 	if (kernel_runq())
@@ -399,8 +400,8 @@ static __always_inline void sample_user_stack(void *ctx, struct task_state *s)
 	s->n_user = n < 0 ? (__s32)n : (__s32)((__u64)n / 8);
 }
 
-/* An off-CPU interval whose end the handler never saw: the task is switching out, so it ran,
- * but no call of this handler switched it in. On the 2-vCPU test VM (kernel 6.18) about one
+/* An off-CPU interval whose end the handler never saw: the task is switching out (or exiting),
+ * so it ran, but no call of this handler switched it in. On the 2-vCPU test VM (kernel 6.18) about one
  * switch-in of a sleeping thread in a few hundred never reaches the program (no recursion miss,
  * no ring-buffer loss; the switch-out was seen, the interval's record was never sent). The
  * kernel keeps when the task last arrived on a CPU (sched_info.last_arrival, set after the
@@ -625,12 +626,22 @@ int BPF_PROG(handle__sched_process_fork, struct task_struct *parent, struct task
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle__sched_process_exit, struct task_struct *p)
 {
+	struct task_state *s;
 	__u64 key;
 	__u32 tgid;
 	bool last;
 
 	if (!traced(p))
 		return 0;
+	/* an interval whose switch-in was missed is rebuilt here, not at the final switch-out: the
+	 * leader's exit takes its process out of the filter before that. `p` is current, on this
+	 * CPU, but rq->clock may be a tick old outside __schedule: the rebuilt start may be late by
+	 * that much (its length comes from the kernel's arrival time and is exact). */
+	s = bpf_task_storage_get(&task_states, p, 0, 0);
+	if (s && s->off_ts) {
+		rebuild_switch_in(p, s, sched_now(p));
+		s->off_ts = 0;
+	}
 	tgid = BPF_CORE_READ(p, tgid);
 	/* group_dead is not in older prototypes: the leader's exit stands for the process */
 	last = BPF_CORE_READ(p, pid) == tgid;
