@@ -224,27 +224,34 @@ fn cgroup_by_id(id: i64) -> Option<std::path::PathBuf> {
 }
 
 /// ` on futex 0x… (op)`: the lock a wait was on, when the futex probe saw it; empty otherwise.
+/// Asked of `other` (the target's window of other kinds, or the store).
 async fn lock_of(
-    engine: &Engine,
+    other: &Source<'_>,
     pid: i64,
     hp: &str,
     tid: i64,
     start: i64,
     duration: i64,
 ) -> Result<String, QueryError> {
-    let fx = engine
-        .query(&format!(
-            "SELECT futex_uaddr, futex_op FROM kernel_events WHERE pid = {pid}{hp} AND tid = {tid} \
-             AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
-             AND time_unix_nano >= {lookback} AND {dates} LIMIT 1",
-            t0 = start + 1_000_000,
-            t1 = start + duration - 1_000_000,
-            lookback = start - 1_000_000_000,
-            dates = date_predicate(start - 1_000_000_000, start + duration)
-        ))
+    let (t0, t1, lookback) = (
+        start + 1_000_000,
+        start + duration - 1_000_000,
+        start - 1_000_000_000,
+    );
+    let store = format!(
+        "pid = {pid}{hp} AND {}",
+        date_predicate(lookback, start + duration)
+    );
+    let fx = other
+        .rows_within(pid, (lookback, t0 + 1), &store, |w| {
+            format!(
+                "SELECT futex_uaddr, futex_op FROM kernel_events WHERE {w} AND tid = {tid} \
+                 AND event_name = 'futex.wait' AND time_unix_nano <= {t0} AND time_unix_nano + duration_ns >= {t1} \
+                 AND time_unix_nano >= {lookback} LIMIT 1"
+            )
+        })
         .await?;
     Ok(fx
-        .rows
         .first()
         .map(|f| {
             format!(
@@ -256,23 +263,15 @@ async fn lock_of(
         .unwrap_or_default())
 }
 
-/// The off-CPU interval of thread `tid` of `pid` that overlaps the wait `(ws, we)` the most,
-/// among those begun at `lookback` or later (`window_ns`: how far back the date partitions go).
-fn activity_sql(
-    pid: i64,
-    hp: &str,
-    tid: i64,
-    (ws, we): (i64, i64),
-    lookback: i64,
-    window_ns: i64,
-) -> String {
+/// The off-CPU interval of thread `tid` that overlaps the wait `(ws, we)` the most, among
+/// those begun at `lookback` or later, for a predicate `w` (its process, host and dates).
+fn activity_sql(w: &str, tid: i64, (ws, we): (i64, i64), lookback: i64) -> String {
     format!(
         "SELECT state, time_unix_nano, duration_ns, waker_pid, waker_tid, waker_comm, kernel_stack_id, \
          least(time_unix_nano + duration_ns, {we}) - greatest(time_unix_nano, {ws}) AS overlap_ns \
-         FROM kernel_events WHERE pid = {pid}{hp} AND tid = {tid} AND event_name = 'sched.off_cpu' \
+         FROM kernel_events WHERE {w} AND tid = {tid} AND event_name = 'sched.off_cpu' \
          AND time_unix_nano < {we} AND time_unix_nano + duration_ns > {ws} \
-         AND time_unix_nano >= {lookback} AND {dates} ORDER BY overlap_ns DESC LIMIT 1",
-        dates = date_predicate(ws - window_ns, we)
+         AND time_unix_nano >= {lookback} ORDER BY overlap_ns DESC LIMIT 1"
     )
 }
 
@@ -307,6 +306,7 @@ const SCHED_WINDOW_COLUMNS: &[&str] = &[
 /// (not "all but the scheduler's"): the page index skips pages by the names in a list, not by
 /// the names outside one.
 const OTHER_KINDS: &[&str] = &[
+    "futex.wait",
     "thread.exit",
     "process.exit",
     "cuda.sync",
@@ -326,6 +326,7 @@ const OTHER_WINDOW_COLUMNS: &[&str] = &[
     "comm",
     "event_name",
     "futex_uaddr",
+    "futex_op",
     "cuda_function",
     "cuda_stream",
     "kernel_lock",
@@ -352,6 +353,9 @@ struct Source<'a> {
     /// The window's predicate, as the store is asked.
     predicate: &'a str,
     kinds: &'a [&'a str],
+    /// The window's process and `time_unix_nano` range `[start, end)`.
+    pid: i64,
+    range: (i64, i64),
 }
 
 impl<'a> Source<'a> {
@@ -360,7 +364,7 @@ impl<'a> Source<'a> {
         store: &'a Engine,
         window: &'a mut Option<Engine>,
         columns: &[&str],
-        predicate: &'a str,
+        (predicate, pid, range): (&'a str, i64, (i64, i64)),
         kinds: &'a [&'a str],
     ) -> Result<Source<'a>, QueryError> {
         let list: Vec<String> = kinds.iter().map(|k| format!("'{k}'")).collect();
@@ -375,18 +379,45 @@ impl<'a> Source<'a> {
             window: window.as_ref(),
             predicate,
             kinds,
+            pid,
+            range,
         })
+    }
+
+    /// The window, when it holds every kind `statement` names.
+    fn holding(&self, statement: &str) -> Option<&Engine> {
+        let held = kinds_named(statement).is_some_and(|k| k.iter().all(|k| self.kinds.contains(k)));
+        self.window.filter(|_| held)
     }
 
     /// Rows of the statement `sql` writes for a predicate: asked of the window when it holds
     /// every kind the statement names, of the store otherwise.
     async fn rows(&self, sql: impl Fn(&str) -> String) -> Result<Vec<Value>, QueryError> {
         let statement = sql("TRUE");
-        let held =
-            kinds_named(&statement).is_some_and(|k| k.iter().all(|k| self.kinds.contains(k)));
-        match self.window {
-            Some(window) if held => Ok(window.query(&statement).await?.rows),
-            _ => Ok(self.store.query(&sql(self.predicate)).await?.rows),
+        match self.holding(&statement) {
+            Some(window) => Ok(window.query(&statement).await?.rows),
+            None => Ok(self.store.query(&sql(self.predicate)).await?.rows),
+        }
+    }
+
+    /// Rows of a statement about process `pid` whose own conditions keep it to records begun
+    /// within `[lo, hi)`, written by `sql` for a predicate: asked of the window when the window
+    /// holds every row it could read (the window's process, a range within the window's, kinds
+    /// it holds) — the chain's hops mostly ask about the target's own threads during one of its
+    /// waits — of the store otherwise, with `store` (the statement's process, host and dates).
+    async fn rows_within(
+        &self,
+        pid: i64,
+        (lo, hi): (i64, i64),
+        store: &str,
+        sql: impl Fn(&str) -> String,
+    ) -> Result<Vec<Value>, QueryError> {
+        let statement = sql("TRUE");
+        match self.holding(&statement) {
+            Some(window) if pid == self.pid && lo >= self.range.0 && hi <= self.range.1 => {
+                Ok(window.query(&statement).await?.rows)
+            }
+            _ => Ok(self.store.query(&sql(store)).await?.rows),
         }
     }
 }
@@ -505,14 +536,14 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             engine,
             &mut sched_window,
             SCHED_WINDOW_COLUMNS,
-            &w,
+            (&w, pid, (start, end)),
             &["sched.off_cpu", "sched.runq"],
         ),
         Source::open(
             engine,
             &mut other_window,
             OTHER_WINDOW_COLUMNS,
-            &w,
+            (&w, pid, (start, end)),
             OTHER_KINDS
         ),
     )?;
@@ -591,14 +622,15 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 .iter()
                 .map(|x| i(x, "futex_uaddr").to_string())
                 .collect();
-            let joiners = engine
-                .query(&format!(
-                    "SELECT tid, futex_uaddr, time_unix_nano AS start_ns, time_unix_nano + duration_ns AS end_ns \
-                     FROM kernel_events WHERE {w} AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
-                    addrs.join(",")
-                ))
-                .await?
-                .rows;
+            let joiners = other
+                .rows(|w| {
+                    format!(
+                        "SELECT tid, futex_uaddr, time_unix_nano AS start_ns, time_unix_nano + duration_ns AS end_ns \
+                         FROM kernel_events WHERE {w} AND event_name = 'futex.wait' AND futex_uaddr IN ({}) LIMIT 256",
+                        addrs.join(",")
+                    )
+                })
+                .await?;
             join_exclusions(&exits, &joiners)
         };
         // waits for the GPU: CUDA sync calls and synchronous copies. The sleeps inside them are
@@ -1028,17 +1060,22 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 i(l, "time_unix_nano"),
                 i(l, "time_unix_nano") + i(l, "duration_ns"),
             );
-            // what a thread did during a wait, among its intervals begun within a second of it
-            let short_activity = |pid: i64, tid: i64, (ws, we): (i64, i64)| {
-                activity_sql(
-                    pid,
-                    &hp,
-                    tid,
-                    (ws, we),
-                    ws - SHORT_LOOKBACK_NS.min(window_ns),
-                    window_ns,
-                )
+            // what a thread did during a wait, among its intervals begun at `lookback` or
+            // later: (the statement as the store is asked, for the evidence; its rows)
+            let ask_activity = |pid: i64, tid: i64, (ws, we): (i64, i64), lookback: i64| {
+                let store = format!("pid = {pid}{hp} AND {}", date_predicate(ws - window_ns, we));
+                let asked = activity_sql(&store, tid, (ws, we), lookback);
+                let sched = &sched;
+                async move {
+                    let rows = sched
+                        .rows_within(pid, (lookback, we), &store, |w| {
+                            activity_sql(w, tid, (ws, we), lookback)
+                        })
+                        .await?;
+                    Ok::<_, QueryError>((asked, rows))
+                }
             };
+            let short_lookback = |ws: i64| ws - SHORT_LOOKBACK_NS.min(window_ns);
             // the block requests a thread submitted during a wait (asked of a root in D-state)
             let io_sql = |pid: i64, tid: i64, (ws, we): (i64, i64)| {
                 format!(
@@ -1051,21 +1088,29 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 )
             };
             // (the first hop's block requests too: few rows, and the answer when it is the root)
-            let first_activity = short_activity(first_pid, first_tid, (wait_start, wait_end));
             let first_io = io_sql(first_pid, first_tid, (wait_start, wait_end));
-            let (lock, first_activity_rows, first_io_rows) = futures::try_join!(
+            let (lock, (first_activity, first_activity_rows), first_io_rows) = futures::try_join!(
                 lock_of(
-                    engine,
+                    &other,
                     pid,
                     &hp,
                     i(l, "tid"),
                     wait_start,
                     i(l, "duration_ns")
                 ),
-                engine.query(&first_activity),
+                ask_activity(
+                    first_pid,
+                    first_tid,
+                    (wait_start, wait_end),
+                    short_lookback(wait_start)
+                ),
                 engine.query(&first_io),
             )?;
-            let mut prefetched = Some((first_activity, first_activity_rows.rows));
+            let mut prefetched = Some((
+                (first_pid, first_tid, wait_start, wait_end),
+                first_activity,
+                first_activity_rows,
+            ));
             let mut prefetched_io = Some((first_io, first_io_rows.rows));
             chain.push(target_link(
                 pid,
@@ -1092,17 +1137,13 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
             let mut activity = String::new();
             let mut root_device: Option<String> = None;
             for hop in 1..=MAX_HOPS {
-                let act_query = |lookback: i64| {
-                    activity_sql(cur_pid, &hp, cur_tid, (ws, we), lookback, window_ns)
-                };
                 // a thread is off CPU in one interval at a time: one that began within a second
                 // of the wait and covers half of it is the answer; only a longer one, begun
                 // earlier, needs the window's full lookback (which reads all of the thread's rows)
                 let half = 0.5 * (we - ws) as f64;
-                let short = short_activity(cur_pid, cur_tid, (ws, we));
-                let mut act = match prefetched.take() {
-                    Some((asked, rows)) if asked == short => rows,
-                    _ => engine.query(&short).await?.rows,
+                let (short, mut act) = match prefetched.take() {
+                    Some((asked, sql, rows)) if asked == (cur_pid, cur_tid, ws, we) => (sql, rows),
+                    _ => ask_activity(cur_pid, cur_tid, (ws, we), short_lookback(ws)).await?,
                 };
                 let what = format!(
                     "Hop {hop}: what thread {cur_tid} did while the previous hop waited on it"
@@ -1113,8 +1154,10 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                 {
                     q(&what, short);
                 } else {
-                    let full = q(&what, act_query(ws - window_ns));
-                    act = engine.query(&full).await?.rows;
+                    let (full, rows) =
+                        ask_activity(cur_pid, cur_tid, (ws, we), ws - window_ns).await?;
+                    q(&what, full);
+                    act = rows;
                 }
                 let half = 0.5 * (we - ws) as f64;
                 if act
@@ -1175,7 +1218,7 @@ pub async fn run(engine: &Engine, a: &ChainArgs) -> Result<ChainReport, QueryErr
                     && hop < MAX_HOPS;
                 if follows {
                     let lock = lock_of(
-                        engine,
+                        &other,
                         cur_pid,
                         &hp,
                         cur_tid,
