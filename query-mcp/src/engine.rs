@@ -538,7 +538,7 @@ impl SparseWindow {
                 .collect();
             parts[k % partitions].push(RecordBatch::try_new(kept_schema.clone(), arrays)?);
         }
-        let mem = datafusion::datasource::MemTable::try_new(kept_schema, parts)?;
+        let mem = crate::window_table::WindowTable::new(kept_schema, parts);
         let exprs = self
             .schema
             .fields()

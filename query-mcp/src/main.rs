@@ -15,6 +15,7 @@ mod mcp;
 mod pruned;
 mod spans;
 mod window_cache;
+mod window_table;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

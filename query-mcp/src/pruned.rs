@@ -77,6 +77,13 @@ impl TimePruned {
 
 /// The inclusive `time_unix_nano` range the conjuncts `filters` allow, if they bound it at all.
 pub fn time_range(filters: &[Expr]) -> Option<(i64, i64)> {
+    column_range(filters, TIME_COLUMN)
+}
+
+/// The inclusive range of the integer column `name` the conjuncts `filters` allow, if they
+/// bound it at all.
+pub fn column_range(filters: &[Expr], name: &str) -> Option<(i64, i64)> {
+    let time_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == name);
     let (mut lo, mut hi) = (i64::MIN, i64::MAX);
     let mut bounded = false;
     let mut conjuncts: Vec<&Expr> = filters.iter().collect();
@@ -121,10 +128,6 @@ pub fn time_range(filters: &[Expr]) -> Option<(i64, i64)> {
         }
     }
     bounded.then_some((lo, hi))
-}
-
-fn time_column(e: &Expr) -> bool {
-    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
 }
 
 /// An integer literal (the planner may have cast it to the column's Int64 already).
