@@ -223,6 +223,18 @@ impl SlimStatistics {
         SlimStatistics { inner, time }
     }
 
+    /// The cache a table of `schema` plans with: `shared` itself for a table without a time
+    /// column, else a slim view of it.
+    pub fn wrap(
+        shared: Option<Arc<FileStatisticsCache>>,
+        schema: &SchemaRef,
+    ) -> Option<Arc<FileStatisticsCache>> {
+        match (shared, schema.index_of(TIME_COLUMN)) {
+            (Some(inner), Ok(time)) => Some(Arc::new(SlimStatistics::new(inner, time))),
+            (shared, _) => shared,
+        }
+    }
+
     /// `value` with every column's statistics but the time column's unknown.
     fn slim(&self, mut value: CachedFileMetadata) -> CachedFileMetadata {
         let mut stats = value.statistics.as_ref().clone();
