@@ -106,7 +106,7 @@ fn cut_by_kind(batch: RecordBatch, kind_col: Option<usize>) -> Vec<Held> {
 
 fn held(batch: RecordBatch, kind: Option<String>) -> Held {
     let range = |name: &str| -> Option<(i64, i64)> {
-        let col = batch.column(batch.schema().index_of(name).ok()?).clone();
+        let col = batch.column_by_name(name)?;
         match col.data_type() {
             DataType::Int32 => {
                 let a = col.as_primitive::<Int32Type>();
