@@ -16,6 +16,8 @@ mod pruned;
 mod spans;
 mod window_cache;
 mod window_table;
+#[cfg(test)]
+mod zstd_contexts;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
