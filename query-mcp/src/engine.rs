@@ -160,6 +160,8 @@ pub struct Engine {
     windows: Arc<WindowCache>,
     /// A window's engine: the answers given about its rows (window_cache.rs).
     answers: Option<Answers>,
+    /// A window's engine: how many rows its window holds.
+    rows: Option<usize>,
 }
 
 impl Engine {
@@ -244,6 +246,7 @@ impl Engine {
             security,
             windows,
             answers: None,
+            rows: None,
         })
     }
 
@@ -402,6 +405,7 @@ impl Engine {
                 );
                 let bytes = window.bytes;
                 let kept = Kept {
+                    rows: window.rows(),
                     table: window.into_view(&ctx, partitions)?,
                     answers: Answers::default(),
                 };
@@ -415,7 +419,14 @@ impl Engine {
             security: self.security.clone(),
             windows: Arc::new(WindowCache::new(0)),
             answers: Some(kept.answers),
+            rows: Some(kept.rows),
         }))
+    }
+
+    /// True for the engine of a window that holds no row: every question about its rows has
+    /// no rows to answer from.
+    pub fn holds_no_rows(&self) -> bool {
+        self.rows == Some(0)
     }
 
     /// Runs one read-only statement: no DDL, DML, COPY or SET (DataFusion's SQLOptions).
@@ -490,6 +501,11 @@ impl SparseWindow {
             self.batches.push((n, columns));
         }
         self.bytes <= max_bytes
+    }
+
+    /// Rows held.
+    fn rows(&self) -> usize {
+        self.batches.iter().map(|(n, _)| n).sum()
     }
 
     /// The window as a table with the full schema: columns with values come from memory, the

@@ -73,6 +73,8 @@ pub struct Kept {
     pub table: Arc<dyn TableProvider>,
     /// The answers already given about them.
     pub answers: Answers,
+    /// How many rows it holds.
+    pub rows: usize,
 }
 
 /// Windows read before, least recently used first out, within a byte budget.
@@ -176,6 +178,7 @@ mod tests {
         Kept {
             table: Arc::new(EmptyTable::new(Arc::new(arrow::datatypes::Schema::empty()))),
             answers: Answers::default(),
+            rows: 0,
         }
     }
 
