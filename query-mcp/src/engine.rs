@@ -279,9 +279,13 @@ impl Engine {
         let run = async {
             let df = self.ctx.sql_with_options(query, options).await?;
             let df = df.limit(0, Some(max_rows + 1))?;
-            Ok::<_, QueryError>(df.collect().await?)
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            let planned = started.elapsed();
+            let batches = datafusion::physical_plan::collect(plan, task).await?;
+            Ok::<_, QueryError>((batches, planned))
         };
-        let batches = tokio::time::timeout(self.security.timeout(), run).await.map_err(|_| {
+        let (batches, planned) = tokio::time::timeout(self.security.timeout(), run).await.map_err(|_| {
             QueryError::Usage(format!(
                 "query cancelled after the {} s limit (security.query_timeout_s); narrow the time window or add filters",
                 self.security.query_timeout_s
@@ -290,6 +294,7 @@ impl Engine {
         // (fields are evaluated only when debug logging is on: no cache lookups otherwise)
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
+            planning_ms = planned.as_secs_f64() * 1e3,
             statistics_cached = self
                 .ctx
                 .runtime_env()
