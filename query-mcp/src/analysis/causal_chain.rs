@@ -390,17 +390,24 @@ impl<'a> Source<'a> {
         self.window.filter(|_| held)
     }
 
-    /// Rows of the statement `sql` writes for a predicate: asked of the window when it holds
-    /// every kind the statement names, of the store otherwise. A window without rows (the
+    /// Rows of `statement` asked of a window that holds its kinds. A window without rows (the
     /// target had none of its kinds: most processes have no CUDA, lock, throttling or
     /// retransmit records) answers every statement with no rows, unasked: the statements asked
     /// of it select, filter and group its rows — the one aggregate over all rows (throttling)
     /// reads no rows as it reads a row of nulls.
+    async fn ask(window: &Engine, statement: &str) -> Result<Vec<Value>, QueryError> {
+        if window.holds_no_rows() {
+            return Ok(Vec::new());
+        }
+        Ok(window.query(statement).await?.rows)
+    }
+
+    /// Rows of the statement `sql` writes for a predicate: asked of the window when it holds
+    /// every kind the statement names, of the store otherwise.
     async fn rows(&self, sql: impl Fn(&str) -> String) -> Result<Vec<Value>, QueryError> {
         let statement = sql("TRUE");
         match self.holding(&statement) {
-            Some(window) if window.holds_no_rows() => Ok(Vec::new()),
-            Some(window) => Ok(window.query(&statement).await?.rows),
+            Some(window) => Self::ask(window, &statement).await,
             None => Ok(self.store.query(&sql(self.predicate)).await?.rows),
         }
     }
@@ -420,10 +427,7 @@ impl<'a> Source<'a> {
         let statement = sql("TRUE");
         match self.holding(&statement) {
             Some(window) if pid == self.pid && lo >= self.range.0 && hi <= self.range.1 => {
-                if window.holds_no_rows() {
-                    return Ok(Vec::new());
-                }
-                Ok(window.query(&statement).await?.rows)
+                Self::ask(window, &statement).await
             }
             _ => Ok(self.store.query(&sql(store)).await?.rows),
         }
