@@ -158,10 +158,8 @@ pub struct Engine {
     security: Security,
     /// Windows read before (see `window`).
     windows: Arc<WindowCache>,
-    /// A window's engine: the answers given about its rows (window_cache.rs).
-    answers: Option<Answers>,
-    /// A window's engine: how many rows its window holds.
-    rows: Option<usize>,
+    /// A window's engine: its window, with the answers given about its rows (window_cache.rs).
+    window: Option<Kept>,
 }
 
 impl Engine {
@@ -245,8 +243,7 @@ impl Engine {
             ctx,
             security,
             windows,
-            answers: None,
-            rows: None,
+            window: None,
         })
     }
 
@@ -322,8 +319,8 @@ impl Engine {
             truncated = true;
         }
         let answer = Rows { rows, truncated };
-        if let Some(answers) = &self.answers {
-            if let Ok(mut answers) = answers.lock() {
+        if let Some(window) = &self.window {
+            if let Ok(mut answers) = window.answers.lock() {
                 answers.keep(query, &answer, bytes);
             }
         }
@@ -332,7 +329,13 @@ impl Engine {
 
     /// A window engine's earlier answer to `query`, if it gave one.
     fn answer_kept(&self, query: &str) -> Option<Rows> {
-        self.answers.as_ref()?.lock().ok()?.get(query).cloned()
+        self.window
+            .as_ref()?
+            .answers
+            .lock()
+            .ok()?
+            .get(query)
+            .cloned()
     }
 
     /// An engine whose `kernel_events` holds only the rows matching `predicate`, and only
@@ -418,20 +421,19 @@ impl Engine {
                 kept
             }
         };
-        ctx.register_table(table::KERNEL_EVENTS, kept.table)?;
+        ctx.register_table(table::KERNEL_EVENTS, kept.table.clone())?;
         Ok(Some(Engine {
             ctx,
             security: self.security.clone(),
             windows: Arc::new(WindowCache::new(0)),
-            answers: Some(kept.answers),
-            rows: Some(kept.rows),
+            window: Some(kept),
         }))
     }
 
     /// True for the engine of a window that holds no row: every question about its rows has
     /// no rows to answer from.
     pub fn holds_no_rows(&self) -> bool {
-        self.rows == Some(0)
+        self.window.as_ref().is_some_and(|w| w.rows == 0)
     }
 
     /// Runs one read-only statement: no DDL, DML, COPY or SET (DataFusion's SQLOptions).
