@@ -250,7 +250,7 @@ def p4_p6_p7(a, res, tmp):
     # P6 as stored with the collector's own file settings (a file per 10 s or 200k rows; the
     # 2 s files above carry their footers over fewer rows), and P7 at that rate: one capture a
     # round, the median and the spread (a capture's bytes move with the workload's wake-up mix)
-    p6, p7 = [], []
+    p6, p7, counted = [], [], []
     for r in range(a.rounds):
         store = os.path.join(tmp, f"store-live-p6-{r}")
         live(base["target_events_per_s"], store, [])
@@ -259,12 +259,13 @@ def p4_p6_p7(a, res, tmp):
         shutil.rmtree(store, ignore_errors=True)
         if bpe:
             p6.append(bpe)
+            counted.append(rows)
         if peak:
             p7.append(peak)
         log(f"P6 capture {r + 1}: {rows} rows, {bpe or 0:.2f} B/event, peak RSS {(peak or 0) / 2**20:.0f} MiB")
-    res["P6"] = {"capture_bytes_per_event": statistics.median(p6) if p6 else None, "capture_bytes_per_event_runs": p6,
-                 "capture_rows": rows, "capture_bytes_per_event_2s_files": base["bytes_per_event"]}
-    res["P7"] = {"collector_peak_rss_bytes": statistics.median(p7) if p7 else base["peak_rss_bytes"],
+    res["P6"] = {"capture_bytes_per_event": med(p6), "capture_bytes_per_event_runs": p6,
+                 "capture_rows_runs": counted, "capture_bytes_per_event_2s_files": base["bytes_per_event"]}
+    res["P7"] = {"collector_peak_rss_bytes": med(p7) or base["peak_rss_bytes"],
                  "collector_peak_rss_bytes_runs": p7, "at_events_per_s": base["events_per_s"]}
 
 
@@ -372,7 +373,7 @@ def table(res):
         if r.get("capture_bytes_per_event"):
             two = r.get("capture_bytes_per_event_2s_files")
             runs = r.get("capture_bytes_per_event_runs") or [r["capture_bytes_per_event"]]
-            add("P6", f"bytes per event, live capture (default file settings; spread {min(runs):.2f}–{max(runs):.2f}, "
+            add("P6", f"bytes per event, live capture (default file settings; spread {spread(runs)}, "
                 f"{len(runs)} captures)", f"{r['capture_bytes_per_event']:.2f}", "",
                 f"{two:.2f} in the P4 run's 2 s files" if two else "", "≤ 5", r["capture_bytes_per_event"] <= 5)
         if r.get("synthetic_bytes_per_event"):
