@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and end-to-end tests that load the real BPF programs (as root).
+# Installs what the tests need first (scripts/setup.sh --test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+venv_bin=$(bash scripts/setup.sh --test | tail -n 1)
+# the test clients' Python first: the Rust tests start moto and workloads through `python3`
+export PATH="$venv_bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/causeway/target}"
 # one profile (release) for binaries and tests: the dependency set is built once
 cargo build --release --workspace --bins
