@@ -3,8 +3,8 @@
  * Wire structs shared by the BPF programs and the collector.
  *
  * This header is the single definition: the collector uses the Rust types that libbpf-cargo
- * generates from these structs (see the dummy instances at the bottom of each .bpf.c), and a unit
- * test checks the decoder against them.
+ * generates from these structs and enums (each probe's record struct from a dummy instance at
+ * the bottom of its .bpf.c; the enums and the header from wire.bpf.c), never copies of them.
  *
  * Alignment rules: every record starts with `struct cw_header` (a type tag first); fields are
  * ordered from widest to narrowest and padded explicitly so the layout is identical on the BPF
@@ -13,11 +13,17 @@
 #ifndef __CAUSEWAY_H
 #define __CAUSEWAY_H
 
-#define CW_COMM_LEN 16
-#define CW_PATH_LEN 128
-/* Frames kept per stack. Deep enough for most services; a full stack says so (truncated flag). */
-#define CW_MAX_KSTACK 32
-#define CW_MAX_USTACK 32
+/* Sizes of the records' arrays (an enum, so that user space reads them from BTF). */
+enum cw_limits {
+	CW_COMM_LEN = 16,
+	CW_PATH_LEN = 128,
+	/* Frames kept per stack. Deep enough for most services; a full stack says so. */
+	CW_MAX_KSTACK = 32,
+	CW_MAX_USTACK = 32,
+	/* Log2 buckets of the in-kernel call-duration histograms: bucket b counts calls of
+	 * [2^b, 2^(b+1)) ns. */
+	CW_CUDA_BUCKETS = 40,
+};
 
 /* Record type tags (first field of every ring-buffer record). */
 enum cw_event_type {
@@ -29,7 +35,7 @@ enum cw_event_type {
 	CW_EV_BLOCK = 6,         /* struct cw_block_event */
 	CW_EV_TCP = 7,           /* struct cw_tcp_event */
 	CW_EV_CUDA = 8,          /* struct cw_cuda_event */
-	CW_EV_KLOCK = 9,         /* struct cw_klock_event */
+	CW_EV_KERNEL_LOCK = 9,         /* struct cw_kernel_lock_event */
 	CW_EV_MAX = 10,
 };
 
@@ -195,7 +201,7 @@ struct cw_tcp_event {
  * lock:contention_begin → contention_end in the waiting task. The lock is a kernel address:
  * global locks have a symbol (user space names them); per-object ones (an inode's i_rwsem, an
  * mm's mmap_lock) do not. */
-struct cw_klock_event {
+struct cw_kernel_lock_event {
 	struct cw_header hdr;
 	__u64 start_ns;
 	__u64 duration_ns;
@@ -212,7 +218,7 @@ struct cw_klock_event {
 
 /* CUDA runtime/driver and NCCL functions the collector probes (the uprobe's attach cookie).
  * The layer keeps a runtime call and the driver call it makes apart (they nest on one thread).
- * collector/src/probes/cuda.rs holds the same table with names and classes. */
+ * collector/src/probes/cuda.rs names each and gives its class. */
 enum cw_cuda_func {
 	CW_CUDA_LAUNCH_KERNEL = 1, /* cudaLaunchKernel(func, dim3 grid, dim3 block, args, shmem, stream) */
 	CW_CUDA_LAUNCH_KERNEL_PTSZ = 2,
@@ -246,8 +252,6 @@ enum cw_cuda_func {
 	CW_CUDA_FUNC_MAX = 30,
 };
 
-/* Log2 buckets of the in-kernel call-duration histograms: bucket b counts calls of [2^b, 2^(b+1)) ns. */
-#define CW_CUDA_BUCKETS 40
 
 /* One CUDA/NCCL call of thread `tid`: sync, memcpy, allocation and collective calls always,
  * launches only when slower than slow_launch_ns (the rest are in the histograms). */

@@ -93,7 +93,7 @@ static __always_inline void count(__u32 slot)
 
 /* Every task pointer handed to these helpers is a BTF one (a tp_btf argument or
  * bpf_get_current_task_btf()), so fields are read with plain CO-RE-relocated loads, which the
- * verifier turns into fault-safe loads: a helper call (BPF_CORE_READ) costs ~10-20 ns each, and
+ * verifier turns into fault-safe loads, cheaper than a helper call (BPF_CORE_READ) each, and
  * traced() runs twice on every context switch. */
 static __always_inline __u64 task_cgroup_id(struct task_struct *t)
 {

@@ -54,22 +54,19 @@ struct task_state {
 };
 
 /* The user stack can only be read at switch-out, before anyone knows how long the wait will
- * be, and reading it costs ~0.5 us whatever its depth (measured: 723 vs 241 ns per switch on a
- * thread-pool service): most of the per-switch cost. It is read where a long wait is likely —
- * a task's first FULL_STACK_FIRST voluntary switch-outs, any right after a long wait — and
- * otherwise on one switch-out in a period that starts at USER_STACK_SAMPLE_MIN and doubles
- * with each sample taken without a long wait since, up to USER_STACK_SAMPLE_MAX: a task that
- * only ever waits briefly (a pipe or futex ping-pong) soon pays ~0.5 ns a switch for it instead
- * of ~30 at a fixed 1 in 16 (bench-bpf on a ping-pong: stacks added ~5 ns a switch at 1 in 16,
- * ~2 with the back-off: that workload's stack reads are cheap, a deep stack's are not). A
+ * be, and reading it is most of the per-switch cost whatever its depth. It is read where a long
+ * wait is likely — a task's first FULL_STACK_FIRST voluntary switch-outs, any right after a long
+ * wait — and otherwise on one switch-out in a period that starts at USER_STACK_SAMPLE_MIN and
+ * doubles with each sample taken without a long wait since, up to USER_STACK_SAMPLE_MAX: a task
+ * that only ever waits briefly (a pipe or futex ping-pong) soon pays almost nothing for it. A
  * long wait after a run of short ones keeps its kernel stack and usually lacks the user one;
  * the next long wait of the task has it. */
 #define FULL_STACK_FIRST 8
 #define USER_STACK_SAMPLE_MIN 16
 #define USER_STACK_SAMPLE_MAX 1024
 
-/* Clocks. Reading the boot clock (bpf_ktime_get_boot_ns) costs ~25 ns here, a third of each
- * handler, and the switch and waking handlers run on every context switch. The scheduler keeps
+/* Clocks. Reading the boot clock (bpf_ktime_get_boot_ns) is a large share of each handler, and
+ * the switch and waking handlers run on every context switch. The scheduler keeps
  * the times this needs already: `rq->clock` of the CPU, brought up to date by __schedule just
  * before the switch tracepoint, and each task's run-queue accounting (`sched_info`: when it was
  * last queued, its total wait so far — the kernel's own run-queue delay, the one delay
@@ -212,8 +209,7 @@ int BPF_PROG(handle__hrtimer_expire_entry)
  * futex_waitv(2) has the syscall's number and arguments in its user registers, readable at
  * switch-out (bpf_task_pt_regs). The futex record is that off-CPU interval, emitted at switch-in
  * when it is long enough. Probing the syscalls instead (syscalls:sys_enter/exit_futex) puts every
- * task on the host on the syscall-tracing slow path for every syscall: a Python HTTP service here
- * lost 7% of its throughput to those two tracepoints alone. */
+ * task on the host on the syscall-tracing slow path for every syscall. */
 #define FUTEX_NONE 0xffffffff
 #define FUTEX_WAIT 0
 #define FUTEX_LOCK_PI 6

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-/// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs.
+/// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs
+/// (`wire` holds no program: the wire types, generated).
 const PROBES: &[&str] = &[
-    "offcpu", "tracectx", "blockio", "tcp", "cuda", "lockcont", "empty",
+    "offcpu", "tracectx", "blockio", "tcp", "cuda", "kernel_lock", "empty", "wire",
 ];
 
 fn main() {

@@ -7,6 +7,8 @@ venv_bin=$(bash scripts/setup.sh --test | tail -n 1)
 # the test clients' Python first: the Rust tests start moto and workloads through `python3`
 export PATH="$venv_bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/causeway/target}"
+# no two modules import each other
+python3 scripts/import_cycles.py
 # one profile (release) for binaries and tests: the dependency set is built once
 cargo build --release --workspace --bins
 # end-to-end tests share the CPUs and the kernel's tracepoints: one at a time

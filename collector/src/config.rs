@@ -122,13 +122,13 @@ pub struct Cuda {
     pub enabled: bool,
     /// Libraries or binaries to probe from the start (discovery finds the others).
     pub libraries: Vec<String>,
-    /// Share of each period the launch probes are attached, within (0, 1]. A probed launch
-    /// costs ~1.4–2.3 µs; 1.0 counts every launch exactly and costs launch-bound jobs 13–22%,
-    /// the default 0.1 costs them about a tenth of that and gives estimated counts.
+    /// Share of each period the launch probes are attached, within (0, 1]: 1.0 counts every
+    /// launch exactly at the full cost of a uprobe per launch; the default 0.1 costs about a
+    /// tenth of that and gives estimated counts.
     pub launch_sampling: f64,
     /// Duty-cycle period of the launch probes. Each attach and detach costs the probed process
     /// a few milliseconds (the kernel rewrites its text and waits for grace periods), so the
-    /// period is long: 10 s keeps that under 0.1%.
+    /// period is long.
     #[serde(deserialize_with = "duration")]
     pub sampling_period: Duration,
     /// Launches at least this long become rows (the rest are only in the histograms).

@@ -12,6 +12,9 @@ use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Barrier;
+use std::sync::Mutex;
+use std::time::Instant;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -22,6 +25,61 @@ use causeway_proto::names;
 use crate::config::Config;
 use crate::run::RunOptions;
 
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// With `wait`, prints `{"ready":PID}` and waits for a line on stdin, so a collector can attach
+/// to the pid before anything interesting happens.
+pub fn wait_for_go(wait: bool) -> Result<()> {
+    if wait {
+        println!("{{\"ready\":{}}}", std::process::id());
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+    }
+    Ok(())
+}
+
+/// The demo's workload: thread `cw-holder` sleeps `hold` holding a mutex that `cw-waiter` waits
+/// on; prints the ids as one JSON line.
+pub fn mutex_workload(hold: Duration, wait_stdin: bool) -> Result<()> {
+            wait_for_go(wait_stdin)?;
+            let lock = Arc::new(Mutex::new(()));
+            let barrier = Arc::new(Barrier::new(2));
+            let (l, b) = (lock.clone(), barrier.clone());
+            let holder = std::thread::Builder::new()
+                .name("cw-holder".into())
+                .spawn(move || {
+                    let guard = l.lock().expect("fresh mutex");
+                    b.wait();
+                    std::thread::sleep(hold);
+                    drop(guard);
+                    gettid()
+                })?;
+            let waiter = std::thread::Builder::new()
+                .name("cw-waiter".into())
+                .spawn(move || {
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    let _g = lock.lock().expect("holder does not panic");
+                    (gettid(), t0.elapsed())
+                })?;
+            // join the waiter first: the main thread then waits on the waiter, not on the holder,
+            // so the holder's only victim in the recording is cw-waiter
+            let (waiter_tid, waited) = waiter.join().expect("waiter thread");
+            let holder_tid = holder.join().expect("holder thread");
+            println!(
+                "{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid},\"hold_ns\":{},\"waited_ns\":{}}}",
+                std::process::id(),
+                hold.as_nanos(),
+                waited.as_nanos()
+            );
+            Ok(())
+}
+
 fn json_field(line: &str, key: &str) -> Option<i64> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     v.get(key)?.as_i64()
@@ -31,7 +89,7 @@ fn json_field(line: &str, key: &str) -> Option<i64> {
 pub fn run(mut cfg: Config, hold: Duration) -> Result<()> {
     let exe = std::env::current_exe().context("locating our own executable")?;
     let mut child = Command::new(exe)
-        .args(["workload", "mutex", "--wait-stdin", "--hold"])
+        .args(["demo-workload", "--wait-stdin", "--hold"])
         .arg(format!("{}ms", hold.as_millis()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,26 +1,6 @@
 //! causeway-collector: captures why threads are off CPU (state, waker, run-queue delay) with
 //! eBPF and writes the records as Parquet to object storage.
 
-mod bench;
-mod cli;
-mod clock;
-mod clocksync;
-mod config;
-mod containers;
-mod demo;
-mod doctor;
-mod ingest_bench;
-mod overhead;
-mod preflight;
-mod probes;
-mod run;
-mod sink;
-mod stacks;
-mod stats;
-mod synth;
-mod throttle;
-mod workload;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,8 +8,15 @@ use std::time::Duration;
 use clap::Parser;
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::config::UsageError;
+use causeway_collector::cli;
+use causeway_collector::clock;
+use causeway_collector::config;
+use causeway_collector::config::Config;
+use causeway_collector::config::UsageError;
+use causeway_collector::demo;
+use causeway_collector::doctor;
+use causeway_collector::probes;
+use causeway_collector::run;
 
 #[derive(Parser)]
 #[command(
@@ -131,83 +118,16 @@ enum Command {
         #[arg(long, default_value = "200ms", value_parser = cli::duration)]
         hold: Duration,
     },
-    /// User-space ingest throughput on one core: wire records → decode → enrich → Parquet.
-    BenchIngest {
-        /// Records to push through.
-        #[arg(long, default_value_t = 2_000_000)]
-        events: usize,
-        /// CPU to pin to.
-        #[arg(long, default_value_t = 0)]
-        cpu: usize,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Keep the Parquet files written, in this directory.
-        #[arg(long, value_name = "DIR")]
-        keep: Option<PathBuf>,
-    },
-    /// BPF ns per sched_switch event, against an empty program on the same hook.
-    BenchBpf {
-        /// Seconds of pipe ping-pong to measure.
-        #[arg(long, default_value_t = 5)]
-        secs: u64,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// A bare (empty) uprobe on a symbol until SIGINT: the per-call baseline of the CUDA probes
-    /// (tests/perf/bench_cuda.py).
+    /// The demo's workload (the demo runs it as its child).
     #[command(hide = true)]
-    BareUprobe {
-        /// The library or binary.
+    DemoWorkload {
+        /// How long the holder sleeps with the mutex held.
+        #[arg(long, default_value = "200ms", value_parser = cli::duration)]
+        hold: Duration,
+        /// Print {"ready":PID} and wait for a line on stdin first.
         #[arg(long)]
-        binary: std::path::PathBuf,
-        /// The function.
-        #[arg(long)]
-        symbol: String,
-        /// Add a return probe (entry + return, like the CUDA probes).
-        #[arg(long = "return")]
-        with_return: bool,
-        /// Created once attached.
-        #[arg(long)]
-        ready_file: Option<std::path::PathBuf>,
+        wait_stdin: bool,
     },
-    /// Empty sched_switch and sched_waking programs until SIGINT: the floor of any tracer on
-    /// the hooks the off-CPU probe needs (tests/perf/bench_all.py P2a).
-    #[command(hide = true)]
-    BareSched {
-        /// Created once attached.
-        #[arg(long)]
-        ready_file: Option<std::path::PathBuf>,
-    },
-    /// Write a synthetic store through the real Parquet sink (benchmarks).
-    #[command(hide = true)]
-    Synth {
-        /// Target store.
-        #[arg(long)]
-        store: String,
-        /// Seconds of data.
-        #[arg(long, default_value_t = 3600)]
-        seconds: u64,
-        /// Events per second.
-        #[arg(long, default_value_t = 50_000)]
-        rate: u64,
-        /// pid of the hot process.
-        #[arg(long, default_value_t = 4242)]
-        hot_pid: i32,
-        /// Start, Unix seconds (default 2026-11-27T10:00:00Z).
-        #[arg(long, default_value_t = 1_795_773_600)]
-        start: i64,
-        /// Hosts (synth-1 … synth-N), each with `rate` events/s of its own.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        hosts: u32,
-        /// Number of the first host (to grow a fleet store in steps).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-        first_host: u32,
-    },
-    /// Built-in workloads (for tests and the demo).
-    #[command(hide = true, subcommand)]
-    Workload(workload::Workload),
 }
 
 fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
@@ -309,21 +229,7 @@ fn main() -> ExitCode {
                 .map_err(|e| anyhow::anyhow!(UsageError(format!("invalid --store: {e:#}"))))
                 .and_then(|_| demo::run(cfg, hold))
         }
-        Command::BenchBpf { secs, json } => bench::run(secs, json),
-        Command::BenchIngest { events, cpu, json, keep } => ingest_bench::run(events, cpu, json, keep),
-        Command::BareUprobe { binary, symbol, with_return, ready_file } => {
-            run::install_signal_handlers();
-            bench::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
-        }
-        Command::BareSched { ready_file } => {
-            run::install_signal_handlers();
-            bench::bare_sched(ready_file.as_deref())
-        }
-        Command::Workload(w) => workload::run(w),
-        Command::Synth { store, seconds, rate, hot_pid, start, hosts, first_host } => {
-            let hosts = first_host..=first_host.saturating_add(hosts - 1);
-            synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000, hosts)
-        }
+        Command::DemoWorkload { hold, wait_stdin } => demo::mutex_workload(hold, wait_stdin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use blazesym::normalize::Normalizer;
 use blazesym::normalize::UserMeta;
 use blazesym::symbolize::source::Kernel;
+use blazesym::symbolize::source::Elf;
 use blazesym::symbolize::source::Process;
 use blazesym::symbolize::source::Source;
 use blazesym::symbolize::Input;
@@ -44,6 +45,68 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Where a user frame lies: its file (None when unknown, with why), build id and file offset
+/// (the address itself when unknown).
+struct Place {
+    path: Option<std::path::PathBuf>,
+    build_id: String,
+    offset: u64,
+    why: &'static str,
+}
+
+impl Place {
+    fn unknown(addr: u64, why: &'static str) -> Place {
+        Place {
+            path: None,
+            build_id: String::new(),
+            offset: addr,
+            why,
+        }
+    }
+}
+
+/// One executable file mapping of a /proc/PID/maps text.
+struct Mapping<'a> {
+    start: u64,
+    end: u64,
+    offset: u64,
+    path: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    fn parse(line: &'a str) -> Option<Mapping<'a>> {
+        let mut f = line.splitn(6, ' ');
+        let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
+        let path = f.nth(2)?.trim_start();
+        let (start, end) = range.split_once('-')?;
+        (perms.contains('x') && path.starts_with('/')).then_some(())?;
+        Some(Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            offset: u64::from_str_radix(offset, 16).ok()?,
+            path,
+        })
+    }
+
+    fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+}
+
+/// A symbolization failure in words.
+fn reason_text(r: blazesym::symbolize::Reason) -> &'static str {
+    use blazesym::symbolize::Reason;
+    match r {
+        Reason::Unmapped => "not mapped in the process",
+        Reason::InvalidFileOffset => "not code of the file",
+        Reason::MissingComponent => "anonymous memory (JIT code, or no file)",
+        Reason::MissingSyms => "the file has no symbols (stripped)",
+        Reason::Unsupported => "unsupported kind of mapping",
+        Reason::UnknownAddr => "no symbol covers it",
+        _ => "an error while symbolizing",
+    }
+}
+
 fn frame_name(sym: &Symbolized<'_>, addr: u64) -> String {
     match sym {
         Symbolized::Sym(s) => format!("{}+0x{:x}", s.name, s.offset),
@@ -63,6 +126,8 @@ pub struct StackTable {
     max_frames: usize,
     /// (pid, address) → function name, for `function_name`.
     names: HashMap<(i32, u64), Option<String>>,
+    /// Build ids of files read for exited processes.
+    build_ids: HashMap<std::path::PathBuf, String>,
 }
 
 impl StackTable {
@@ -76,6 +141,7 @@ impl StackTable {
             pending: Vec::new(),
             max_frames,
             names: HashMap::new(),
+            build_ids: HashMap::new(),
         }
     }
 
@@ -125,10 +191,17 @@ impl StackTable {
         Some(id)
     }
 
-    /// The id of a user stack of `pid`, normalizing (build id + file offset) and symbolizing it
-    /// the first time it is seen. Works while the process lives; afterwards the raw addresses
-    /// are kept as frames and the stack is marked by `0x…` names.
-    pub fn user(&mut self, pid: i32, addrs: &[u64], time_unix_nano: i64) -> Option<i64> {
+    /// The id of a user stack of process `pid`, innermost first (None when empty). Frames are
+    /// normalized to (build id, file offset) while the process lives, or from `maps` (its
+    /// /proc/PID/maps, read when its first stack was captured) once it has exited, and
+    /// symbolized from the file; a frame that cannot be says why.
+    pub fn user(
+        &mut self,
+        pid: i32,
+        addrs: &[u64],
+        time_unix_nano: i64,
+        maps: Option<&str>,
+    ) -> Option<i64> {
         if addrs.is_empty() || pid <= 0 {
             return None;
         }
@@ -136,58 +209,100 @@ impl StackTable {
         if let Some(id) = self.by_raw.get(&key) {
             return Some(*id);
         }
-        let bpid = Pid::from(pid as u32);
-        let mut build_ids = Vec::with_capacity(addrs.len());
-        let mut offsets = Vec::with_capacity(addrs.len());
-        match self.normalizer.normalize_user_addrs(bpid, addrs) {
-            Ok(out) => {
-                for ((offset, meta_idx), addr) in out.outputs.iter().zip(addrs) {
-                    match out.meta.get(*meta_idx) {
-                        Some(UserMeta::Elf(elf)) => {
-                            build_ids.push(elf.build_id.as_deref().map(hex).unwrap_or_default());
-                            offsets.push(*offset);
-                        }
-                        _ => {
-                            build_ids.push(String::new());
-                            offsets.push(*addr);
-                        }
-                    }
-                }
-            }
-            Err(_) => {
-                build_ids.resize(addrs.len(), String::new());
-                offsets.extend_from_slice(addrs);
-            }
-        }
+        let places = self.places(pid, addrs, maps);
         let mut h = Fnv::new("user");
-        for (b, o) in build_ids.iter().zip(&offsets) {
-            h.bytes(b.as_bytes());
-            h.bytes(&o.to_le_bytes());
+        for p in &places {
+            h.bytes(p.build_id.as_bytes());
+            h.bytes(&p.offset.to_le_bytes());
         }
         let id = h.id();
         self.by_raw.insert(key, id);
         if !self.written.contains(&id) {
-            let src = Source::Process(Process::new(bpid));
-            let frames = match self.symbolizer.symbolize(&src, Input::AbsAddr(addrs)) {
-                Ok(syms) => syms
-                    .iter()
-                    .zip(addrs)
-                    .map(|(s, a)| frame_name(s, *a))
-                    .collect(),
-                Err(_) => addrs.iter().map(|a| format!("0x{a:x}")).collect(),
-            };
+            let frames = places
+                .iter()
+                .zip(addrs)
+                .map(|(p, a)| self.user_frame(p, *a))
+                .collect();
             self.record(StackRecord {
                 stack_id: id,
                 kind: "user",
                 time_unix_nano,
                 pid,
                 frames,
-                build_ids,
-                offsets,
+                build_ids: places.iter().map(|p| p.build_id.clone()).collect(),
+                offsets: places.iter().map(|p| p.offset).collect(),
                 truncated: addrs.len() >= self.max_frames,
             });
         }
         Some(id)
+    }
+
+    /// Where each address lies: the live process's mappings, else the maps read while it lived.
+    fn places(&mut self, pid: i32, addrs: &[u64], maps: Option<&str>) -> Vec<Place> {
+        if let Ok(out) = self.normalizer.normalize_user_addrs(Pid::from(pid as u32), addrs) {
+            return out
+                .outputs
+                .iter()
+                .zip(addrs)
+                .map(|((offset, meta), addr)| match out.meta.get(*meta) {
+                    Some(UserMeta::Elf(elf)) => Place {
+                        path: Some(elf.path.clone()),
+                        build_id: elf.build_id.as_deref().map(hex).unwrap_or_default(),
+                        offset: *offset,
+                        why: "",
+                    },
+                    Some(UserMeta::Unknown(u)) => Place::unknown(*addr, reason_text(u.reason)),
+                    _ => Place::unknown(*addr, "not in an ELF file"),
+                })
+                .collect();
+        }
+        match maps {
+            Some(text) => addrs.iter().map(|a| self.place_in(text, *a)).collect(),
+            None => addrs
+                .iter()
+                .map(|a| Place::unknown(*a, "the process exited before its mappings were read"))
+                .collect(),
+        }
+    }
+
+    /// An address's file and offset from a /proc/PID/maps text (a process that has exited).
+    fn place_in(&mut self, maps: &str, addr: u64) -> Place {
+        let Some(m) = maps.lines().filter_map(Mapping::parse).find(|m| m.contains(addr)) else {
+            return Place::unknown(addr, "not in a file mapping of the process");
+        };
+        let path = std::path::PathBuf::from(m.path);
+        let build_id = self
+            .build_ids
+            .entry(path.clone())
+            .or_insert_with(|| {
+                blazesym::helper::read_elf_build_id(&path)
+                    .ok()
+                    .flatten()
+                    .map(|b| hex(&b))
+                    .unwrap_or_default()
+            })
+            .clone();
+        Place {
+            path: Some(path),
+            build_id,
+            offset: addr - m.start + m.offset,
+            why: "",
+        }
+    }
+
+    /// A user frame's name from its file, or the address and why it has none.
+    fn user_frame(&self, p: &Place, addr: u64) -> String {
+        let Some(path) = &p.path else {
+            return format!("0x{addr:x} ({})", p.why);
+        };
+        let src = Source::Elf(Elf::new(path.clone()));
+        match self.symbolizer.symbolize_single(&src, Input::FileOffset(p.offset)) {
+            Ok(Symbolized::Sym(s)) => format!("{}+0x{:x}", s.name, s.offset),
+            Ok(Symbolized::Unknown(r)) => {
+                format!("0x{addr:x} ({}+0x{:x}: {})", path.display(), p.offset, reason_text(r))
+            }
+            Err(e) => format!("0x{addr:x} ({}+0x{:x}: {e})", path.display(), p.offset),
+        }
     }
 
     /// The symbol at `addr` in process `pid` (a function's start, e.g. a CUDA kernel's host stub),

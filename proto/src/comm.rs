@@ -33,8 +33,8 @@ impl Comm {
 
     /// A NUL-terminated (or full) kernel char array, lossily when it is not UTF-8.
     pub fn from_c(raw: &[u8]) -> Comm {
-        // the kernel's comm arrays are 16 bytes: found NUL and checked ASCII in one word (the
-        // capture path decodes two to three names an event; byte by byte this was ~4% of ingest)
+        // the kernel's comm arrays are 16 bytes: find the NUL and check ASCII in one word (the
+        // capture path decodes two to three names an event)
         if let Ok(word) = <[u8; 16]>::try_from(raw) {
             const LOW: u128 = u128::from_le_bytes([0x01; 16]);
             const HIGH: u128 = u128::from_le_bytes([0x80; 16]);

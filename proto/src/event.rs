@@ -1,6 +1,6 @@
 //! The decoded form of kernel records.
 
-use crate::Comm;
+use crate::comm::Comm;
 
 /// One kernel event, as decoded and enriched by the collector.
 ///
@@ -72,9 +72,9 @@ pub struct KernelEvent {
 }
 
 /// The fields of [`KernelEvent`] only some kinds fill: lifecycle (`ppid`, `path`),
-/// block I/O, TCP, kernel locks, CUDA and CPU throttling. Held out of line: inline they were
-/// about half of an event's ~780 bytes, moved and dropped with every scheduler record, which
-/// fills none of them (on the capture path a record of 400 bytes more cost 22% of its rate).
+/// block I/O, TCP, kernel locks, CUDA and CPU throttling. Held out of line: inline they would
+/// be about half of an event, moved and dropped with every scheduler record, which fills none
+/// of them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KindFields {
     /// Parent process id (fork) or former pid (exec).

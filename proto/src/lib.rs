@@ -6,8 +6,10 @@
 //! * [`otlp`]: the OTLP log record of an event (what the OTel pipeline receives).
 //! * [`table`]: the Arrow schemas of the `kernel_events` and `stacks` tables and the encoders that
 //!   the Parquet writer uses; the columns are the OTLP attributes, flattened.
+//! * [`columns`]: the `kernel_events` columns and how each is stored.
 //! * [`layout`]: where objects live in the store (hive partitions by date, hour and host).
 
+pub mod columns;
 pub mod comm;
 pub mod event;
 pub mod layout;

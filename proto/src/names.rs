@@ -161,3 +161,41 @@ pub mod correlation {
     /// Not tagged at capture: joined at query time by (pid, tid) and the span's time window.
     pub const TIME_WINDOW: &str = "time_window";
 }
+
+/// The ring-buffer record types, as `collector_stats` names their counters (`kind`).
+pub mod record {
+    /// Off-CPU intervals (`sched.off_cpu`).
+    pub const OFF_CPU: &str = "off_cpu";
+    /// Off-CPU intervals sent with their stacks.
+    pub const OFF_CPU_STACK: &str = "off_cpu_stack";
+    /// Run-queue waits (`sched.runq`).
+    pub const RUNQ: &str = "runq";
+    /// Process and thread lifecycle (`process.*`, `thread.*`).
+    pub const PROCESS: &str = "proc";
+    /// Futex waits (`futex.wait`).
+    pub const FUTEX: &str = "futex";
+    /// Block requests (`block.io`).
+    pub const BLOCK_IO: &str = "block";
+    /// TCP retransmits (`tcp.retransmit`).
+    pub const TCP_RETRANSMIT: &str = "tcp_retransmit";
+    /// CUDA and NCCL calls (`cuda.*`, `nccl.*`).
+    pub const CUDA: &str = "cuda";
+    /// Waits for contended kernel locks (`kernel.lock_wait`).
+    pub const KERNEL_LOCK: &str = "kernel_lock";
+}
+
+/// The other kinds of `collector_stats` rows.
+pub mod stats {
+    /// The collector's own cost: CPU, memory, BPF run time.
+    pub const SELF: &str = "self";
+    /// Switch-ins the scheduler tracepoint did not report: rebuilt (`emitted`) or lost.
+    pub const SWITCH_IN_MISSED: &str = "switch_in_missed";
+    /// Trace-context changes the uprobe saw.
+    pub const TRACE_CONTEXT: &str = "trace_context";
+    /// Records shed above the rate limit, or undecodable.
+    pub const USER_SPACE: &str = "user_space";
+    /// CUDA launch sampling: launches counted, fast ones in histograms only, lost entries.
+    pub const CUDA_SAMPLING: &str = "cuda_sampling";
+    /// Log records exported over OTLP, and those lost.
+    pub const OTLP: &str = "otlp";
+}

@@ -48,57 +48,14 @@ fn required(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, false)
 }
 
-/// Schema of `kernel_events` files.
+/// Schema of `kernel_events` files (the columns of [`crate::columns::KERNEL_EVENTS`]).
 pub fn kernel_events_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        required("time_unix_nano", Int64),
-        required("duration_ns", Int64),
-        required("pid", Int32),
-        required("tid", Int32),
-        required("comm", Utf8),
-        required("process_name", Utf8),
-        required("event_name", Utf8),
-        required("cpu", Int32),
-        required("cgroup_id", Int64),
-        nullable("container_id", Utf8),
-        nullable("trace_id", Utf8),
-        nullable("span_id", Utf8),
-        nullable("state", Utf8),
-        nullable("waker_pid", Int32),
-        nullable("waker_tid", Int32),
-        nullable("waker_comm", Utf8),
-        nullable("prev_pid", Int32),
-        nullable("prev_tid", Int32),
-        nullable("prev_comm", Utf8),
-        nullable("user_stack_id", Int64),
-        nullable("kernel_stack_id", Int64),
-        nullable("ppid", Int32),
-        nullable("exit_code", Int32),
-        nullable("path", Utf8),
-        nullable("correlation_method", Utf8),
-        nullable("futex_uaddr", Int64),
-        nullable("futex_op", Utf8),
-        nullable("device", Utf8),
-        nullable("bytes", Int64),
-        nullable("io_op", Utf8),
-        nullable("io_queue_ns", Int64),
-        nullable("saddr", Utf8),
-        nullable("daddr", Utf8),
-        nullable("pod_uid", Utf8),
-        nullable("cuda_function", Utf8),
-        nullable("cuda_stream", Int64),
-        nullable("cuda_grid", Utf8),
-        nullable("cuda_block", Utf8),
-        nullable("cuda_kernel", Utf8),
-        nullable("kernel_lock", Utf8),
-        nullable("kernel_lock_kind", Utf8),
-        nullable("prev_cgroup_id", Int64),
-        nullable("prev_container_id", Utf8),
-        nullable("cpu_throttled_periods", Int64),
-        nullable("cpu_periods", Int64),
-        nullable("cpu_max", Utf8),
-    ]))
+    Arc::new(Schema::new(
+        crate::columns::KERNEL_EVENTS
+            .iter()
+            .map(|c| Field::new(c.name, c.data_type.arrow(), !c.required))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Schema of `stacks` files.

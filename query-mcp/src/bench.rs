@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::analysis::causal_chain;
 use crate::analysis::off_cpu;
 use crate::engine::Engine;
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -22,14 +22,14 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// With `host`, every per-process measurement is restricted to that host (what an agent asks
 /// of a fleet store) and a fleet-wide scan (off-CPU time per host over all hours) is timed too.
 pub async fn run(
-    engine: &Engine,
+    engine: &dyn Engine,
     pid: i64,
     iterations: usize,
     host: Option<String>,
     statements: &[String],
     tools: &[String],
 ) -> Result<(), QueryError> {
-    let hp = crate::analysis::host_predicate(&host)?;
+    let hp = crate::analysis::sql::host_predicate(&host)?;
     let last = engine
         .query(&format!(
             "SELECT max(time_unix_nano) AS t FROM kernel_events WHERE pid = {pid}{hp}"

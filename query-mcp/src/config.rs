@@ -109,6 +109,11 @@ impl Security {
         Duration::from_secs(self.query_timeout_s)
     }
 
+    /// True when an allow or deny list hides some pids.
+    pub fn has_pid_policy(&self) -> bool {
+        !self.allow_pids.is_empty() || !self.deny_pids.is_empty()
+    }
+
     /// True when `pid` may be shown.
     pub fn pid_visible(&self, pid: i32) -> bool {
         (self.allow_pids.is_empty() || self.allow_pids.contains(&pid))

@@ -2,22 +2,22 @@
 //! read-only MCP server (stdio or Streamable HTTP). `sql`, `diagnose` and the MCP tools share one
 //! engine and one code path per analysis.
 
-/// Parquet decoding allocates and frees large page buffers and zstd contexts per column chunk;
-/// glibc's malloc spent ~18 % of a tool call in its own bookkeeping (consolidation, unlinking).
+/// Parquet decoding allocates and frees large page buffers and zstd contexts per column chunk,
+/// where glibc's malloc spends much of a tool call in its own bookkeeping.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod analysis;
+mod answer;
 mod bench;
 mod config;
 mod engine;
+mod error;
 mod mcp;
 mod pruned;
 mod spans;
 mod window_cache;
 mod window_table;
-#[cfg(test)]
-mod zstd_contexts;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use rmcp::ServiceExt;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 #[derive(Parser)]
 #[command(
@@ -276,7 +276,7 @@ async fn serve(
     if unsafe { libc::geteuid() } == 0 {
         tracing::warn!("causeway-query needs no privileges: serve it as an unprivileged user with read access to the store");
     }
-    let engine = Arc::new(Engine::open_with(&store, cfg.security.clone()).await?);
+    let engine: Arc<dyn Engine> = Arc::new(LocalEngine::open_with(&store, cfg.security.clone()).await?);
     if stdio {
         let service = mcp::Server::new(engine)
             .serve(rmcp::transport::stdio())
@@ -299,11 +299,10 @@ async fn serve(
 ///
 /// - Transparent huge pages off for this process. mimalloc asks for huge pages on its arenas
 ///   (`MADV_HUGEPAGE`), and the kernel then zeroes 2 MiB at the first touch of each: a tool call
-///   decodes tens of MB into fresh memory, and that zeroing was ~20 % of the CPU the tools used
-///   (`perf`: `clear_page_erms` under `do_huge_pmd_anonymous_page`).
+///   decodes tens of MB into fresh memory.
 /// - glibc's malloc (the C libraries' allocator: zstd takes a ~100 KiB decompression context for
 ///   every column chunk the Parquet reader opens) keeps its heap instead of trimming it and
-///   serving large blocks from fresh mmaps: half the page faults of a tool call were those.
+///   serving large blocks from fresh mmaps (page faults on every call).
 ///
 /// Done before any work: both apply from then on. A failure costs speed only.
 fn memory_settings() {
@@ -328,6 +327,89 @@ fn memory_settings() {
     }
 }
 
+/// Prints a report: its JSON, or its text.
+fn print_report<R: Report>(r: &R, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+    } else {
+        print!("{}", r.text().trim_end());
+        println!();
+    }
+}
+
+/// Writes a report's document to `out` and says so.
+fn write_document<R: Report>(r: &R, out: &std::path::Path) -> Result<(), QueryError> {
+    let doc = r.document().map(|d| d.text.as_bytes()).unwrap_or_default();
+    write_out(out, doc)?;
+    eprintln!("{} written to {}", r.summary(), out.display());
+    Ok(())
+}
+
+/// Runs one command.
+async fn dispatch(command: Command) -> Result<(), QueryError> {
+    match command {
+        Command::Sql { query, store, format } => {
+            let engine = LocalEngine::open(&store).await?;
+            let batches = engine.sql(&query).await?;
+            let out = match format {
+                Format::Table => answer::format_table(&batches)?,
+                Format::Json => answer::format_json(&batches)?,
+                Format::Csv => answer::format_csv(&batches)?,
+            };
+            println!("{out}");
+        }
+        Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await?,
+        Command::Bench { store, pid, iterations, host, statements, tools, window_cache_mib } => {
+            let security = config::Security { window_cache_mib, ..Default::default() };
+            let engine = LocalEngine::open_with(&store, security).await?;
+            bench::run(&engine, pid, iterations, host, &statements, &tools).await?
+        }
+        Command::Diagnose { pid, window, store, json, stacks, host } => {
+            let engine = LocalEngine::open(&store).await?;
+            let args = analysis::causal_chain::ChainArgs {
+                target_pid: Some(pid),
+                latency_window_s: Some(window),
+                include_stacks: Some(stacks),
+                host,
+                ..Default::default()
+            };
+            print_report(&analysis::causal_chain::run(&engine, &args).await?, json);
+        }
+        Command::Clocks { window, out: StoreHostJson { store, json, host } } => {
+            let engine = LocalEngine::open(&store).await?;
+            let a = analysis::clocks::ClockArgs { window_s: Some(window), host };
+            print_report(&analysis::clocks::run(&engine, &a).await?, json);
+        }
+        Command::Gpu { pid, window, out: StoreHostJson { store, json, host } } => {
+            let engine = LocalEngine::open(&store).await?;
+            let a = analysis::gpu::GpuArgs { pid, window_s: Some(window), host };
+            print_report(&analysis::gpu::run(&engine, &a).await?, json);
+        }
+        Command::Flamegraph { pid, window, out, store, folded } => {
+            let engine = LocalEngine::open(&store).await?;
+            let a = analysis::views::FlameArgs { pid, window_s: Some(window) };
+            if folded {
+                let lines = analysis::views::folded_off_cpu(&engine, &a).await?;
+                write_out(&out, (lines.join("\n") + "\n").as_bytes())?;
+                eprintln!("{} folded stacks written to {}", lines.len(), out.display());
+            } else {
+                write_document(&analysis::views::flamegraph(&engine, &a).await?, &out)?;
+            }
+        }
+        Command::Timeline { trace_id, pid, window, out, store } => {
+            let engine = LocalEngine::open(&store).await?;
+            let a = analysis::views::TimelineArgs { trace_id, pid, window_s: Some(window) };
+            write_document(&analysis::views::export_timeline(&engine, &a).await?, &out)?;
+        }
+        Command::ExplainTrace { trace_id, store, json } => {
+            let engine = LocalEngine::open(&store).await?;
+            let a = analysis::trace::TraceArgs { trace_id };
+            print_report(&analysis::trace::run(&engine, &a).await?, json);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -348,145 +430,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = rt.block_on(async {
-        match cli.command {
-            Command::Sql { query, store, format } => {
-                let engine = Engine::open(&store).await?;
-                let batches = engine.sql(&query).await?;
-                let out = match format {
-                    Format::Table => engine::format_table(&batches)?,
-                    Format::Json => engine::format_json(&batches)?,
-                    Format::Csv => engine::format_csv(&batches)?,
-                };
-                println!("{out}");
-                Ok::<(), QueryError>(())
-            }
-            Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await,
-            Command::Bench { store, pid, iterations, host, statements, tools, window_cache_mib } => {
-                let security = config::Security { window_cache_mib, ..Default::default() };
-                let engine = Engine::open_with(&store, security).await?;
-                bench::run(&engine, pid, iterations, host, &statements, &tools).await
-            }
-            Command::Diagnose { pid, window, store, json, stacks, host } => {
-                let engine = Engine::open(&store).await?;
-                let args = analysis::causal_chain::ChainArgs {
-                    target_pid: Some(pid),
-                    latency_window_s: Some(window),
-                    include_stacks: Some(stacks),
-                    trace_id: None,
-                    span_id: None,
-                    host,
-                };
-                let r = analysis::causal_chain::run(&engine, &args).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    println!("{}", r.summary());
-                    for l in &r.chain {
-                        println!("  hop {} {:<15} pid {} tid {} ⟦{}⟧ {:.1} ms: {}", l.hop, l.role, l.pid, l.tid, l.comm, l.ms, l.detail);
-                    }
-                    for s in &r.stack_trace {
-                        println!("    {s}");
-                    }
-                }
-                Ok(())
-            }
-            Command::Clocks { window, out: StoreHostJson { store, json, host } } => {
-                let engine = Engine::open(&store).await?;
-                let r = analysis::clocks::run(&engine, &analysis::clocks::ClockArgs { window_s: Some(window), host }).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    println!("{}", r.summary);
-                    for p in &r.pairs {
-                        println!(
-                            "  {} − {}: {:+.1} ms; unordered closer than {} (corrected) / {} (raw)",
-                            p.a,
-                            p.b,
-                            p.skew_ms,
-                            p.corrected_order_tolerance_ms.map(|t| format!("{t:.1} ms")).unwrap_or_else(|| "∞".into()),
-                            p.raw_order_tolerance_ms.map(|t| format!("{t:.1} ms")).unwrap_or_else(|| "∞".into()),
-                        );
-                    }
-                }
-                Ok(())
-            }
-            Command::Gpu { pid, window, out: StoreHostJson { store, json, host } } => {
-                let engine = Engine::open(&store).await?;
-                let a = analysis::gpu::GpuArgs { pid, window_s: Some(window), host };
-                let r = analysis::gpu::run(&engine, &a).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    println!("{}", r.message);
-                    for x in &r.by_function {
-                        println!(
-                            "  {:<24} {:<10} {:>9} calls  p50 {:>9.3} ms  p99 {:>9.3} ms  p999 {:>9.3} ms  ({}{})",
-                            x.function,
-                            x.class,
-                            x.calls,
-                            x.p50_ms,
-                            x.p99_ms,
-                            x.p999_ms,
-                            x.percentile_source,
-                            if x.sampled_fraction < 0.999 { format!(", {:.0}% sampled", x.sampled_fraction * 100.0) } else { String::new() }
-                        );
-                    }
-                    for c in &r.slowest_calls {
-                        println!("  slow: tid {} ⟦{}⟧ {}", c.tid, c.comm, c.reason);
-                    }
-                }
-                Ok(())
-            }
-            Command::Flamegraph { pid, window, out, store, folded } => {
-                let engine = Engine::open(&store).await?;
-                let a = analysis::views::FlameArgs { pid, window_s: Some(window) };
-                if folded {
-                    let lines = analysis::views::folded_off_cpu(&engine, &a).await?;
-                    write_out(&out, (lines.join("\n") + "\n").as_bytes())?;
-                    eprintln!("{} folded stacks written to {}", lines.len(), out.display());
-                } else {
-                    let (svg, n) = analysis::views::flamegraph_svg(&engine, &a).await?;
-                    write_out(&out, svg.as_bytes())?;
-                    eprintln!("flamegraph of {n} stacks written to {}", out.display());
-                }
-                Ok(())
-            }
-            Command::Timeline { trace_id, pid, window, out, store } => {
-                let engine = Engine::open(&store).await?;
-                let a = analysis::views::TimelineArgs { trace_id, pid, window_s: Some(window) };
-                let t = analysis::views::timeline(&engine, &a).await?;
-                write_out(&out, t.to_string().as_bytes())?;
-                eprintln!(
-                    "{} timeline events written to {} (open in https://ui.perfetto.dev)",
-                    t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0),
-                    out.display()
-                );
-                Ok(())
-            }
-            Command::ExplainTrace { trace_id, store, json } => {
-                let engine = Engine::open(&store).await?;
-                let r = analysis::trace::run(&engine, &analysis::trace::TraceArgs { trace_id }).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    print!("{}", r.text());
-                    for h in r.spans.iter().flat_map(|s| s.holders.iter().map(move |h| (s, h))) {
-                        println!(
-                            "  lock holder for span {}: ⟦{}⟧ pid {} tid {} ({} ms{})",
-                            h.0.span_id,
-                            analysis::data_text(&h.1.comm),
-                            h.1.pid,
-                            h.1.tid,
-                            h.1.wait_ms,
-                            h.1.futex_uaddr.as_deref().map(|u| format!(", futex {u}")).unwrap_or_default()
-                        );
-                    }
-                }
-                Ok(())
-            }
-        }
-    });
+    let result = rt.block_on(dispatch(cli.command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -36,6 +36,7 @@ use object_store::ObjectStoreExt;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
+use causeway_proto::names::attr;
 
 /// Table name.
 pub const TABLE: &str = "app_spans";
@@ -187,7 +188,7 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
                 .unwrap_or(&[]);
             let svc =
                 str_attr(res_attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
-            let res_pid = int_attr(res_attrs, "process.pid");
+            let res_pid = int_attr(res_attrs, attr::PROCESS_PID);
             // matches the collector's host partition when both take the machine's host name
             let res_host = str_attr(res_attrs, "host.name");
             for ss in &rs.scope_spans {
@@ -209,12 +210,12 @@ pub fn to_batch(source: &str, requests: &[TracesData]) -> Result<RecordBatch, Da
                     let code = s.status.as_ref().map(|x| x.code as usize).unwrap_or(0);
                     status.append_value(STATUS.get(code).copied().unwrap_or("unset"));
                     pid.append_option(
-                        int_attr(&s.attributes, "process.pid")
+                        int_attr(&s.attributes, attr::PROCESS_PID)
                             .or(res_pid)
                             .map(|p| p as i32),
                     );
-                    tid.append_option(int_attr(&s.attributes, "thread.id").map(|t| t as i32));
-                    tname.append_option(str_attr(&s.attributes, "thread.name"));
+                    tid.append_option(int_attr(&s.attributes, attr::THREAD_ID).map(|t| t as i32));
+                    tname.append_option(str_attr(&s.attributes, attr::THREAD_NAME));
                     host.append_option(res_host.as_deref());
                     attrs.append_value(attrs_json(&s.attributes).to_string());
                     src.append_value(source);
@@ -410,7 +411,7 @@ mod tests {
             let reqs = decode_file(name, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             let b = to_batch(name, &reqs).unwrap();
             assert_eq!(b.num_rows(), 1, "{name}");
-            let row = crate::engine::to_json_rows(&[b]).unwrap().remove(0);
+            let row = crate::answer::to_json_rows(&[b]).unwrap().remove(0);
             assert_eq!(row["trace_id"], "abababababababababababababababab");
             assert_eq!(row["span_id"], "0101010101010101");
             assert_eq!(

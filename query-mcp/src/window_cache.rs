@@ -8,7 +8,7 @@
 //!
 //! The answers already given about a kept window are kept with it: its rows do not change
 //! while it is kept, so neither does the answer to a statement about them (the causal chain
-//! asks the same four questions of its window on every call: ~45 ms of a repeated call).
+//! asks the same questions of its window on every call).
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -24,35 +24,37 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableProvider;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::answer::Answer;
+
 /// The files a scan reads: (location, size, modification time in ms).
 pub type Files = BTreeSet<(String, u64, i64)>;
 
 /// How long an unused window is kept.
 const IDLE: Duration = Duration::from_secs(300);
 
-/// Bytes of answers (their rows as JSON) kept per window, at most: beside a window's
-/// megabytes of rows, the tools' questions about it are a few rows each.
+/// Bytes of answers kept per window, at most: beside a window's megabytes of rows, the tools'
+/// questions about it are a few rows each.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// The answers given about one window.
 pub type Answers = Arc<Mutex<AnswerBook>>;
 
-/// Statement → rows, within [`MAX_ANSWER_BYTES`].
+/// Statement → answer, within [`MAX_ANSWER_BYTES`].
 #[derive(Default)]
 pub struct AnswerBook {
-    answers: HashMap<String, crate::engine::Rows>,
+    answers: HashMap<String, Answer>,
     bytes: usize,
 }
 
 impl AnswerBook {
     /// The answer given to `statement`, if any.
-    pub fn get(&self, statement: &str) -> Option<&crate::engine::Rows> {
+    pub fn get(&self, statement: &str) -> Option<&Answer> {
         self.answers.get(statement)
     }
 
-    /// Keeps the answer to `statement` (`bytes`: its rows as JSON) while the book has room.
-    pub fn keep(&mut self, statement: &str, rows: &crate::engine::Rows, bytes: usize) {
-        let bytes = bytes + statement.len();
+    /// Keeps the answer to `statement` while the book has room.
+    pub fn keep(&mut self, statement: &str, rows: &Answer) {
+        let bytes = rows.bytes() + statement.len();
         if self.bytes + bytes <= MAX_ANSWER_BYTES && !self.answers.contains_key(statement) {
             self.bytes += bytes;
             self.answers.insert(statement.to_string(), rows.clone());
@@ -208,20 +210,24 @@ mod tests {
         let f = files(&[("a.parquet", 1)]);
         let kept = table();
         cache.put("window", f.clone(), kept.clone(), 40);
-        let rows = crate::engine::Rows {
-            rows: vec![serde_json::json!({"n": 1})],
+        let column = |n: usize| -> arrow::array::ArrayRef {
+            Arc::new(arrow::array::Int64Array::from(vec![1i64; n]))
+        };
+        let batch = |n: usize| Answer {
+            batches: vec![arrow::record_batch::RecordBatch::try_from_iter([("n", column(n))])
+                .unwrap()],
             truncated: false,
         };
-        kept.answers.lock().unwrap().keep("SELECT n", &rows, 8);
+        kept.answers.lock().unwrap().keep("SELECT n", &batch(1));
         let again = cache.get("window", &f).expect("kept");
         let book = again.answers.lock().unwrap();
-        assert_eq!(book.get("SELECT n").unwrap().rows[0]["n"], 1);
+        assert_eq!(book.get("SELECT n").unwrap().num_rows(), 1);
         drop(book);
         // within its bytes: an answer that would pass them is not kept
         kept.answers
             .lock()
             .unwrap()
-            .keep("SELECT big", &rows, MAX_ANSWER_BYTES);
+            .keep("SELECT big", &batch(MAX_ANSWER_BYTES / 8));
         assert!(kept.answers.lock().unwrap().get("SELECT big").is_none());
         // a new window for the statement (its files changed) starts with no answers
         cache.put("window", f.clone(), table(), 40);

@@ -20,6 +20,7 @@ from mcp.client.streamable_http import create_mcp_http_client, streamable_http_c
 
 BIN = os.environ.get("CAUSEWAY_BIN_DIR", "/var/cache/causeway/target/release")
 COLLECTOR = os.path.join(BIN, "causeway-collector")
+TESTKIT = os.path.join(BIN, "causeway-testkit")
 QUERY = os.path.join(BIN, "causeway-query")
 TOKEN = "test-token-0123456789abcdef"
 
@@ -32,7 +33,7 @@ def recording():
         pytest.skip("*** SKIPPED: recording needs root to load BPF programs ***")
     tmp = tempfile.mkdtemp(prefix="causeway-mcp-")
     store = os.path.join(tmp, "store")
-    pid, result = record([COLLECTOR, "workload", "mutex", "--hold", "200ms"], store)
+    pid, result = record([TESTKIT, "workload", "mutex", "--hold", "200ms"], store)
     cfg = os.path.join(tmp, "query.yaml")
     with open(cfg, "w") as f:
         f.write("security:\n  query_timeout_s: 3\n  rate_limit_per_second: 50\n  max_rows: 100\n")

@@ -7,7 +7,7 @@
       libbpf-tools offcputime / bpftrace, interleaved rounds
   P2b throughput loss of a service load (HTTP server, lock + thread pool, bounded clients)
   P3  per-call cost of the CUDA uprobes on the fake libcudart vs a bare uprobe on the symbol
-  P4  user-space ingest events/s on one core (bench-ingest), and a live capture at the highest
+  P4  user-space ingest events/s on one core (causeway-testkit bench-ingest), and a live capture at the highest
       switch rate this machine makes, with every event kept: events/s, drops, collector CPU
   P5  tool latency on a synthetic store vs DuckDB on the same Parquet files
   P6  bytes per event in object storage (live captures with the default file settings, one a
@@ -31,6 +31,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR", "/var/cache/causeway/target")
 BIN = os.environ.get("CAUSEWAY_BIN_DIR", f"{TARGET}/release")
 COLLECTOR, QUERY = f"{BIN}/causeway-collector", f"{BIN}/causeway-query"
+TESTKIT = f"{BIN}/causeway-testkit"
 BT_SCRIPT = """tracepoint:sched:sched_switch {
   @start[args->prev_pid] = nsecs;
   $s = @start[args->next_pid];
@@ -74,7 +75,7 @@ class Tracer:
         if self.name == "none":
             return self
         if self.name == "floor":
-            self._collector_until_ready(["bare-sched"])
+            self._collector_until_ready(["bare-sched"], TESTKIT)
         elif self.name.startswith("causeway"):
             if self.name == "causeway-nostacks":
                 extra = ("--stack-threshold", "0", *extra)
@@ -98,13 +99,13 @@ class Tracer:
             raise RuntimeError(f"{self.name} exited at start")
         return self
 
-    def _collector_until_ready(self, args):
-        """Starts `causeway-collector ARGS --ready-file F` and waits until it has attached (F
+    def _collector_until_ready(self, args, exe=COLLECTOR):
+        """Starts `EXE ARGS --ready-file F` (the collector by default) and waits until it has attached (F
         exists), then lets it settle; raises if it never attaches."""
         ready = os.path.join(self.tmp, f"ready-{self.name}")
         if os.path.exists(ready):
             os.remove(ready)
-        self.p = subprocess.Popen([COLLECTOR, *args, "--ready-file", ready],
+        self.p = subprocess.Popen([exe, *args, "--ready-file", ready],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(600):
             if os.path.exists(ready) or self.p.poll() is not None:
@@ -148,7 +149,7 @@ def service_rps(seconds):
 
 
 def p1(a, res):
-    out = subprocess.run([COLLECTOR, "bench-bpf", "--json", "--secs", str(3 if a.quick else 5)],
+    out = subprocess.run([TESTKIT, "bench-bpf", "--json", "--secs", str(3 if a.quick else 5)],
                          capture_output=True, text=True, check=True).stdout
     res["P1"] = json.loads(out.strip().splitlines()[-1])
 
@@ -195,7 +196,7 @@ def p3(a, res):
 
 
 def p4_p6_p7(a, res, tmp):
-    out = subprocess.run(["taskset", "-c", "0", COLLECTOR, "bench-ingest", "--json",
+    out = subprocess.run(["taskset", "-c", "0", TESTKIT, "bench-ingest", "--json",
                           "--events", str(500_000 if a.quick else 2_000_000)],
                          capture_output=True, text=True, check=True).stdout
     res["P4_ingest"] = json.loads(out)
@@ -215,7 +216,7 @@ def p4_p6_p7(a, res, tmp):
             if os.path.exists(ready):
                 break
             time.sleep(0.05)
-        w = subprocess.run([COLLECTOR, "workload", "rate", "--rate", str(target // 2), "--seconds", "3" if a.quick else "8"],
+        w = subprocess.run([TESTKIT, "workload", "rate", "--rate", str(target // 2), "--seconds", "3" if a.quick else "8"],
                            capture_output=True, text=True, check=True)
         c.send_signal(2)
         c.wait(timeout=120)
@@ -273,7 +274,7 @@ def p5(a, res, tmp):
     store = a.query_store or os.path.join(tmp, "store-query")
     if not os.path.isdir(os.path.join(store, "kernel_events")):
         log(f"P5: writing a synthetic store of {a.query_seconds} s at {a.query_rate} events/s ...")
-        subprocess.run([COLLECTOR, "synth", "--store", store, "--seconds", str(a.query_seconds), "--rate", str(a.query_rate)],
+        subprocess.run([TESTKIT, "synth", "--store", store, "--seconds", str(a.query_seconds), "--rate", str(a.query_rate)],
                        check=True, stderr=subprocess.DEVNULL)
     n = 5 if a.quick else 20
     # as a long-running server answers (a window decoded for one call is kept for the next
@@ -388,6 +389,29 @@ def table(res):
     return "\n".join(out)
 
 
+def markdown(res, argv):
+    """docs/benchmarks.md: what each P measures, the command, the machine, the table."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cmd = "python3 tests/perf/bench_all.py " + " ".join(argv[1:])
+    return f"""# Benchmarks
+
+Written by `tests/perf/bench_all.py --markdown docs/benchmarks.md` (as root). Every figure is
+measured side by side with its baseline in the same run, in interleaved rounds, and reported as
+the median with its spread; compare ratios across runs, not absolute figures (this VM's speed
+varies from day to day).
+
+```text
+{__doc__.split(chr(10), 1)[1].rstrip()}
+```
+
+## The latest full run
+
+`{cmd}` — {when}, kernel {res['machine']}, {res['cpus']} CPUs, {res['rounds']} rounds{' (quick)' if res['quick'] else ''}.
+
+{table(res)}
+"""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -398,6 +422,8 @@ def main():
                     help="seconds of the synthetic P5 store (default 3600, the 1 h store the goal names; 600 with --quick)")
     ap.add_argument("--query-rate", type=int, default=50_000)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--markdown", metavar="FILE",
+                    help="write the table, the command and the machine to FILE (docs/benchmarks.md)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_all.py loads BPF programs: run it as root")
@@ -421,6 +447,9 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(table(res))
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(markdown(res, sys.argv))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

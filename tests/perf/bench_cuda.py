@@ -2,7 +2,7 @@
 """Cost of the CUDA probes on a launch-bound loop (issue 7 / P3), side by side in one run:
 
   none           cudaLaunchKernel loop, nothing attached                          (baseline)
-  bare-entry     an empty uprobe on cudaLaunchKernel (causeway-collector bare-uprobe)
+  bare-entry     an empty uprobe on cudaLaunchKernel (causeway-testkit bare-uprobe)
   bare-entry+ret an empty uprobe + uretprobe on it                                (probe baseline)
   causeway-nocuda the collector with its CUDA probes off (cuda.enabled false)  (collector baseline)
   causeway-1.0   the collector, every launch probed (cuda.launch_sampling 1.0)
@@ -45,7 +45,7 @@ def start(config, libs, tmp):
     if config == "none":
         return None
     if config.startswith("bare"):
-        args = [os.path.join(BIN, "causeway-collector"), "bare-uprobe", "--binary", lib, "--symbol",
+        args = [os.path.join(BIN, "causeway-testkit"), "bare-uprobe", "--binary", lib, "--symbol",
                 "cudaLaunchKernel", "--ready-file", ready]
         if config.endswith("+ret"):
             args.append("--return")

@@ -24,7 +24,7 @@ START = 1_795_773_600  # 2026-11-27T10:00:00Z
 
 
 def synth(store, seconds, rate, hosts, first_host, start):
-    subprocess.run([f"{BIN}/causeway-collector", "synth", "--store", store, "--seconds", str(seconds),
+    subprocess.run([f"{BIN}/causeway-testkit", "synth", "--store", store, "--seconds", str(seconds),
                     "--rate", str(rate), "--hosts", str(hosts), "--first-host", str(first_host),
                     "--start", str(start)], check=True, stderr=subprocess.DEVNULL)
 

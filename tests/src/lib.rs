@@ -17,6 +17,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+mod scenario;
+
+pub use scenario::spinner;
+pub use scenario::Scenario;
+
 /// Path of a workspace binary, next to the test executable's directory (target/<profile>/).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -174,7 +179,7 @@ pub fn record(store: &Path, workload: &[&str], collector_args: &[&str]) -> (i32,
     (pid, result)
 }
 
-/// A built-in workload (`causeway-collector workload …`) that waits for `go`.
+/// A built-in workload (`causeway-testkit workload …`) that waits for `go`.
 pub struct Workload {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -186,7 +191,7 @@ pub struct Workload {
 impl Workload {
     /// Starts a workload with `--wait-stdin` and reads its pid.
     pub fn spawn(args: &[&str]) -> Workload {
-        let mut cmd = Command::new(bin("causeway-collector"));
+        let mut cmd = Command::new(bin("causeway-testkit"));
         cmd.arg("workload").args(args).arg("--wait-stdin");
         Self::spawn_command(cmd)
     }

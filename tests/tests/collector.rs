@@ -12,11 +12,10 @@ use causeway_tests::Workload;
 /// woken by B; the interval carries stacks that the `stacks` table resolves.
 #[test]
 fn mutex_waiter_is_woken_by_the_holder() {
-    if !can_trace("mutex_waiter_is_woken_by_the_holder") {
+    let Some(s) = Scenario::new("mutex_waiter_is_woken_by_the_holder") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let (pid, result) = record(&store, &["mutex", "--hold", "200ms"], &[]);
     let holder = int(&result, "holder_tid");
     let waiter = int(&result, "waiter_tid");
@@ -89,25 +88,24 @@ fn mutex_waiter_is_woken_by_the_holder() {
 /// wait in the run queue.
 #[test]
 fn pinned_spinners_are_preempted_and_wait_in_the_run_queue() {
-    if !can_trace("pinned_spinners_are_preempted_and_wait_in_the_run_queue") {
+    let Some(s) = Scenario::new("pinned_spinners_are_preempted_and_wait_in_the_run_queue") else {
         return;
-    }
-    pinned_spinners(&[]);
+    };
+    pinned_spinners(&s, &[]);
 }
 
 /// (b) again with intervals on the boot clock and wakeups stamped by the probe, as on kernels
 /// without the scheduler's run-queue accounting (CONFIG_SCHED_INFO).
 #[test]
 fn pinned_spinners_on_the_boot_clock() {
-    if !can_trace("pinned_spinners_on_the_boot_clock") {
+    let Some(s) = Scenario::new("pinned_spinners_on_the_boot_clock") else {
         return;
-    }
-    pinned_spinners(&[("CAUSEWAY_BOOT_CLOCK", "1".to_string())]);
+    };
+    pinned_spinners(&s, &[("CAUSEWAY_BOOT_CLOCK", "1".to_string())]);
 }
 
-fn pinned_spinners(env: &[(&str, String)]) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+fn pinned_spinners(s: &Scenario, env: &[(&str, String)]) {
+    let store = s.store();
     let w = Workload::spawn(&["spin", "--threads", "2", "--cpu", "0", "--time", "2s"]);
     let pid = w.pid;
     let c = Collector::start_with_env(
@@ -203,11 +201,10 @@ fn pinned_spinners(env: &[(&str, String)]) {
 /// (c) The pid filter keeps other processes out, in the kernel.
 #[test]
 fn pid_filter_excludes_other_processes() {
-    if !can_trace("pid_filter_excludes_other_processes") {
+    let Some(s) = Scenario::new("pid_filter_excludes_other_processes") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let traced = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let other = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let (tp, op) = (traced.pid, other.pid);
@@ -234,13 +231,12 @@ fn pid_filter_excludes_other_processes() {
 /// (d) kill -9 while files are being flushed leaves only complete Parquet files, all readable.
 #[test]
 fn kill_9_during_flushes_leaves_only_complete_files() {
-    if !can_trace("kill_9_during_flushes_leaves_only_complete_files") {
+    let Some(s) = Scenario::new("kill_9_during_flushes_leaves_only_complete_files") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     for (round, ms) in [(0, 0u64), (1, 150), (2, 400)] {
-        let load = std::process::Command::new(causeway_tests::bin("causeway-collector"))
+        let load = std::process::Command::new(causeway_tests::bin("causeway-testkit"))
             .args(["workload", "pingpong", "--time", "3s"])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -310,14 +306,13 @@ fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// waker recorded (and the waiter's wait must still name the holder).
 #[test]
 fn timer_wakeups_under_cpu_load_have_no_waker_task() {
-    if !can_trace("timer_wakeups_under_cpu_load_have_no_waker_task") {
+    let Some(s) = Scenario::new("timer_wakeups_under_cpu_load_have_no_waker_task") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let hogs: Vec<_> = (0..2)
         .map(|cpu| {
-            std::process::Command::new(causeway_tests::bin("causeway-collector"))
+            std::process::Command::new(causeway_tests::bin("causeway-testkit"))
                 .args([
                     "workload",
                     "spin",
@@ -366,9 +361,9 @@ fn timer_wakeups_under_cpu_load_have_no_waker_task() {
 /// The cgroup filter: only tasks in the given cgroup v2 directory (and below) are traced.
 #[test]
 fn cgroup_filter_keeps_only_that_cgroup() {
-    if !can_trace("cgroup_filter_keeps_only_that_cgroup") {
+    let Some(s) = Scenario::new("cgroup_filter_keeps_only_that_cgroup") else {
         return;
-    }
+    };
     let root = causeway_tests::cgroup2_root();
     let cg = std::path::PathBuf::from(&root).join(format!("causeway-test-{}", std::process::id()));
     std::fs::create_dir_all(&cg).unwrap();
@@ -380,8 +375,7 @@ fn cgroup_filter_keeps_only_that_cgroup() {
     }
     let _cleanup = Cleanup(cg.clone());
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = s.store();
     let inside = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let outside = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let (ip, op) = (inside.pid, outside.pid);
@@ -411,11 +405,10 @@ fn cgroup_filter_keeps_only_that_cgroup() {
 /// `waitv` op, and lasts until the waker changes the word.
 #[test]
 fn futex_waitv_waits_are_recorded() {
-    if !can_trace("futex_waitv_waits_are_recorded") {
+    let Some(s) = Scenario::new("futex_waitv_waits_are_recorded") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let (pid, result) = record(&store, &["waitv", "--after", "150ms"], &[]);
     let rows = sql(
         &store,
@@ -440,9 +433,9 @@ fn futex_waitv_waits_are_recorded() {
 /// names it gets `container_id` and `pod_uid` (and the OTLP attributes container.id, k8s.pod.uid).
 #[test]
 fn events_carry_container_and_pod_from_the_cgroup_path() {
-    if !can_trace("events_carry_container_and_pod_from_the_cgroup_path") {
+    let Some(s) = Scenario::new("events_carry_container_and_pod_from_the_cgroup_path") else {
         return;
-    }
+    };
     let root = causeway_tests::cgroup2_root();
     let uid = format!("0f1e2d3c-4b5a-6978-8796-{:012x}", std::process::id());
     let container = format!("{:064x}", 0xc0ffee_u64 << 20 | std::process::id() as u64);
@@ -461,8 +454,7 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
         }
     }
     let _cleanup = Cleanup(vec![scope.clone(), pod.clone()]);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = s.store();
     let w = Workload::spawn(&["mutex", "--hold", "50ms"]);
     let pid = w.pid;
     std::fs::write(scope.join("cgroup.procs"), pid.to_string()).unwrap();
@@ -493,11 +485,10 @@ fn events_carry_container_and_pod_from_the_cgroup_path() {
 /// right after a long one) their user stack.
 #[test]
 fn user_stacks_follow_long_waits() {
-    if !can_trace("user_stacks_follow_long_waits") {
+    let Some(s) = Scenario::new("user_stacks_follow_long_waits") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let (pid, result) = record(
         &store,
         &[
@@ -540,11 +531,10 @@ fn user_stacks_follow_long_waits() {
 /// no off-CPU record was.
 #[test]
 fn ring_buffer_lock_contention_is_not_traced() {
-    if !can_trace("ring_buffer_lock_contention_is_not_traced") {
+    let Some(s) = Scenario::new("ring_buffer_lock_contention_is_not_traced") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let c = Collector::start(
         &store,
         &[
@@ -558,7 +548,7 @@ fn ring_buffer_lock_contention_is_not_traced() {
             "1s",
         ],
     );
-    let load = std::process::Command::new(causeway_tests::bin("causeway-collector"))
+    let load = std::process::Command::new(causeway_tests::bin("causeway-testkit"))
         .args(["workload", "rate", "--rate", "100000", "--seconds", "3"])
         .output()
         .unwrap();

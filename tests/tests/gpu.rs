@@ -32,7 +32,7 @@ fn cuda_workload(exe: &str, cpu: &str, device_cpu: &str, args: &[&str]) -> Workl
 
 /// A CPU hog pinned to `cpu`.
 fn hog(cpu: &str, secs: u32) -> Child {
-    Command::new(bin("causeway-collector"))
+    Command::new(bin("causeway-testkit"))
         .args([
             "workload",
             "spin",
@@ -86,11 +86,10 @@ const LAUNCHES: &[&str] = &[
 /// is a row, and the slow launches are explained by the pinned hog that stole their CPU.
 #[test]
 fn cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog() {
-    if !can_trace("cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog") {
+    let Some(s) = Scenario::new("cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let mut h = hog("0", 30);
     let w = cuda_workload(
         "cw-cuda-workload",
@@ -289,11 +288,10 @@ fn cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog() {
 /// A GPU-bound loop (long kernels, nothing else on the host): the chain ends at the GPU.
 #[test]
 fn gpu_bound_loop_diagnosed_as_gpu_sync() {
-    if !can_trace("gpu_bound_loop_diagnosed_as_gpu_sync") {
+    let Some(s) = Scenario::new("gpu_bound_loop_diagnosed_as_gpu_sync") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let w = cuda_workload(
         "cw-cuda-workload",
         "0",
@@ -342,11 +340,10 @@ fn gpu_bound_loop_diagnosed_as_gpu_sync() {
 /// collector_stats says how they were sampled.
 #[test]
 fn cuda13_runtime_found_later_and_duty_cycled_launches_estimated() {
-    if !can_trace("cuda13_runtime_found_later_and_duty_cycled_launches_estimated") {
+    let Some(s) = Scenario::new("cuda13_runtime_found_later_and_duty_cycled_launches_estimated") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     let c = Collector::start(
         &store,
         &[

@@ -19,50 +19,13 @@ use causeway_tests::TempCgroup;
 use causeway_tests::Workload;
 use serde_json::Value;
 
-fn diagnose(store: &Path, pid: i32) -> Value {
-    let out = Command::new(bin("causeway-query"))
-        .args([
-            "diagnose",
-            "--pid",
-            &pid.to_string(),
-            "--window",
-            "60s",
-            "--json",
-            "--store",
-        ])
-        .arg(store)
-        .output()
-        .expect("causeway-query runs");
-    assert!(
-        out.status.success(),
-        "diagnose failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("diagnose --json prints JSON");
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    v
-}
-
 fn mechanism(v: &Value) -> &str {
     v["blocking_mechanism"].as_str().unwrap_or("")
 }
 
 /// A spinner on CPU 0 for 5 s, moved into `cg`.
 fn hog_on_cpu0_in(cg: &TempCgroup) -> std::process::Child {
-    let hog = Command::new(bin("causeway-collector"))
-        .args([
-            "workload",
-            "spin",
-            "--threads",
-            "1",
-            "--cpu",
-            "0",
-            "--time",
-            "5s",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let hog = spinner(1, 0, "5s");
     cg.add(hog.id());
     hog
 }
@@ -71,22 +34,20 @@ fn hog_on_cpu0_in(cg: &TempCgroup) -> std::process::Child {
 /// queue behind it, and the diagnosis names the hog and its cgroup.
 #[test]
 fn cpu_hog_on_the_targets_cpu() {
-    if !can_trace("cpu_hog_on_the_targets_cpu") {
+    let Some(s) = Scenario::new("cpu_hog_on_the_targets_cpu") else {
         return;
-    }
+    };
     let cg = TempCgroup::create("cw-hog").expect("a cgroup v2 mount (unified hierarchy)");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = s.store();
     let mut hog = hog_on_cpu0_in(&cg);
-    let (pid, _) = record(
-        &store,
+    let (pid, _) = s.record(
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
         &[],
     );
     let hog_pid = hog.id() as i64;
     let _ = hog.kill();
     let _ = hog.wait();
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "cpu_contention", "{v}");
     assert_eq!(v["contention_source"]["pid"].as_i64(), Some(hog_pid), "{v}");
     assert_eq!(
@@ -112,15 +73,13 @@ fn cpu_hog_on_the_targets_cpu() {
 /// CPU. None of them alone holds the CPU most; their cgroup does, and the diagnosis says so.
 #[test]
 fn noisy_neighbour_cgroup_of_many_processes() {
-    if !can_trace("noisy_neighbour_cgroup_of_many_processes") {
+    let Some(s) = Scenario::new("noisy_neighbour_cgroup_of_many_processes") else {
         return;
-    }
+    };
     let cg = TempCgroup::create("cw-neighbours").expect("a cgroup v2 mount (unified hierarchy)");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = s.store();
     let mut hogs: Vec<_> = (0..3).map(|_| hog_on_cpu0_in(&cg)).collect();
-    let (pid, _) = record(
-        &store,
+    let (pid, _) = s.record(
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
         &[],
     );
@@ -128,7 +87,7 @@ fn noisy_neighbour_cgroup_of_many_processes() {
         let _ = h.kill();
         let _ = h.wait();
     }
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "cpu_contention", "{v}");
     let n = &v["contention_source"]["neighbour_cgroup"];
     assert_eq!(n["cgroup_id"].as_i64(), Some(cg.id()), "{v}");
@@ -148,13 +107,12 @@ fn noisy_neighbour_cgroup_of_many_processes() {
 /// A mutex holder sleeping inside its critical section.
 #[test]
 fn mutex_holder_doing_a_slow_operation() {
-    if !can_trace("mutex_holder_doing_a_slow_operation") {
+    let Some(s) = Scenario::new("mutex_holder_doing_a_slow_operation") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let (pid, result) = record(&store, &["mutex", "--hold", "300ms"], &[]);
-    let v = diagnose(&store, pid);
+    };
+    let store = s.store();
+    let (pid, result) = s.record(&["mutex", "--hold", "300ms"], &[]);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
     assert_eq!(
         v["contention_source"]["tid"].as_i64(),
@@ -172,14 +130,12 @@ fn mutex_holder_doing_a_slow_operation() {
 /// Two hops: the waiter blocks on a lock whose holder is writing (O_DIRECT) and fsyncing.
 #[test]
 fn two_hop_chain_lock_then_io() {
-    if !can_trace("two_hop_chain_lock_then_io") {
+    let Some(s) = Scenario::on_disk("two_hop_chain_lock_then_io") else {
         return;
-    }
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap(); // a disk, not tmpfs
-    let store = dir.path().join("store");
-    let file = dir.path().join("data.bin");
-    let (pid, result) = record(
-        &store,
+    };
+    let store = s.store();
+    let file = s.path("data.bin");
+    let (pid, result) = s.record(
         &[
             "lockio",
             "--file",
@@ -192,7 +148,7 @@ fn two_hop_chain_lock_then_io() {
         ],
         &["--min-off-cpu", "200us"],
     );
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
     let src = &v["contention_source"];
     assert_eq!(src["tid"].as_i64(), Some(int(&result, "holder_tid")), "{v}");
@@ -266,31 +222,17 @@ impl Drop for LoopFs {
 /// fsync and O_DIRECT writes on a loop device: the thread is blocked on I/O to that device.
 #[test]
 fn io_stall_on_a_loop_device() {
-    if !can_trace("io_stall_on_a_loop_device") {
+    let Some(s) = Scenario::new("io_stall_on_a_loop_device").and_then(|s| {
+        s.needs(&["losetup", "mkfs.ext4", "mount"], "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)")
+    }) else {
         return;
-    }
-    let tools = ["losetup", "mkfs.ext4", "mount"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !require_tool(
-        "io_stall_on_a_loop_device",
-        tools,
-        "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)",
-    ) {
-        return;
-    }
+    };
     let Some(fs) = LoopFs::new() else {
         panic!("could not set up a loop device with ext4 (root, loop module)");
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = s.store();
     let file = fs.mnt.path().join("stall.bin");
-    let (pid, _) = record(
-        &store,
+    let (pid, _) = s.record(
         &[
             "fsync",
             "--file",
@@ -303,7 +245,7 @@ fn io_stall_on_a_loop_device() {
         ],
         &[],
     );
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "io_wait", "{v}");
     let loop_name = fs.dev.trim_start_matches("/dev/");
     assert_eq!(v["contention_source"]["device"], loop_name, "{v}");
@@ -320,9 +262,9 @@ fn io_stall_on_a_loop_device() {
 /// runnable while its CPU idles.
 #[test]
 fn cpu_quota_throttling() {
-    if !can_trace("cpu_quota_throttling") {
+    let Some(s) = Scenario::new("cpu_quota_throttling") else {
         return;
-    }
+    };
     // v2 with the cpu controller, else the v1 cpu hierarchy
     let v2 = Path::new("/sys/fs/cgroup/cgroup.subtree_control");
     let (dir, quota): (std::path::PathBuf, Box<dyn Fn(&Path)>) =
@@ -349,8 +291,7 @@ fn cpu_quota_throttling() {
         };
     std::fs::create_dir_all(&dir).unwrap();
     quota(&dir);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
+    let store = s.store();
     let w = Workload::spawn(&["spin", "--threads", "1", "--cpu", "1", "--time", "2s"]);
     std::fs::write(dir.join("cgroup.procs"), w.pid.to_string()).unwrap();
     let pid = w.pid;
@@ -362,7 +303,7 @@ fn cpu_quota_throttling() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     c.stop();
     let _ = std::fs::remove_dir(&dir);
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "cpu_throttling", "{v}");
     assert!(v["contention_source"]["cgroup_id"].is_i64(), "{v}");
     // the collector's cpu.throttle rows: the cgroup's own counters and quota
@@ -383,13 +324,12 @@ fn cpu_quota_throttling() {
 /// The negative control: a thread that only sleeps is not contended.
 #[test]
 fn nanosleep_only_reports_no_contention() {
-    if !can_trace("nanosleep_only_reports_no_contention") {
+    let Some(s) = Scenario::new("nanosleep_only_reports_no_contention") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let (pid, _) = record(&store, &["sleep", "--each", "50ms", "--count", "20"], &[]);
-    let v = diagnose(&store, pid);
+    };
+    let store = s.store();
+    let (pid, _) = s.record(&["sleep", "--each", "50ms", "--count", "20"], &[]);
+    let v = s.diagnose(pid);
     assert_eq!(v["severity"], "none", "{v}");
     assert_eq!(mechanism(&v), "unknown", "{v}");
 }
@@ -547,28 +487,14 @@ impl Drop for LossyPeer {
 /// TCP retransmits: request/response to a peer behind a lossy path (nftables random drops).
 #[test]
 fn tcp_retransmits_on_a_lossy_path() {
-    if !can_trace("tcp_retransmits_on_a_lossy_path") {
+    let Some(s) = Scenario::new("tcp_retransmits_on_a_lossy_path")
+        .and_then(|s| s.needs(&["ip", "nft"], "ip (iproute2) and nft (nftables)"))
+    else {
         return;
-    }
-    let tools = ["ip", "nft"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !require_tool(
-        "tcp_retransmits_on_a_lossy_path",
-        tools,
-        "ip (iproute2) and nft (nftables)",
-    ) {
-        return;
-    }
+    };
     let peer = LossyPeer::new(25);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let (pid, result) = record(
-        &store,
+    let store = s.store();
+    let (pid, result) = s.record(
         &[
             "tcp",
             "--addr",
@@ -580,7 +506,7 @@ fn tcp_retransmits_on_a_lossy_path() {
         ],
         &[],
     );
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "network_retransmit", "{v}");
     assert_eq!(v["contention_source"]["peer"], peer.addr.as_str(), "{v}");
     assert!(
@@ -601,20 +527,18 @@ fn tcp_retransmits_on_a_lossy_path() {
 /// writer's small writes to it wait for the inode's i_rwsem in the kernel (D-state, no device).
 #[test]
 fn kernel_lock_held_across_a_truncate() {
-    if !can_trace("kernel_lock_held_across_a_truncate") {
+    let Some(s) = Scenario::new("kernel_lock_held_across_a_truncate") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    };
+    let store = s.store();
     // tmpfs: the wait is the inode lock alone, with no device behind it
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let file = shm.path().join("shared.bin");
-    let (pid, result) = record(
-        &store,
+    let (pid, result) = s.record(
         &["klock", "--file", file.to_str().unwrap(), "--rounds", "10"],
         &[],
     );
-    let v = diagnose(&store, pid);
+    let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
     let src = &v["contention_source"];
     assert_eq!(

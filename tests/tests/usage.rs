@@ -19,9 +19,9 @@ fn collector(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// Writes a synthetic store (`causeway-collector synth`) of `seconds` at `rate` events/s.
+/// Writes a synthetic store (`causeway-testkit synth`) of `seconds` at `rate` events/s.
 fn synth(store: &std::path::Path, seconds: &str, rate: &str) {
-    let out = Command::new(bin("causeway-collector"))
+    let out = Command::new(bin("causeway-testkit"))
         .args(["synth", "--store", store.to_str().unwrap()])
         .args(["--seconds", seconds, "--rate", rate])
         .output()

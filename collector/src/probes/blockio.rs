@@ -16,8 +16,10 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::OpenObject;
 
 use super::offcpu;
-use super::offcpu::Common;
-use super::read_record;
+use super::record;
+use super::record::read_record;
+use super::record::Decoded;
+use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -32,10 +34,10 @@ use skel::BlockioSkelBuilder;
 /// Loads the block programs with the same filter as the off-CPU set, sharing its maps.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
-    s: &offcpu::Settings,
+    s: &super::settings::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<BlockioSkel<'obj>> {
-    super::load_companion!(
+    super::load::load_companion!(
         BlockioSkelBuilder,
         "block I/O",
         open_object,
@@ -102,18 +104,15 @@ pub fn op_name(op: u32) -> String {
 }
 
 /// Decodes a `cw_block_event` record.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_block_event = read_record(data)?;
-    let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(
-        &hdr,
-        e.start_ns,
-        e.duration_ns,
-        e.cgroup_id,
-        &e.comm,
-        &e.process_name,
-    );
-    Some(KernelEvent {
+    let span = Span {
+        start_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+    };
+    let event = record::event(data, clock, names::event::BLOCK_IO, span, (&e.comm, &e.process_name))?;
+    Some(Decoded::Event(KernelEvent {
         detail: KindFields {
             device: Some(device_name(e.dev)),
             bytes: Some(e.bytes as i64),
@@ -123,8 +122,8 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         }
         .into(),
         exit_code: (e.error != 0).then_some(e.error),
-        ..common.event(names::event::BLOCK_IO, clock)
-    })
+        ..event
+    }))
 }
 
 #[cfg(test)]
@@ -138,14 +137,14 @@ mod tests {
             48 + 40 + 16 + 32
         );
         let mut e = types::cw_block_event::default();
-        e.hdr.r#type = offcpu::wire::EV_BLOCK;
+        e.hdr.r#type = crate::probes::wire::cw_event_type::CW_EV_BLOCK.0;
         e.hdr.pid = 7;
         e.hdr.tid = 8;
         e.dev = (7 << 20) | 99; // no such loop device: falls back to maj:min
         e.bytes = 4096;
         e.op = 1 | (1 << 11) | (1 << 17);
         e.duration_ns = 3_000_000;
-        let ev = super::super::decode_struct(&e, "block");
+        let ev = crate::probes::record::decode_struct(&e, "block");
         assert_eq!(ev.event_name, "block.io");
         assert_eq!((ev.pid, ev.tid, ev.bytes), (7, 8, Some(4096)));
         assert_eq!(ev.io_op.as_deref(), Some("write+sync+fua"));

@@ -3,7 +3,8 @@
 //!
 //! Cost is the design constraint. A uprobe traps into the kernel on every call (~1.4 µs where
 //! the probed instruction is emulated, more where it is single-stepped); launches come at 10^5
-//! per second, so probing every launch would slow a launch-bound job by 13–22%. Hence:
+//! per second, so probing every launch would slow a launch-bound job measurably
+//! (docs/benchmarks.md, P3). Hence:
 //! * synchronization, memcpy, allocation and NCCL calls (rare and long) are probed all the time
 //!   and every call is a row;
 //! * launch functions are probed a fraction of the time (`cuda.launch_sampling` of every
@@ -35,8 +36,10 @@ use libbpf_rs::UprobeMultiOpts;
 use super::discovery::FileId;
 use super::discovery::FoundFile;
 use super::offcpu;
-use super::offcpu::Common;
-use super::read_record;
+use super::record;
+use super::record::read_record;
+use super::record::Decoded;
+use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -152,7 +155,7 @@ pub struct Sampling {
 /// Loads the CUDA programs with the same filter as the off-CPU set, sharing its maps.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
-    s: &offcpu::Settings,
+    s: &super::settings::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
     sampling: &Sampling,
 ) -> Result<CudaSkel<'obj>> {
@@ -165,26 +168,23 @@ pub fn load<'obj>(
         .as_deref_mut()
         .context("rodata is not memory-mapped")?;
     ro.slow_launch_ns = sampling.slow_launch.as_nanos() as u64;
-    super::write_filter!(&mut *ro, s);
-    super::share_maps!(&mut open, offcpu);
+    super::load::write_filter!(&mut *ro, s);
+    super::load::share_maps!(&mut open, offcpu);
     open.load()
         .context("loading the CUDA uprobe programs (verifier)")
 }
 
 /// Decodes a `cw_cuda_event` record; a launch naming its kernel's host function leaves that
 /// address to the stack thread to symbolize.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_cuda_event = read_record(data)?;
-    let hdr: offcpu::types::cw_header = read_record(data)?;
     let (name, class) = func(e.func)?;
-    let common = Common::interval(
-        &hdr,
-        e.start_ns,
-        e.duration_ns,
-        e.cgroup_id,
-        &e.comm,
-        &e.process_name,
-    );
+    let span = Span {
+        start_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+    };
+    let common = record::event(data, clock, class.event_name(), span, (&e.comm, &e.process_name))?;
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
     let event = KernelEvent {
@@ -198,11 +198,11 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<offcpu::Decoded> {
         }
         .into(),
         exit_code: (e.ret != 0).then_some(e.ret),
-        ..common.event(class.event_name(), clock)
+        ..common
     };
     Some(match e.kernel_addr {
-        0 => offcpu::Decoded::Event(event),
-        addr => offcpu::Decoded::WithFunction { event, addr },
+        0 => Decoded::Event(event),
+        addr => Decoded::WithFunction { event, addr },
     })
 }
 
@@ -714,7 +714,7 @@ mod tests {
             48 + 6 * 8 + 24 + 8 + 32
         );
         let mut e = types::cw_cuda_event::default();
-        e.hdr.r#type = offcpu::wire::EV_CUDA;
+        e.hdr.r#type = crate::probes::wire::cw_event_type::CW_EV_CUDA.0;
         e.hdr.pid = 7;
         e.hdr.tid = 9;
         e.func = 1;
@@ -722,7 +722,7 @@ mod tests {
         e.block = [256, 1, 1];
         e.stream = 0x55;
         e.duration_ns = 2_100_000;
-        let ev = super::super::decode_struct(&e, "CUDA");
+        let ev = crate::probes::record::decode_struct(&e, "CUDA");
         assert_eq!(ev.event_name, "cuda.launch");
         assert_eq!(ev.cuda_function, Some("cudaLaunchKernel"));
         assert_eq!(
@@ -742,7 +742,7 @@ mod tests {
             )
         };
         assert!(
-            offcpu::decode(bytes, &BootToWall::sample()).is_none(),
+            crate::probes::decode(bytes, &BootToWall::sample()).is_none(),
             "unknown function ids are undecodable"
         );
     }

@@ -197,8 +197,8 @@ impl Scanner {
 
     /// One pass over /proc: the files not reported before that define a wanted symbol.
     ///
-    /// Generating /proc/PID/maps costs the kernel ~30 µs a process (idle collector on 575
-    /// processes: 2.1 % of a core with one pass a second). Mapping a library grows the process's
+    /// Generating /proc/PID/maps costs the kernel tens of µs a process. Mapping a library grows
+    /// the process's
     /// virtual size, so a process whose /proc/PID/stat (much cheaper to read) shows the same
     /// start time, virtual size and CPU time as when its mappings were last read is skipped,
     /// except in a full pass every [`FULL_SCAN`].

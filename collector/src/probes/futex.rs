@@ -5,10 +5,11 @@
 use causeway_proto::names;
 use causeway_proto::KernelEvent;
 
-use super::offcpu;
 use super::offcpu::types;
-use super::offcpu::Common;
-use super::read_record;
+use super::record;
+use super::record::read_record;
+use super::record::Decoded;
+use super::record::Span;
 use crate::clock::BootToWall;
 
 fn op_name(op: u32) -> &'static str {
@@ -24,23 +25,20 @@ fn op_name(op: u32) -> &'static str {
 }
 
 /// Decodes a `cw_futex_event` record.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_futex_event = read_record(data)?;
-    let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(
-        &hdr,
-        e.start_ns,
-        e.duration_ns,
-        e.cgroup_id,
-        &e.comm,
-        &e.process_name,
-    );
-    Some(KernelEvent {
+    let span = Span {
+        start_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+    };
+    let event = record::event(data, clock, names::event::FUTEX_WAIT, span, (&e.comm, &e.process_name))?;
+    Some(Decoded::Event(KernelEvent {
         futex_uaddr: Some(e.uaddr as i64),
         futex_op: Some(op_name(e.op)),
         exit_code: (e.ret != 0).then_some(e.ret),
-        ..common.event(names::event::FUTEX_WAIT, clock)
-    })
+        ..event
+    }))
 }
 
 #[cfg(test)]
@@ -54,13 +52,13 @@ mod tests {
             48 + 32 + 8 + 32
         );
         let mut e = types::cw_futex_event::default();
-        e.hdr.r#type = offcpu::wire::EV_FUTEX;
+        e.hdr.r#type = crate::probes::wire::cw_event_type::CW_EV_FUTEX.0;
         e.hdr.pid = 7;
         e.hdr.tid = 8;
         e.uaddr = 0x7f00_dead_beef;
         e.op = 9;
         e.duration_ns = 5_000_000;
-        let ev = super::super::decode_struct(&e, "futex");
+        let ev = record::decode_struct(&e, "futex");
         assert_eq!(ev.event_name, "futex.wait");
         assert_eq!(
             (ev.pid, ev.tid, ev.futex_uaddr, ev.futex_op),

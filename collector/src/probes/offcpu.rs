@@ -4,7 +4,6 @@
 //! ring-buffer records into [`KernelEvent`]s.
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::Context;
 use anyhow::Result;
@@ -19,9 +18,14 @@ use libbpf_rs::MapFlags;
 use libbpf_rs::OpenObject;
 use std::os::fd::AsFd;
 
-use super::cgroup::CgroupTarget;
-use super::cstr;
-use super::read_record;
+use super::record;
+use super::record::comm_of;
+use super::record::cstr;
+use super::record::read_record;
+use super::record::Decoded;
+use super::record::Span;
+use super::wire;
+use super::wire::cw_event_type as Ev;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -33,106 +37,7 @@ pub use skel::types;
 pub use skel::OffcpuSkel;
 use skel::OffcpuSkelBuilder;
 
-/// Record type tags and limits, as in bpf/causeway.h (checked against the BPF object's structs by
-/// the tests below).
-pub mod wire {
-    /// `CW_EV_OFF_CPU`
-    pub const EV_OFF_CPU: u32 = 1;
-    /// `CW_EV_OFF_CPU_STACK`
-    pub const EV_OFF_CPU_STACK: u32 = 2;
-    /// `CW_EV_RUNQ`
-    pub const EV_RUNQ: u32 = 3;
-    /// `CW_EV_PROC`
-    pub const EV_PROC: u32 = 4;
-    /// `CW_EV_FUTEX`
-    pub const EV_FUTEX: u32 = 5;
-    /// `CW_EV_BLOCK`
-    pub const EV_BLOCK: u32 = 6;
-    /// `CW_EV_TCP`
-    pub const EV_TCP: u32 = 7;
-    /// `CW_EV_CUDA`
-    pub const EV_CUDA: u32 = 8;
-    /// `CW_EV_KLOCK`
-    pub const EV_KLOCK: u32 = 9;
-    /// `CW_EV_MAX`
-    pub const EV_MAX: usize = 10;
-    /// `CW_STAT_EMITTED`
-    pub const STAT_EMITTED: u32 = 0;
-    /// `CW_STAT_DROPPED`
-    pub const STAT_DROPPED: u32 = 16;
-    /// `CW_STAT_SHORT`
-    pub const STAT_SHORT: u32 = 32;
-    /// `CW_STAT_SHORT_RQ`
-    pub const STAT_SHORT_RQ: u32 = 33;
-    /// `CW_STAT_CTX_PUBLISH`
-    pub const STAT_CTX_PUBLISH: u32 = 34;
-    /// `CW_STAT_CUDA_UNMATCHED`
-    pub const STAT_CUDA_UNMATCHED: u32 = 35;
-    /// `CW_STAT_CUDA_ORPHAN_RET`
-    pub const STAT_CUDA_ORPHAN_RET: u32 = 36;
-    /// `CW_STAT_CUDA_FAST`
-    pub const STAT_CUDA_FAST: u32 = 37;
-    /// `CW_STAT_SWITCH_IN_REBUILT`
-    pub const STAT_SWITCH_IN_REBUILT: u32 = 38;
-    /// `CW_STAT_SWITCH_IN_LOST`
-    pub const STAT_SWITCH_IN_LOST: u32 = 39;
-    /// `CW_STAT_MAX`
-    pub const STAT_MAX: u32 = 40;
-    /// `CW_MAX_USTACK` / `CW_MAX_KSTACK`
-    pub const MAX_STACK: usize = 32;
-}
-
-/// Names of record types, for counters and logs.
-pub fn type_name(t: usize) -> &'static str {
-    match t as u32 {
-        wire::EV_OFF_CPU => "off_cpu",
-        wire::EV_OFF_CPU_STACK => "off_cpu_stack",
-        wire::EV_RUNQ => "runq",
-        wire::EV_PROC => "proc",
-        wire::EV_FUTEX => "futex",
-        wire::EV_BLOCK => "block",
-        wire::EV_TCP => "tcp_retransmit",
-        wire::EV_CUDA => "cuda",
-        wire::EV_KLOCK => "kernel_lock",
-        _ => "unknown",
-    }
-}
-
-/// Tunables and filters written into the program before load.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Minimum off-CPU interval sent to user space.
-    pub min_off_cpu: Duration,
-    /// Minimum run-queue wait sent to user space.
-    pub min_runq: Duration,
-    /// Stacks for off-CPU intervals at least this long; zero disables stacks.
-    pub stack_threshold: Duration,
-    /// tgids to trace; empty: all.
-    pub pids: Vec<u32>,
-    /// Trace children of traced processes.
-    pub follow_children: bool,
-    /// Only tasks under this cgroup.
-    pub cgroup: Option<CgroupTarget>,
-    /// Ring buffer size in bytes (power of two).
-    pub ring_buffer_bytes: u32,
-    /// Block requests shorter than this are not sent.
-    pub min_block: Duration,
-    /// OBI's pinned `traces_ctx_v1` map, when found: read as a second trace-context source.
-    pub obi_map: Option<std::path::PathBuf>,
-    /// Measure intervals on the boot clock and stamp wakeups in the probe, as the programs must
-    /// on kernels without the scheduler's run-queue accounting (bpf/offcpu.bpf.c
-    /// `kernel_runq`), instead of reading the scheduler's clock: for tests and comparison. Also
-    /// set by the environment variable CAUSEWAY_BOOT_CLOCK=1.
-    pub boot_clock: bool,
-}
-
-impl Settings {
-    /// Unread bytes past which the programs wake the reader (bpf/common.bpf.h `wake_bytes`): a
-    /// quarter of the ring buffer.
-    pub fn wake_bytes(&self) -> usize {
-        self.ring_buffer_bytes as usize / 4
-    }
-}
+pub use super::settings::Settings;
 
 /// Whether the scheduler's clock (`rq->clock`, what the programs measure intervals on) is one
 /// clock on every CPU: an interval that starts on one CPU and ends on another subtracts two CPUs'
@@ -160,7 +65,7 @@ pub enum Clock {
     /// The scheduler's: `rq->clock`, with run-queue waits from the kernel's `sched_info` — no
     /// clock read in the switch handlers.
     Scheduler,
-    /// The boot clock, read in the handlers (~25 ns a read on the development VM), for this
+    /// The boot clock, read in the handlers (a clock read per switch), for this
     /// reason.
     Boot(&'static str),
 }
@@ -257,7 +162,7 @@ pub fn load<'obj>(
         ro.boot_clock = true;
     }
     ro.test_skip_switch_in = test_skip_switch_in()?;
-    super::write_filter!(&mut *ro, s);
+    super::load::write_filter!(&mut *ro, s);
     open.maps
         .events
         .set_max_entries(s.ring_buffer_bytes)
@@ -340,103 +245,31 @@ pub fn read_stats(skel: &OffcpuSkel<'_>) -> Result<Vec<Vec<u64>>> {
 }
 
 fn state_name(s: u32) -> &'static str {
-    match s {
-        0 => names::state::PREEMPTED,
-        1 => names::state::SLEEP,
-        2 => names::state::DISK,
+    use wire::cw_offcpu_state as State;
+    match State(s) {
+        State::CW_STATE_PREEMPTED => names::state::PREEMPTED,
+        State::CW_STATE_SLEEP => names::state::SLEEP,
+        State::CW_STATE_DISK => names::state::DISK,
         _ => names::state::OTHER,
     }
 }
 
-/// The fields every record kind has: who, where, when.
-pub(crate) struct Common<'a, C> {
-    pub hdr: &'a types::cw_header,
-    pub boot_ns: u64,
-    pub duration_ns: u64,
-    pub cgroup_id: u64,
-    pub comm: &'a [C],
-    pub process_name: &'a [C],
-}
-
-impl<'a, C: Copy> Common<'a, C> {
-    /// The common part of a record: header, start, length, cgroup and names.
-    pub fn interval(
-        hdr: &'a types::cw_header,
-        boot_ns: u64,
-        duration_ns: u64,
-        cgroup_id: u64,
-        comm: &'a [C],
-        process_name: &'a [C],
-    ) -> Self {
-        Common {
-            hdr,
-            boot_ns,
-            duration_ns,
-            cgroup_id,
-            comm,
-            process_name,
-        }
-    }
-
-    pub fn event(&self, name: &'static str, clock: &BootToWall) -> KernelEvent {
-        let ctx = &self.hdr.ctx;
-        let (trace_id, span_id, correlation_method) = match ctx.source {
-            1 | 2 if ctx.trace_id.iter().any(|b| *b != 0) => (
-                Some(hex(&ctx.trace_id)),
-                Some(hex(&ctx.span_id)),
-                Some(if ctx.source == 1 {
-                    names::correlation::UPROBE
-                } else {
-                    names::correlation::OBI_MAP
-                }),
-            ),
-            _ => (None, None, None),
-        };
-        KernelEvent {
-            trace_id,
-            span_id,
-            correlation_method,
-            time_unix_nano: clock.wall(self.boot_ns),
-            duration_ns: self.duration_ns as i64,
-            pid: self.hdr.pid as i32,
-            tid: self.hdr.tid as i32,
-            comm: super::comm(self.comm),
-            process_name: super::comm(self.process_name),
-            event_name: name,
-            cpu: self.hdr.cpu as i32,
-            cgroup_id: self.cgroup_id as i64,
-            ..Default::default()
-        }
-    }
-}
-
-fn hex<T: Copy + Into<u8>>(bytes: &[T]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{:02x}", (*b).into());
-            s
-        })
-}
-
-fn off_cpu_event(e: &types::cw_off_cpu_event, clock: &BootToWall) -> KernelEvent {
+/// An off-CPU record (`data` holds it, or a stack record that starts with it).
+fn off_cpu_event(data: &[u8], e: &types::cw_off_cpu_event, clock: &BootToWall) -> Option<KernelEvent> {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
-    let common = Common::interval(
-        &e.hdr,
-        e.start_ns,
-        e.duration_ns,
-        e.cgroup_id,
-        &e.comm,
-        &e.process_name,
-    );
-    KernelEvent {
+    let span = Span {
+        start_ns: e.start_ns,
+        duration_ns: e.duration_ns,
+        cgroup_id: e.cgroup_id,
+    };
+    let ev = record::event(data, clock, names::event::OFF_CPU, span, (&e.comm, &e.process_name))?;
+    Some(KernelEvent {
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
         waker_tid: woken.then_some(e.waker_tid as i32),
-        waker_comm: woken.then(|| super::comm(&e.waker_comm)),
-        ..common.event(names::event::OFF_CPU, clock)
-    }
+        waker_comm: woken.then(|| comm_of(&e.waker_comm)),
+        ..ev
+    })
 }
 
 fn frames(n: i32, ips: &[u64]) -> &[u64] {
@@ -444,108 +277,76 @@ fn frames(n: i32, ips: &[u64]) -> &[u64] {
     &ips[..n]
 }
 
-/// A decoded record: most are complete events; long off-CPU intervals carry raw stacks that the
-/// stack thread turns into ids (symbolization must never stall the drain).
-#[derive(Debug)]
-pub enum Decoded {
-    /// A complete event.
-    Event(KernelEvent),
-    /// An event whose function address (a CUDA kernel's host stub in process `pid`) is still to
-    /// be symbolized into `cuda_kernel`.
-    WithFunction {
-        /// The event, `cuda_kernel` unset.
-        event: KernelEvent,
-        /// The address in the process.
-        addr: u64,
-    },
-    /// An event whose stack ids are still to be resolved from these raw addresses.
-    WithStacks {
-        /// The event, stack ids unset.
-        event: KernelEvent,
-        /// Kernel instruction pointers, innermost first.
-        kernel: Vec<u64>,
-        /// User instruction pointers, innermost first.
-        user: Vec<u64>,
-    },
-}
-
-/// Decodes one ring-buffer record of any probe set. Unknown or short records give `None`
-/// (and are counted by the caller).
+/// Decodes an off-CPU, stack, run-queue or lifecycle record.
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
-    let hdr: types::cw_header = read_record(data)?;
-    let event = match hdr.r#type {
-        wire::EV_FUTEX => super::futex::decode(data, clock)?,
-        wire::EV_BLOCK => super::blockio::decode(data, clock)?,
-        wire::EV_TCP => super::tcp::decode(data, clock)?,
-        wire::EV_KLOCK => return super::lockcont::decode(data, clock),
-        wire::EV_CUDA => return super::cuda::decode(data, clock),
-        wire::EV_OFF_CPU => off_cpu_event(&read_record(data)?, clock),
-        wire::EV_OFF_CPU_STACK => {
+    let hdr: wire::cw_header = read_record(data)?;
+    let event = match Ev(hdr.r#type) {
+        Ev::CW_EV_OFF_CPU => off_cpu_event(data, &read_record(data)?, clock)?,
+        Ev::CW_EV_OFF_CPU_STACK => {
             let s: types::cw_off_cpu_stack_event = read_record(data)?;
             return Some(Decoded::WithStacks {
-                event: off_cpu_event(&s.ev, clock),
+                event: off_cpu_event(data, &s.ev, clock)?,
                 kernel: frames(s.n_kernel, &s.kernel).to_vec(),
                 user: frames(s.n_user, &s.user).to_vec(),
             });
         }
-        wire::EV_RUNQ => {
+        Ev::CW_EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
-            let common = Common::interval(
-                &e.hdr,
-                e.start_ns,
-                e.duration_ns,
-                e.cgroup_id,
-                &e.comm,
-                &e.process_name,
-            );
+            let span = Span {
+                start_ns: e.start_ns,
+                duration_ns: e.duration_ns,
+                cgroup_id: e.cgroup_id,
+            };
             KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
-                prev_comm: Some(super::comm(&e.prev_comm)),
+                prev_comm: Some(comm_of(&e.prev_comm)),
                 prev_cgroup_id: Some(e.prev_cgroup_id as i64),
-                ..common.event(names::event::RUNQ, clock)
+                ..record::event(data, clock, names::event::RUNQ, span, (&e.comm, &e.process_name))?
             }
         }
-        wire::EV_PROC => {
-            let e: types::cw_proc_event = read_record(data)?;
-            let (name, ppid, exit_code, path) = match e.kind {
-                1 => (
-                    names::event::PROCESS_EXEC,
-                    Some(e.ppid as i32),
-                    None,
-                    Some(cstr(&e.path)),
-                ),
-                2 => (names::event::PROCESS_FORK, Some(e.ppid as i32), None, None),
-                3 => (names::event::THREAD_START, Some(e.ppid as i32), None, None),
-                4 => (names::event::PROCESS_EXIT, None, Some(e.exit_code), None),
-                5 => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
-                _ => return None,
-            };
-            let common =
-                Common::interval(&e.hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
-            // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
-            let exiting = matches!(e.kind, 4 | 5) && e.child_tid_addr != 0;
-            let futex_uaddr = exiting.then_some(e.child_tid_addr as i64);
-            KernelEvent {
-                detail: KindFields {
-                    ppid,
-                    path,
-                    ..Default::default()
-                }
-                .into(),
-                exit_code,
-                futex_uaddr,
-                ..common.event(name, clock)
-            }
-        }
+        Ev::CW_EV_PROC => lifecycle_event(data, clock)?,
         _ => return None,
     };
     Some(Decoded::Event(event))
 }
 
-/// True for records that load shedding must never drop (process lifecycle).
-pub fn is_lifecycle(data: &[u8]) -> bool {
-    read_record::<types::cw_header>(data).is_some_and(|h| h.r#type == wire::EV_PROC)
+/// A process or thread lifecycle record.
+fn lifecycle_event(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+    use wire::cw_proc_kind as Kind;
+    let e: types::cw_proc_event = read_record(data)?;
+    let (name, ppid, exit_code, path) = match Kind(e.kind) {
+        Kind::CW_PROC_EXEC => (
+            names::event::PROCESS_EXEC,
+            Some(e.ppid as i32),
+            None,
+            Some(cstr(&e.path)),
+        ),
+        Kind::CW_PROC_FORK => (names::event::PROCESS_FORK, Some(e.ppid as i32), None, None),
+        Kind::CW_PROC_THREAD_START => (names::event::THREAD_START, Some(e.ppid as i32), None, None),
+        Kind::CW_PROC_EXIT => (names::event::PROCESS_EXIT, None, Some(e.exit_code), None),
+        Kind::CW_PROC_THREAD_EXIT => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
+        _ => return None,
+    };
+    let span = Span {
+        start_ns: e.ts_ns,
+        duration_ns: 0,
+        cgroup_id: e.cgroup_id,
+    };
+    // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
+    let exiting = matches!(Kind(e.kind), Kind::CW_PROC_EXIT | Kind::CW_PROC_THREAD_EXIT);
+    let futex_uaddr = (exiting && e.child_tid_addr != 0).then_some(e.child_tid_addr as i64);
+    Some(KernelEvent {
+        detail: KindFields {
+            ppid,
+            path,
+            ..Default::default()
+        }
+        .into(),
+        exit_code,
+        futex_uaddr,
+        ..record::event(data, clock, name, span, (&e.comm, &e.process_name))?
+    })
 }
 
 #[cfg(test)]
@@ -574,7 +375,7 @@ mod tests {
     #[test]
     fn decodes_an_off_cpu_record() {
         let mut e = types::cw_off_cpu_event::default();
-        e.hdr.r#type = wire::EV_OFF_CPU;
+        e.hdr.r#type = wire::cw_event_type::CW_EV_OFF_CPU.0;
         e.hdr.pid = 10;
         e.hdr.tid = 11;
         e.start_ns = 1_000;
@@ -611,7 +412,7 @@ mod tests {
     #[test]
     fn decodes_the_trace_context_of_a_record() {
         let mut e = types::cw_off_cpu_event::default();
-        e.hdr.r#type = wire::EV_OFF_CPU;
+        e.hdr.r#type = wire::cw_event_type::CW_EV_OFF_CPU.0;
         e.hdr.ctx.source = 1;
         e.hdr.ctx.trace_id = [0xab; 16];
         e.hdr.ctx.span_id = [1, 2, 3, 4, 5, 6, 7, 8];

@@ -17,8 +17,10 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::OpenObject;
 
 use super::offcpu;
-use super::offcpu::Common;
-use super::read_record;
+use super::record;
+use super::record::read_record;
+use super::record::Decoded;
+use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -33,11 +35,11 @@ use skel::TcpSkelBuilder;
 /// Loads the TCP programs with the same filter as the off-CPU set, sharing its maps.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
-    s: &offcpu::Settings,
+    s: &super::settings::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<TcpSkel<'obj>> {
     // nothing of its own to set: the filter and the shared maps only
-    super::load_companion!(TcpSkelBuilder, "TCP", open_object, s, offcpu, |ro| ())
+    super::load::load_companion!(TcpSkelBuilder, "TCP", open_object, s, offcpu, |ro| ())
 }
 
 /// Attaches inet_sock_set_state / tcp_retransmit_skb (tp_btf).
@@ -59,19 +61,24 @@ fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> String {
 }
 
 /// Decodes a `cw_tcp_event` record.
-pub fn decode(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
+pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_tcp_event = read_record(data)?;
-    let hdr: offcpu::types::cw_header = read_record(data)?;
-    let common = Common::interval(&hdr, e.ts_ns, 0, e.cgroup_id, &e.comm, &e.process_name);
-    Some(KernelEvent {
+    let span = Span {
+        start_ns: e.ts_ns,
+        duration_ns: 0,
+        cgroup_id: e.cgroup_id,
+    };
+    let name = names::event::TCP_RETRANSMIT;
+    let event = record::event(data, clock, name, span, (&e.comm, &e.process_name))?;
+    Some(Decoded::Event(KernelEvent {
         detail: KindFields {
             saddr: Some(endpoint(e.family, &e.saddr, e.sport)),
             daddr: Some(endpoint(e.family, &e.daddr, e.dport)),
             ..Default::default()
         }
         .into(),
-        ..common.event(names::event::TCP_RETRANSMIT, clock)
-    })
+        ..event
+    }))
 }
 
 #[cfg(test)]
@@ -85,13 +92,13 @@ mod tests {
             48 + 16 + 32 + 8 + 32
         );
         let mut e = types::cw_tcp_event::default();
-        e.hdr.r#type = offcpu::wire::EV_TCP;
+        e.hdr.r#type = crate::probes::wire::cw_event_type::CW_EV_TCP.0;
         e.family = 2;
         e.saddr[..4].copy_from_slice(&[10, 77, 0, 1]);
         e.daddr[..4].copy_from_slice(&[10, 77, 0, 2]);
         e.sport = 40000;
         e.dport = 9000;
-        let ev = super::super::decode_struct(&e, "TCP");
+        let ev = crate::probes::record::decode_struct(&e, "TCP");
         assert_eq!(ev.event_name, "tcp.retransmit");
         assert_eq!(ev.saddr.as_deref(), Some("10.77.0.1:40000"));
         assert_eq!(ev.daddr.as_deref(), Some("10.77.0.2:9000"));

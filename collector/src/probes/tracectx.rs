@@ -40,7 +40,7 @@ pub const PROBE_SYMBOL: &str = "causeway_ctx_publish";
 /// Loads the uprobe program with the same filter as the off-CPU set, sharing its maps.
 pub fn load<'obj>(
     open_object: &'obj mut MaybeUninit<OpenObject>,
-    s: &offcpu::Settings,
+    s: &super::settings::Settings,
     offcpu: &offcpu::OffcpuSkel<'_>,
 ) -> Result<TracectxSkel<'obj>> {
     let mut open = TracectxSkelBuilder::default()
@@ -51,8 +51,8 @@ pub fn load<'obj>(
         .rodata_data
         .as_deref_mut()
         .context("rodata is not memory-mapped")?;
-    super::write_filter!(&mut *ro, s);
-    super::share_maps!(&mut open, offcpu);
+    super::load::write_filter!(&mut *ro, s);
+    super::load::share_maps!(&mut open, offcpu);
     open.load()
         .context("loading the trace-context BPF program (verifier)")
 }

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::i;
+use super::json::i;
+use super::report::Report;
 use crate::engine::Engine;
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 /// Arguments.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -190,14 +191,14 @@ fn pair(a: &HostClock, b: &HostClock) -> HostPair {
 
 /// Per host, the newest sample in the window (a store-clock estimate preferred to a kernel-only
 /// row); every pair of hosts.
-pub async fn run(engine: &Engine, a: &ClockArgs) -> Result<ClockReport, QueryError> {
+pub async fn run(engine: &dyn Engine, a: &ClockArgs) -> Result<ClockReport, QueryError> {
     let w = a.window_s.unwrap_or(3600);
     if !(60..=86_400).contains(&w) {
         return Err(QueryError::Usage(format!(
             "window_s must be within 60..=86400, got {w}"
         )));
     }
-    let hp = super::host_predicate(&a.host)?;
+    let hp = super::sql::host_predicate(&a.host)?;
     let sql = format!(
         "WITH newest AS (SELECT max(time_unix_nano) AS t FROM clock_sync WHERE true{hp}), \
          ranked AS (SELECT c.*, row_number() OVER (PARTITION BY host ORDER BY offset_low_ns IS NULL, time_unix_nano DESC) AS rn \
@@ -258,6 +259,28 @@ fn summary(hosts: &[HostClock], pairs: &[HostPair]) -> String {
         ));
     }
     s.trim_end().to_string()
+}
+
+impl Report for ClockReport {
+    fn summary(&self) -> String {
+        self.summary.clone()
+    }
+
+    fn text(&self) -> String {
+        let tolerance = |t: Option<f64>| t.map_or_else(|| "∞".into(), |t| format!("{t:.1} ms"));
+        let mut out = format!("{}\n", self.summary);
+        for p in &self.pairs {
+            out.push_str(&format!(
+                "  {} − {}: {:+.1} ms; unordered closer than {} (corrected) / {} (raw)\n",
+                p.a,
+                p.b,
+                p.skew_ms,
+                tolerance(p.corrected_order_tolerance_ms),
+                tolerance(p.raw_order_tolerance_ms),
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

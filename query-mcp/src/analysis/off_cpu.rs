@@ -6,11 +6,13 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::date_predicate;
-use super::f;
-use super::i;
+use super::sql::date_predicate;
+use super::json::f;
+use super::json::i;
+use causeway_proto::names::event::OFF_CPU;
+use super::report::Report;
 use crate::engine::Engine;
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 /// Arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -136,13 +138,13 @@ const WINDOW_COLUMNS: &[&str] = &[
 ];
 
 /// Runs the analysis.
-pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryError> {
+pub async fn run(engine: &dyn Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryError> {
     validate(a, engine.security().max_rows)?;
     engine.check_pid(a.pid)?;
     let mut w = format!(
-        "event_name = 'sched.off_cpu' AND pid = {}{}",
+        "event_name = '{OFF_CPU}' AND pid = {}{}",
         a.pid,
-        super::host_predicate(&a.host)?
+        super::sql::host_predicate(&a.host)?
     );
     if let Some(t) = a.tid {
         w += &format!(" AND tid = {t}");
@@ -210,7 +212,7 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
         .map(|r| WakerTotal {
             waker_pid: i(r, "waker_pid"),
             waker_tid: i(r, "waker_tid"),
-            waker_comm: super::data_text(r["waker_comm"].as_str().unwrap_or("")),
+            waker_comm: super::text::data_text(r["waker_comm"].as_str().unwrap_or("")),
             count: i(r, "n"),
             total_ms: f(r, "total_ms"),
         })
@@ -228,13 +230,12 @@ pub async fn run(engine: &Engine, a: &OffCpuArgs) -> Result<OffCpuReport, QueryE
         tail: rows.rows.iter().take(5).cloned().collect(),
         truncated: rows.truncated || total_events > rows.rows.len() as i64,
         rows: rows.rows,
-        notice: super::DATA_NOTICE.into(),
+        notice: super::text::DATA_NOTICE.into(),
     })
 }
 
-impl OffCpuReport {
-    /// A short text summary.
-    pub fn summary(&self) -> String {
+impl Report for OffCpuReport {
+    fn summary(&self) -> String {
         if self.total_events == 0 {
             return format!(
                 "No off-CPU intervals recorded for pid {} with these filters.",

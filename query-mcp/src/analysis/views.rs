@@ -8,13 +8,17 @@ use std::collections::HashSet;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::json;
 use serde_json::Value;
 
-use super::date_predicate;
-use super::i;
+use super::sql::date_predicate;
+use super::json::i;
+use causeway_proto::names::event::OFF_CPU;
+use super::report::Document;
+use super::report::Report;
 use crate::engine::Engine;
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 /// Arguments of `render_off_cpu_flamegraph`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -39,7 +43,7 @@ pub struct TimelineArgs {
 }
 
 /// (start, end) of the last `window_s` seconds of `pid`'s recorded events.
-async fn pid_window(engine: &Engine, pid: i64, window_s: i64) -> Result<(i64, i64), QueryError> {
+async fn pid_window(engine: &dyn Engine, pid: i64, window_s: i64) -> Result<(i64, i64), QueryError> {
     if pid <= 0 || pid > i32::MAX as i64 {
         return Err(QueryError::Usage(format!(
             "pid must be a positive process id, got {pid}"
@@ -60,7 +64,7 @@ async fn pid_window(engine: &Engine, pid: i64, window_s: i64) -> Result<(i64, i6
 
 /// Frames of stacks by id (innermost first), deduplicated.
 async fn frames_by_id(
-    engine: &Engine,
+    engine: &dyn Engine,
     ids: &HashSet<i64>,
 ) -> Result<HashMap<i64, Vec<String>>, QueryError> {
     let mut out = HashMap::new();
@@ -84,7 +88,7 @@ async fn frames_by_id(
 }
 
 /// Folded stacks of a process's off-CPU time: `thread;state;outermost;…;innermost weight_us`.
-pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String>, QueryError> {
+pub async fn folded_off_cpu(engine: &dyn Engine, a: &FlameArgs) -> Result<Vec<String>, QueryError> {
     let window_s = a.window_s.unwrap_or(60);
     if !(1..=3600).contains(&window_s) {
         return Err(QueryError::Usage(format!(
@@ -94,7 +98,7 @@ pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String
     let (start, end) = pid_window(engine, a.pid, window_s).await?;
     let q = format!(
         "SELECT comm, state, sum(duration_ns) AS ns, kernel_stack_id, user_stack_id FROM kernel_events \
-         WHERE pid = {} AND event_name = 'sched.off_cpu' AND time_unix_nano >= {start} AND time_unix_nano < {end} \
+         WHERE pid = {} AND event_name = '{OFF_CPU}' AND time_unix_nano >= {start} AND time_unix_nano < {end} \
          AND {} GROUP BY comm, state, kernel_stack_id, user_stack_id",
         a.pid,
         date_predicate(start, end)
@@ -106,7 +110,7 @@ pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String
         .flatten()
         .collect();
     let frames = frames_by_id(engine, &ids).await?;
-    let clean = |s: &str| super::data_text(s).replace([';', ' '], "_");
+    let clean = |s: &str| super::text::data_text(s).replace([';', ' '], "_");
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let mut path = vec![
@@ -131,7 +135,7 @@ pub async fn folded_off_cpu(engine: &Engine, a: &FlameArgs) -> Result<Vec<String
 }
 
 /// The off-CPU flamegraph as SVG.
-pub async fn flamegraph_svg(engine: &Engine, a: &FlameArgs) -> Result<(String, usize), QueryError> {
+pub async fn flamegraph_svg(engine: &dyn Engine, a: &FlameArgs) -> Result<(String, usize), QueryError> {
     let lines = folded_off_cpu(engine, a).await?;
     if lines.is_empty() {
         return Err(QueryError::Usage(format!(
@@ -150,11 +154,112 @@ pub async fn flamegraph_svg(engine: &Engine, a: &FlameArgs) -> Result<(String, u
     Ok((String::from_utf8_lossy(&svg).into_owned(), lines.len()))
 }
 
+/// `render_off_cpu_flamegraph` answer (the SVG itself is the embedded resource).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FlameReport {
+    /// Process.
+    pub pid: i64,
+    /// Distinct (thread, state, stack) rows drawn.
+    pub stacks: usize,
+    /// Size of the SVG.
+    pub svg_bytes: usize,
+    /// URI of the embedded SVG resource.
+    pub uri: String,
+    /// The SVG.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub svg: Document,
+}
+
+impl Report for FlameReport {
+    fn summary(&self) -> String {
+        format!(
+            "off-CPU flamegraph of pid {}: {} distinct stacks ({} bytes of SVG)",
+            self.pid, self.stacks, self.svg_bytes
+        )
+    }
+
+    fn document(&self) -> Option<&Document> {
+        Some(&self.svg)
+    }
+}
+
+/// The off-CPU flamegraph as a report carrying its SVG.
+pub async fn flamegraph(engine: &dyn Engine, a: &FlameArgs) -> Result<FlameReport, QueryError> {
+    let (svg, stacks) = flamegraph_svg(engine, a).await?;
+    let uri = format!("causeway://flamegraph/off-cpu/{}.svg", a.pid);
+    Ok(FlameReport {
+        pid: a.pid,
+        stacks,
+        svg_bytes: svg.len(),
+        uri: uri.clone(),
+        svg: Document {
+            uri,
+            mime: "image/svg+xml",
+            text: svg,
+        },
+    })
+}
+
+/// `export_timeline` answer (the JSON document itself is the embedded resource).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TimelineReport {
+    /// Timeline events (spans, kernel intervals, thread names).
+    pub events: usize,
+    /// Kernel events were capped.
+    pub truncated: bool,
+    /// Window start, Unix ns.
+    pub window_start_ns: i64,
+    /// Window end, Unix ns.
+    pub window_end_ns: i64,
+    /// URI of the embedded JSON resource.
+    pub uri: String,
+    /// The Chrome trace JSON.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub json: Document,
+}
+
+impl Report for TimelineReport {
+    fn summary(&self) -> String {
+        format!(
+            "timeline with {} events (Chrome trace JSON; open in https://ui.perfetto.dev)",
+            self.events
+        )
+    }
+
+    fn document(&self) -> Option<&Document> {
+        Some(&self.json)
+    }
+}
+
+/// The timeline as a report carrying its Chrome trace JSON.
+pub async fn export_timeline(
+    engine: &dyn Engine,
+    a: &TimelineArgs,
+) -> Result<TimelineReport, QueryError> {
+    let t = timeline(engine, a).await?;
+    let other = &t["otherData"];
+    let uri = "causeway://timeline.json".to_string();
+    Ok(TimelineReport {
+        events: t["traceEvents"].as_array().map_or(0, |a| a.len()),
+        truncated: other["truncated"].as_bool().unwrap_or(false),
+        window_start_ns: other["window_start_unix_ns"].as_i64().unwrap_or(0),
+        window_end_ns: other["window_end_unix_ns"].as_i64().unwrap_or(0),
+        uri: uri.clone(),
+        json: Document {
+            uri,
+            mime: "application/json",
+            text: t.to_string(),
+        },
+    })
+}
+
 /// A Chrome trace (`chrome://tracing`, https://ui.perfetto.dev) with spans and kernel intervals.
-pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryError> {
+async fn timeline(engine: &dyn Engine, a: &TimelineArgs) -> Result<Value, QueryError> {
     let (pid_filter, start, end, spans) = match (&a.trace_id, a.pid) {
         (Some(t), _) => {
-            let t = super::trace::parse_trace_id(t)?;
+            let t = super::sql::parse_trace_id(t)?;
             let spans = engine
                 .query(&format!(
                     "SELECT span_id, parent_span_id, name, service_name, pid, tid, host_name, start_time_unix_nano, end_time_unix_nano \
@@ -180,7 +285,7 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             let mut tids: std::collections::BTreeMap<String, HashSet<i64>> = Default::default();
             for s in &spans {
                 if let Some(tid) = s["tid"].as_i64() {
-                    let host = super::host_predicate(&s["host_name"].as_str().map(String::from))
+                    let host = super::sql::host_predicate(&s["host_name"].as_str().map(String::from))
                         .unwrap_or_default();
                     tids.entry(host).or_default().insert(tid);
                 }
@@ -229,9 +334,9 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
         let (p, t) = (fleet.track(host, i(e, "pid")), i(e, "tid"));
         names
             .entry((p, t))
-            .or_insert_with(|| super::data_text(e["comm"].as_str().unwrap_or("")));
+            .or_insert_with(|| super::text::data_text(e["comm"].as_str().unwrap_or("")));
         let name = match (e["event_name"].as_str().unwrap_or("?"), e["state"].as_str()) {
-            ("sched.off_cpu", Some(s)) => format!("off-CPU ({s})"),
+            (OFF_CPU, Some(s)) => format!("off-CPU ({s})"),
             (n, _) => n.to_string(),
         };
         let mut args = serde_json::Map::new();
@@ -265,7 +370,7 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
             s["tid"].as_i64().unwrap_or(0),
         );
         out.push(json!({
-            "name": super::data_text(s["name"].as_str().unwrap_or("span")), "cat": "span", "ph": "X",
+            "name": super::text::data_text(s["name"].as_str().unwrap_or("span")), "cat": "span", "ph": "X",
             "pid": p, "tid": t, "ts": us(fleet.time(host, i(s, "start_time_unix_nano"))),
             "dur": us(i(s, "end_time_unix_nano") - i(s, "start_time_unix_nano")),
             "args": {"span_id": s["span_id"], "parent_span_id": s["parent_span_id"], "service": s["service_name"],
@@ -283,7 +388,7 @@ pub async fn timeline(engine: &Engine, a: &TimelineArgs) -> Result<Value, QueryE
     Ok(
         json!({"traceEvents": out, "displayTimeUnit": "ms", "otherData": {
             "source": "causeway", "window_start_unix_ns": start, "window_end_unix_ns": end, "kernel_events": events.len(),
-            "truncated": events.len() >= 20000, "notice": super::DATA_NOTICE, "clocks": fleet.note,
+            "truncated": events.len() >= 20000, "notice": super::text::DATA_NOTICE, "clocks": fleet.note,
         }}),
     )
 }
@@ -299,7 +404,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn of(engine: &Engine, events: &[Value], spans: &[Value]) -> Result<Fleet, QueryError> {
+    async fn of(engine: &dyn Engine, events: &[Value], spans: &[Value]) -> Result<Fleet, QueryError> {
         let mut hosts: Vec<String> = events
             .iter()
             .filter_map(|e| e["host"].as_str())

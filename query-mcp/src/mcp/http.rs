@@ -104,7 +104,7 @@ pub fn load_token(cfg: &Config) -> Result<String, String> {
 
 /// Serves MCP at `http://addr/mcp` until the process ends.
 pub async fn serve(
-    engine: Arc<Engine>,
+    engine: Arc<dyn Engine>,
     addr: SocketAddr,
     cfg: &Config,
     token: String,

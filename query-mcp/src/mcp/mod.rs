@@ -26,91 +26,18 @@ use rmcp::tool_router;
 use rmcp::ServerHandler;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::analysis::causal_chain;
 use crate::analysis::clocks;
 use crate::analysis::gpu;
 use crate::analysis::off_cpu;
+use crate::analysis::report::Report;
+use crate::analysis::tables;
 use crate::analysis::trace;
 use crate::analysis::views;
 use crate::engine::Engine;
-use crate::engine::QueryError;
-
-/// `run_sql` arguments.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqlArgs {
-    /// One SELECT or WITH statement over kernel_events, stacks, collector_stats, cuda_histograms, app_spans.
-    pub query: String,
-}
-
-/// `run_sql` answer.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct SqlReport {
-    /// Result rows as objects.
-    pub rows: Vec<Value>,
-    /// More rows or bytes existed than the caps allow.
-    pub truncated: bool,
-    /// How to read traced strings.
-    pub notice: String,
-}
-
-/// `render_off_cpu_flamegraph` answer (the SVG itself is the embedded resource).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct FlameReport {
-    /// Process.
-    pub pid: i64,
-    /// Distinct (thread, state, stack) rows drawn.
-    pub stacks: usize,
-    /// Size of the SVG.
-    pub svg_bytes: usize,
-    /// URI of the embedded SVG resource.
-    pub uri: String,
-}
-
-/// `export_timeline` answer (the JSON document itself is the embedded resource).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TimelineReport {
-    /// Timeline events (spans, kernel intervals, thread names).
-    pub events: usize,
-    /// Kernel events were capped.
-    pub truncated: bool,
-    /// Window start, Unix ns.
-    pub window_start_ns: i64,
-    /// Window end, Unix ns.
-    pub window_end_ns: i64,
-    /// URI of the embedded JSON resource.
-    pub uri: String,
-}
-
-/// A structured answer whose document travels as an embedded text resource.
-fn with_resource<T: Serialize>(
-    value: &T,
-    summary: String,
-    uri: String,
-    mime: &str,
-    text: String,
-) -> CallToolResult {
-    let mut r = ok(value, summary);
-    r.content.push(ContentBlock::resource(
-        rmcp::model::ResourceContents::TextResourceContents {
-            uri,
-            mime_type: Some(mime.into()),
-            text,
-            meta: None,
-        },
-    ));
-    r
-}
-
-/// `list_tables` answer.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TablesReport {
-    /// One entry per table: name and columns with types.
-    pub tables: Vec<Value>,
-}
+use crate::error::QueryError;
 
 /// `investigate` prompt arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -126,26 +53,38 @@ pub struct InvestigateArgs {
 /// The server state shared by every session.
 #[derive(Clone)]
 pub struct Server {
-    engine: Arc<Engine>,
+    engine: Arc<dyn Engine>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
 
-fn ok<T: Serialize>(value: &T, summary: String) -> CallToolResult {
-    let v = serde_json::to_value(value).unwrap_or(Value::Null);
-    let mut r = CallToolResult::structured(v);
-    r.content = vec![ContentBlock::text(summary)];
-    r
-}
-
-fn err(e: QueryError) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(format!("error: {e}"))])
+/// The one response path of every tool: the report as `structuredContent`, its summary as the
+/// text content, and the document it rendered as an embedded resource; errors as tool results
+/// with `isError`.
+fn respond<R: Report>(result: Result<R, QueryError>) -> CallToolResult {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return CallToolResult::error(vec![ContentBlock::text(format!("error: {e}"))]),
+    };
+    let mut out = CallToolResult::structured(serde_json::to_value(&report).unwrap_or(Value::Null));
+    out.content = vec![ContentBlock::text(report.summary())];
+    if let Some(d) = report.document() {
+        out.content.push(ContentBlock::resource(
+            rmcp::model::ResourceContents::TextResourceContents {
+                uri: d.uri.clone(),
+                mime_type: Some(d.mime.into()),
+                text: d.text.clone(),
+                meta: None,
+            },
+        ));
+    }
+    out
 }
 
 #[tool_router]
 impl Server {
     /// A server over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<dyn Engine>) -> Self {
         Server {
             engine,
             tool_router: Self::tool_router(),
@@ -163,10 +102,7 @@ impl Server {
         &self,
         Parameters(a): Parameters<off_cpu::OffCpuArgs>,
     ) -> CallToolResult {
-        match off_cpu::run(&self.engine, &a).await {
-            Ok(r) => ok(&r, r.summary()),
-            Err(e) => err(e),
-        }
+        respond(off_cpu::run(&*self.engine, &a).await)
     }
 
     /// The causal chain behind a process's latency in a window.
@@ -179,10 +115,7 @@ impl Server {
         &self,
         Parameters(a): Parameters<causal_chain::ChainArgs>,
     ) -> CallToolResult {
-        match causal_chain::run(&self.engine, &a).await {
-            Ok(r) => ok(&r, r.summary()),
-            Err(e) => err(e),
-        }
+        respond(causal_chain::run(&*self.engine, &a).await)
     }
 
     /// CUDA launch latency of a process.
@@ -195,13 +128,7 @@ impl Server {
         &self,
         Parameters(a): Parameters<gpu::GpuArgs>,
     ) -> CallToolResult {
-        match gpu::run(&self.engine, &a).await {
-            Ok(r) => {
-                let s = r.message.clone();
-                ok(&r, s)
-            }
-            Err(e) => err(e),
-        }
+        respond(gpu::run(&*self.engine, &a).await)
     }
 
     /// Clock offsets of a fleet's hosts.
@@ -214,13 +141,7 @@ impl Server {
         &self,
         Parameters(a): Parameters<clocks::ClockArgs>,
     ) -> CallToolResult {
-        match clocks::run(&self.engine, &a).await {
-            Ok(r) => {
-                let s = r.summary.clone();
-                ok(&r, s)
-            }
-            Err(e) => err(e),
-        }
+        respond(clocks::run(&*self.engine, &a).await)
     }
 
     /// An application trace explained by the kernel.
@@ -230,137 +151,53 @@ impl Server {
         output_schema = schema_for_output::<trace::TraceReport>()
     )]
     async fn explain_trace(&self, Parameters(a): Parameters<trace::TraceArgs>) -> CallToolResult {
-        match trace::run(&self.engine, &a).await {
-            Ok(r) => ok(&r, r.text()),
-            Err(e) => err(e),
-        }
+        respond(trace::run(&*self.engine, &a).await)
     }
 
     /// An off-CPU flamegraph for a person.
     #[tool(
         description = "Render an off-CPU flamegraph (SVG) of a process over a window ending at its last event: stacks rooted at thread and blocking state (sleep, disk, preempted), widths in microseconds off CPU. Returns the SVG as an embedded resource (image/svg+xml) an agent can hand to a person.",
         annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<FlameReport>()
+        output_schema = schema_for_output::<views::FlameReport>()
     )]
     async fn render_off_cpu_flamegraph(
         &self,
         Parameters(a): Parameters<views::FlameArgs>,
     ) -> CallToolResult {
-        match views::flamegraph_svg(&self.engine, &a).await {
-            Ok((svg, n)) => {
-                let uri = format!("causeway://flamegraph/off-cpu/{}.svg", a.pid);
-                let rep = FlameReport {
-                    pid: a.pid,
-                    stacks: n,
-                    svg_bytes: svg.len(),
-                    uri: uri.clone(),
-                };
-                let summary = format!(
-                    "off-CPU flamegraph of pid {}: {n} distinct stacks ({} bytes of SVG)",
-                    a.pid,
-                    svg.len()
-                );
-                with_resource(&rep, summary, uri, "image/svg+xml", svg)
-            }
-            Err(e) => err(e),
-        }
+        respond(views::flamegraph(&*self.engine, &a).await)
     }
 
     /// A Perfetto/Chrome timeline for a person.
     #[tool(
         description = "Export a timeline (Chrome trace JSON, opens in https://ui.perfetto.dev) with the application's spans and the kernel's intervals (off-CPU by state, run-queue waits, futex waits, block I/O, TCP retransmits) on one track per thread, for a trace_id or for a pid and window_s. Returned as an embedded resource (application/json); capped at 20000 kernel events (truncated says so).",
         annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<TimelineReport>()
+        output_schema = schema_for_output::<views::TimelineReport>()
     )]
     async fn export_timeline(
         &self,
         Parameters(a): Parameters<views::TimelineArgs>,
     ) -> CallToolResult {
-        match views::timeline(&self.engine, &a).await {
-            Ok(t) => {
-                let n = t["traceEvents"].as_array().map(|a| a.len()).unwrap_or(0);
-                let other = &t["otherData"];
-                let uri = "causeway://timeline.json".to_string();
-                let rep = TimelineReport {
-                    events: n,
-                    truncated: other["truncated"].as_bool().unwrap_or(false),
-                    window_start_ns: other["window_start_unix_ns"].as_i64().unwrap_or(0),
-                    window_end_ns: other["window_end_unix_ns"].as_i64().unwrap_or(0),
-                    uri: uri.clone(),
-                };
-                let summary = format!(
-                    "timeline with {n} events (Chrome trace JSON; open in https://ui.perfetto.dev)"
-                );
-                with_resource(&rep, summary, uri, "application/json", t.to_string())
-            }
-            Err(e) => err(e),
-        }
+        respond(views::export_timeline(&*self.engine, &a).await)
     }
 
     /// One read-only SQL statement.
     #[tool(
         description = "Run one read-only SQL statement (SELECT or WITH; DataFusion dialect) over kernel_events, stacks, collector_stats, cuda_histograms and app_spans. Results are capped in rows, bytes and time; truncated says when rows were cut. Filter on date/hour/host partitions to keep it fast.",
         annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<SqlReport>()
+        output_schema = schema_for_output::<tables::SqlReport>()
     )]
-    async fn run_sql(&self, Parameters(a): Parameters<SqlArgs>) -> CallToolResult {
-        match self.engine.query(&a.query).await {
-            Ok(r) => {
-                let summary = format!(
-                    "{} rows{}",
-                    r.rows.len(),
-                    if r.truncated { " (truncated)" } else { "" }
-                );
-                ok(
-                    &SqlReport {
-                        rows: r.rows,
-                        truncated: r.truncated,
-                        notice: crate::analysis::DATA_NOTICE.into(),
-                    },
-                    summary,
-                )
-            }
-            Err(e) => err(e),
-        }
+    async fn run_sql(&self, Parameters(a): Parameters<tables::SqlArgs>) -> CallToolResult {
+        respond(tables::run_sql(&*self.engine, &a).await)
     }
 
     /// Tables and their columns.
     #[tool(
         description = "List the tables (kernel_events, stacks, collector_stats, cuda_histograms, app_spans) and their columns with types.",
         annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<TablesReport>()
+        output_schema = schema_for_output::<tables::TablesReport>()
     )]
     async fn list_tables(&self) -> CallToolResult {
-        // one row per table, so the row cap never cuts a table off the list
-        let q = "SELECT table_name, array_agg(column_name ORDER BY ordinal_position) AS names, \
-                 array_agg(data_type ORDER BY ordinal_position) AS types FROM information_schema.columns \
-                 WHERE table_schema = 'public' GROUP BY table_name ORDER BY table_name";
-        match self.engine.query(q).await {
-            Ok(r) => {
-                let mut tables: Vec<Value> = Vec::new();
-                for row in r.rows {
-                    let (names, types) = (
-                        row["names"].as_array().cloned().unwrap_or_default(),
-                        row["types"].as_array().cloned().unwrap_or_default(),
-                    );
-                    let columns: Vec<Value> = names
-                        .iter()
-                        .zip(types.iter())
-                        .map(|(n, t)| serde_json::json!({"name": n, "type": t}))
-                        .collect();
-                    tables.push(serde_json::json!({"name": row["table_name"], "columns": columns}));
-                }
-                let names: Vec<String> = tables
-                    .iter()
-                    .map(|t| t["name"].as_str().unwrap_or("").to_string())
-                    .collect();
-                ok(
-                    &TablesReport { tables },
-                    format!("tables: {}", names.join(", ")),
-                )
-            }
-            Err(e) => err(e),
-        }
+        respond(tables::list_tables(&*self.engine).await)
     }
 }
 
