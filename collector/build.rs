@@ -7,7 +7,14 @@ use libbpf_cargo::SkeletonBuilder;
 /// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs
 /// (`wire` holds no program: the wire types, generated).
 const PROBES: &[&str] = &[
-    "offcpu", "tracectx", "blockio", "tcp", "cuda", "kernel_lock", "empty", "wire",
+    "offcpu",
+    "tracectx",
+    "blockio",
+    "tcp",
+    "cuda",
+    "kernel_lock",
+    "empty",
+    "wire",
 ];
 
 fn main() {

@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Barrier;
 use std::sync::Mutex;
-use std::time::Instant;
 use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::bail;
 use anyhow::Context;
@@ -46,38 +46,38 @@ pub fn wait_for_go(wait: bool) -> Result<()> {
 /// The demo's workload: thread `cw-holder` sleeps `hold` holding a mutex that `cw-waiter` waits
 /// on; prints the ids as one JSON line.
 pub fn mutex_workload(hold: Duration, wait_stdin: bool) -> Result<()> {
-            wait_for_go(wait_stdin)?;
-            let lock = Arc::new(Mutex::new(()));
-            let barrier = Arc::new(Barrier::new(2));
-            let (l, b) = (lock.clone(), barrier.clone());
-            let holder = std::thread::Builder::new()
-                .name("cw-holder".into())
-                .spawn(move || {
-                    let guard = l.lock().expect("fresh mutex");
-                    b.wait();
-                    std::thread::sleep(hold);
-                    drop(guard);
-                    gettid()
-                })?;
-            let waiter = std::thread::Builder::new()
-                .name("cw-waiter".into())
-                .spawn(move || {
-                    barrier.wait();
-                    let t0 = Instant::now();
-                    let _g = lock.lock().expect("holder does not panic");
-                    (gettid(), t0.elapsed())
-                })?;
-            // join the waiter first: the main thread then waits on the waiter, not on the holder,
-            // so the holder's only victim in the recording is cw-waiter
-            let (waiter_tid, waited) = waiter.join().expect("waiter thread");
-            let holder_tid = holder.join().expect("holder thread");
-            println!(
+    wait_for_go(wait_stdin)?;
+    let lock = Arc::new(Mutex::new(()));
+    let barrier = Arc::new(Barrier::new(2));
+    let (l, b) = (lock.clone(), barrier.clone());
+    let holder = std::thread::Builder::new()
+        .name("cw-holder".into())
+        .spawn(move || {
+            let guard = l.lock().expect("fresh mutex");
+            b.wait();
+            std::thread::sleep(hold);
+            drop(guard);
+            gettid()
+        })?;
+    let waiter = std::thread::Builder::new()
+        .name("cw-waiter".into())
+        .spawn(move || {
+            barrier.wait();
+            let t0 = Instant::now();
+            let _g = lock.lock().expect("holder does not panic");
+            (gettid(), t0.elapsed())
+        })?;
+    // join the waiter first: the main thread then waits on the waiter, not on the holder,
+    // so the holder's only victim in the recording is cw-waiter
+    let (waiter_tid, waited) = waiter.join().expect("waiter thread");
+    let holder_tid = holder.join().expect("holder thread");
+    println!(
                 "{{\"pid\":{},\"holder_tid\":{holder_tid},\"waiter_tid\":{waiter_tid},\"hold_ns\":{},\"waited_ns\":{}}}",
                 std::process::id(),
                 hold.as_nanos(),
                 waited.as_nanos()
             );
-            Ok(())
+    Ok(())
 }
 
 fn json_field(line: &str, key: &str) -> Option<i64> {

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use blazesym::normalize::Normalizer;
 use blazesym::normalize::UserMeta;
-use blazesym::symbolize::source::Kernel;
 use blazesym::symbolize::source::Elf;
+use blazesym::symbolize::source::Kernel;
 use blazesym::symbolize::source::Process;
 use blazesym::symbolize::source::Source;
 use blazesym::symbolize::Input;
@@ -239,7 +239,10 @@ impl StackTable {
 
     /// Where each address lies: the live process's mappings, else the maps read while it lived.
     fn places(&mut self, pid: i32, addrs: &[u64], maps: Option<&str>) -> Vec<Place> {
-        if let Ok(out) = self.normalizer.normalize_user_addrs(Pid::from(pid as u32), addrs) {
+        if let Ok(out) = self
+            .normalizer
+            .normalize_user_addrs(Pid::from(pid as u32), addrs)
+        {
             return out
                 .outputs
                 .iter()
@@ -267,7 +270,11 @@ impl StackTable {
 
     /// An address's file and offset from a /proc/PID/maps text (a process that has exited).
     fn place_in(&mut self, maps: &str, addr: u64) -> Place {
-        let Some(m) = maps.lines().filter_map(Mapping::parse).find(|m| m.contains(addr)) else {
+        let Some(m) = maps
+            .lines()
+            .filter_map(Mapping::parse)
+            .find(|m| m.contains(addr))
+        else {
             return Place::unknown(addr, "not in a file mapping of the process");
         };
         let path = std::path::PathBuf::from(m.path);
@@ -296,10 +303,18 @@ impl StackTable {
             return format!("0x{addr:x} ({})", p.why);
         };
         let src = Source::Elf(Elf::new(path.clone()));
-        match self.symbolizer.symbolize_single(&src, Input::FileOffset(p.offset)) {
+        match self
+            .symbolizer
+            .symbolize_single(&src, Input::FileOffset(p.offset))
+        {
             Ok(Symbolized::Sym(s)) => format!("{}+0x{:x}", s.name, s.offset),
             Ok(Symbolized::Unknown(r)) => {
-                format!("0x{addr:x} ({}+0x{:x}: {})", path.display(), p.offset, reason_text(r))
+                format!(
+                    "0x{addr:x} ({}+0x{:x}: {})",
+                    path.display(),
+                    p.offset,
+                    reason_text(r)
+                )
             }
             Err(e) => format!("0x{addr:x} ({}+0x{:x}: {e})", path.display(), p.offset),
         }
@@ -355,8 +370,8 @@ mod tests {
         let pid = std::process::id() as i32;
         let addr = marker_function() + 1;
         let mut t = StackTable::new(32);
-        let a = t.user(pid, &[addr], 1).unwrap();
-        let b = t.user(pid, &[addr], 2).unwrap();
+        let a = t.user(pid, &[addr], 1, None).unwrap();
+        let b = t.user(pid, &[addr], 2, None).unwrap();
         assert_eq!(a, b);
         let rows = t.take_new();
         assert_eq!(rows.len(), 1);
@@ -369,13 +384,43 @@ mod tests {
         assert!(t.take_new().is_empty());
         // the same code in "another process" with the same normalized frames has the same id
         t.forget_process(pid);
-        assert_eq!(t.user(pid, &[addr], 3), Some(a));
+        assert_eq!(t.user(pid, &[addr], 3, None), Some(a));
+    }
+
+    /// A process that exited before its stack reached the stack thread: the frames come from
+    /// the mappings read while it lived, and the same code has the same id as a live process's.
+    #[test]
+    fn stacks_of_an_exited_process_are_symbolized_from_its_maps() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id() as i32;
+        child.wait().unwrap();
+        let addr = marker_function() + 1;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut t = StackTable::new(32);
+        let id = t.user(gone, &[addr], 1, Some(&maps)).unwrap();
+        let rows = t.take_new();
+        assert!(
+            rows[0].frames[0].contains("marker_function"),
+            "{:?}",
+            rows[0].frames
+        );
+        assert!(!rows[0].build_ids[0].is_empty(), "{:?}", rows[0].build_ids);
+        let live = t.user(std::process::id() as i32, &[addr], 2, None).unwrap();
+        assert_eq!(id, live);
+        // without its mappings, the frame says why it has no name
+        let again = t.user(gone, &[addr + 7], 3, None).unwrap();
+        let frames = &t.take_new()[0].frames;
+        assert_ne!(again, id);
+        assert!(
+            frames[0].starts_with("0x") && frames[0].contains("exited"),
+            "{frames:?}"
+        );
     }
 
     #[test]
     fn empty_stacks_have_no_id() {
         let mut t = StackTable::new(32);
         assert_eq!(t.kernel(&[], 0), None);
-        assert_eq!(t.user(1, &[], 0), None);
+        assert_eq!(t.user(1, &[], 0, None), None);
     }
 }

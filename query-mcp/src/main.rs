@@ -29,7 +29,9 @@ use clap::Subcommand;
 use clap::ValueEnum;
 use rmcp::ServiceExt;
 
+use crate::analysis::report::Report;
 use crate::config::Config;
+use crate::engine::local::LocalEngine;
 use crate::engine::Engine;
 use crate::error::QueryError;
 
@@ -276,7 +278,8 @@ async fn serve(
     if unsafe { libc::geteuid() } == 0 {
         tracing::warn!("causeway-query needs no privileges: serve it as an unprivileged user with read access to the store");
     }
-    let engine: Arc<dyn Engine> = Arc::new(LocalEngine::open_with(&store, cfg.security.clone()).await?);
+    let engine: Arc<dyn Engine> =
+        Arc::new(LocalEngine::open_with(&store, cfg.security.clone()).await?);
     if stdio {
         let service = mcp::Server::new(engine)
             .serve(rmcp::transport::stdio())
@@ -348,7 +351,11 @@ fn write_document<R: Report>(r: &R, out: &std::path::Path) -> Result<(), QueryEr
 /// Runs one command.
 async fn dispatch(command: Command) -> Result<(), QueryError> {
     match command {
-        Command::Sql { query, store, format } => {
+        Command::Sql {
+            query,
+            store,
+            format,
+        } => {
             let engine = LocalEngine::open(&store).await?;
             let batches = engine.sql(&query).await?;
             let out = match format {
@@ -358,13 +365,36 @@ async fn dispatch(command: Command) -> Result<(), QueryError> {
             };
             println!("{out}");
         }
-        Command::Serve { store, stdio, http, config } => serve(store, stdio, http, config).await?,
-        Command::Bench { store, pid, iterations, host, statements, tools, window_cache_mib } => {
-            let security = config::Security { window_cache_mib, ..Default::default() };
+        Command::Serve {
+            store,
+            stdio,
+            http,
+            config,
+        } => serve(store, stdio, http, config).await?,
+        Command::Bench {
+            store,
+            pid,
+            iterations,
+            host,
+            statements,
+            tools,
+            window_cache_mib,
+        } => {
+            let security = config::Security {
+                window_cache_mib,
+                ..Default::default()
+            };
             let engine = LocalEngine::open_with(&store, security).await?;
             bench::run(&engine, pid, iterations, host, &statements, &tools).await?
         }
-        Command::Diagnose { pid, window, store, json, stacks, host } => {
+        Command::Diagnose {
+            pid,
+            window,
+            store,
+            json,
+            stacks,
+            host,
+        } => {
             let engine = LocalEngine::open(&store).await?;
             let args = analysis::causal_chain::ChainArgs {
                 target_pid: Some(pid),
@@ -375,19 +405,42 @@ async fn dispatch(command: Command) -> Result<(), QueryError> {
             };
             print_report(&analysis::causal_chain::run(&engine, &args).await?, json);
         }
-        Command::Clocks { window, out: StoreHostJson { store, json, host } } => {
+        Command::Clocks {
+            window,
+            out: StoreHostJson { store, json, host },
+        } => {
             let engine = LocalEngine::open(&store).await?;
-            let a = analysis::clocks::ClockArgs { window_s: Some(window), host };
+            let a = analysis::clocks::ClockArgs {
+                window_s: Some(window),
+                host,
+            };
             print_report(&analysis::clocks::run(&engine, &a).await?, json);
         }
-        Command::Gpu { pid, window, out: StoreHostJson { store, json, host } } => {
+        Command::Gpu {
+            pid,
+            window,
+            out: StoreHostJson { store, json, host },
+        } => {
             let engine = LocalEngine::open(&store).await?;
-            let a = analysis::gpu::GpuArgs { pid, window_s: Some(window), host };
+            let a = analysis::gpu::GpuArgs {
+                pid,
+                window_s: Some(window),
+                host,
+            };
             print_report(&analysis::gpu::run(&engine, &a).await?, json);
         }
-        Command::Flamegraph { pid, window, out, store, folded } => {
+        Command::Flamegraph {
+            pid,
+            window,
+            out,
+            store,
+            folded,
+        } => {
             let engine = LocalEngine::open(&store).await?;
-            let a = analysis::views::FlameArgs { pid, window_s: Some(window) };
+            let a = analysis::views::FlameArgs {
+                pid,
+                window_s: Some(window),
+            };
             if folded {
                 let lines = analysis::views::folded_off_cpu(&engine, &a).await?;
                 write_out(&out, (lines.join("\n") + "\n").as_bytes())?;
@@ -396,12 +449,26 @@ async fn dispatch(command: Command) -> Result<(), QueryError> {
                 write_document(&analysis::views::flamegraph(&engine, &a).await?, &out)?;
             }
         }
-        Command::Timeline { trace_id, pid, window, out, store } => {
+        Command::Timeline {
+            trace_id,
+            pid,
+            window,
+            out,
+            store,
+        } => {
             let engine = LocalEngine::open(&store).await?;
-            let a = analysis::views::TimelineArgs { trace_id, pid, window_s: Some(window) };
+            let a = analysis::views::TimelineArgs {
+                trace_id,
+                pid,
+                window_s: Some(window),
+            };
             write_document(&analysis::views::export_timeline(&engine, &a).await?, &out)?;
         }
-        Command::ExplainTrace { trace_id, store, json } => {
+        Command::ExplainTrace {
+            trace_id,
+            store,
+            json,
+        } => {
             let engine = LocalEngine::open(&store).await?;
             let a = analysis::trace::TraceArgs { trace_id };
             print_report(&analysis::trace::run(&engine, &a).await?, json);

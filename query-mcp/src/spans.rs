@@ -22,6 +22,7 @@ use arrow::datatypes::Schema;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use causeway_proto::names::attr;
 use datafusion::catalog::Session;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableProvider;
@@ -36,7 +37,6 @@ use object_store::ObjectStoreExt;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use causeway_proto::names::attr;
 
 /// Table name.
 pub const TABLE: &str = "app_spans";

@@ -214,8 +214,9 @@ mod tests {
             Arc::new(arrow::array::Int64Array::from(vec![1i64; n]))
         };
         let batch = |n: usize| Answer {
-            batches: vec![arrow::record_batch::RecordBatch::try_from_iter([("n", column(n))])
-                .unwrap()],
+            batches: vec![
+                arrow::record_batch::RecordBatch::try_from_iter([("n", column(n))]).unwrap(),
+            ],
             truncated: false,
         };
         kept.answers.lock().unwrap().keep("SELECT n", &batch(1));

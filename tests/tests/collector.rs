@@ -6,6 +6,7 @@ use causeway_tests::int;
 use causeway_tests::record;
 use causeway_tests::sql;
 use causeway_tests::Collector;
+use causeway_tests::Scenario;
 use causeway_tests::Workload;
 
 /// (a) B holds a mutex and sleeps 200 ms while A waits: A's off-CPU row says `sleep`, ~200 ms,

@@ -10,12 +10,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use causeway_tests::bin;
-use causeway_tests::can_trace;
 use causeway_tests::fake_cuda;
 use causeway_tests::int;
 use causeway_tests::query_json;
 use causeway_tests::sql;
 use causeway_tests::Collector;
+use causeway_tests::Scenario;
 use causeway_tests::Workload;
 use serde_json::Value;
 
@@ -86,7 +86,9 @@ const LAUNCHES: &[&str] = &[
 /// is a row, and the slow launches are explained by the pinned hog that stole their CPU.
 #[test]
 fn cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog() {
-    let Some(s) = Scenario::new("cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog") else {
+    let Some(s) =
+        Scenario::new("cuda_calls_counted_exactly_and_slow_launches_explained_by_a_pinned_hog")
+    else {
         return;
     };
     let store = s.store();
@@ -340,7 +342,8 @@ fn gpu_bound_loop_diagnosed_as_gpu_sync() {
 /// collector_stats says how they were sampled.
 #[test]
 fn cuda13_runtime_found_later_and_duty_cycled_launches_estimated() {
-    let Some(s) = Scenario::new("cuda13_runtime_found_later_and_duty_cycled_launches_estimated") else {
+    let Some(s) = Scenario::new("cuda13_runtime_found_later_and_duty_cycled_launches_estimated")
+    else {
         return;
     };
     let store = s.store();

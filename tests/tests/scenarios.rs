@@ -7,14 +7,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::process::Stdio;
 
-use causeway_tests::bin;
-use causeway_tests::can_trace;
 use causeway_tests::int;
-use causeway_tests::record;
 use causeway_tests::require_tool;
+use causeway_tests::spinner;
 use causeway_tests::Collector;
+use causeway_tests::Scenario;
 use causeway_tests::TempCgroup;
 use causeway_tests::Workload;
 use serde_json::Value;
@@ -38,7 +36,6 @@ fn cpu_hog_on_the_targets_cpu() {
         return;
     };
     let cg = TempCgroup::create("cw-hog").expect("a cgroup v2 mount (unified hierarchy)");
-    let store = s.store();
     let mut hog = hog_on_cpu0_in(&cg);
     let (pid, _) = s.record(
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
@@ -77,7 +74,6 @@ fn noisy_neighbour_cgroup_of_many_processes() {
         return;
     };
     let cg = TempCgroup::create("cw-neighbours").expect("a cgroup v2 mount (unified hierarchy)");
-    let store = s.store();
     let mut hogs: Vec<_> = (0..3).map(|_| hog_on_cpu0_in(&cg)).collect();
     let (pid, _) = s.record(
         &["spin", "--threads", "1", "--cpu", "0", "--time", "2s"],
@@ -110,7 +106,6 @@ fn mutex_holder_doing_a_slow_operation() {
     let Some(s) = Scenario::new("mutex_holder_doing_a_slow_operation") else {
         return;
     };
-    let store = s.store();
     let (pid, result) = s.record(&["mutex", "--hold", "300ms"], &[]);
     let v = s.diagnose(pid);
     assert_eq!(mechanism(&v), "lock_contention", "{v}");
@@ -133,7 +128,6 @@ fn two_hop_chain_lock_then_io() {
     let Some(s) = Scenario::on_disk("two_hop_chain_lock_then_io") else {
         return;
     };
-    let store = s.store();
     let file = s.path("data.bin");
     let (pid, result) = s.record(
         &[
@@ -223,14 +217,16 @@ impl Drop for LoopFs {
 #[test]
 fn io_stall_on_a_loop_device() {
     let Some(s) = Scenario::new("io_stall_on_a_loop_device").and_then(|s| {
-        s.needs(&["losetup", "mkfs.ext4", "mount"], "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)")
+        s.needs(
+            &["losetup", "mkfs.ext4", "mount"],
+            "losetup/mkfs.ext4/mount (util-linux, e2fsprogs)",
+        )
     }) else {
         return;
     };
     let Some(fs) = LoopFs::new() else {
         panic!("could not set up a loop device with ext4 (root, loop module)");
     };
-    let store = s.store();
     let file = fs.mnt.path().join("stall.bin");
     let (pid, _) = s.record(
         &[
@@ -327,7 +323,6 @@ fn nanosleep_only_reports_no_contention() {
     let Some(s) = Scenario::new("nanosleep_only_reports_no_contention") else {
         return;
     };
-    let store = s.store();
     let (pid, _) = s.record(&["sleep", "--each", "50ms", "--count", "20"], &[]);
     let v = s.diagnose(pid);
     assert_eq!(v["severity"], "none", "{v}");
@@ -530,7 +525,6 @@ fn kernel_lock_held_across_a_truncate() {
     let Some(s) = Scenario::new("kernel_lock_held_across_a_truncate") else {
         return;
     };
-    let store = s.store();
     // tmpfs: the wait is the inode lock alone, with no device behind it
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let file = shm.path().join("shared.bin");

@@ -111,7 +111,13 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         duration_ns: e.duration_ns,
         cgroup_id: e.cgroup_id,
     };
-    let event = record::event(data, clock, names::event::BLOCK_IO, span, (&e.comm, &e.process_name))?;
+    let event = record::event(
+        data,
+        clock,
+        names::event::BLOCK_IO,
+        span,
+        (&e.comm, &e.process_name),
+    )?;
     Some(Decoded::Event(KernelEvent {
         detail: KindFields {
             device: Some(device_name(e.dev)),

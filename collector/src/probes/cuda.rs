@@ -184,7 +184,13 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         duration_ns: e.duration_ns,
         cgroup_id: e.cgroup_id,
     };
-    let common = record::event(data, clock, class.event_name(), span, (&e.comm, &e.process_name))?;
+    let common = record::event(
+        data,
+        clock,
+        class.event_name(),
+        span,
+        (&e.comm, &e.process_name),
+    )?;
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
     let event = KernelEvent {

@@ -32,7 +32,13 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         duration_ns: e.duration_ns,
         cgroup_id: e.cgroup_id,
     };
-    let event = record::event(data, clock, names::event::FUTEX_WAIT, span, (&e.comm, &e.process_name))?;
+    let event = record::event(
+        data,
+        clock,
+        names::event::FUTEX_WAIT,
+        span,
+        (&e.comm, &e.process_name),
+    )?;
     Some(Decoded::Event(KernelEvent {
         futex_uaddr: Some(e.uaddr as i64),
         futex_op: Some(op_name(e.op)),

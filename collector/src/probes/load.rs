@@ -77,4 +77,3 @@ macro_rules! load_companion {
     }};
 }
 pub(crate) use load_companion;
-

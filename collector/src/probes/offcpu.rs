@@ -255,14 +255,24 @@ fn state_name(s: u32) -> &'static str {
 }
 
 /// An off-CPU record (`data` holds it, or a stack record that starts with it).
-fn off_cpu_event(data: &[u8], e: &types::cw_off_cpu_event, clock: &BootToWall) -> Option<KernelEvent> {
+fn off_cpu_event(
+    data: &[u8],
+    e: &types::cw_off_cpu_event,
+    clock: &BootToWall,
+) -> Option<KernelEvent> {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
     let span = Span {
         start_ns: e.start_ns,
         duration_ns: e.duration_ns,
         cgroup_id: e.cgroup_id,
     };
-    let ev = record::event(data, clock, names::event::OFF_CPU, span, (&e.comm, &e.process_name))?;
+    let ev = record::event(
+        data,
+        clock,
+        names::event::OFF_CPU,
+        span,
+        (&e.comm, &e.process_name),
+    )?;
     Some(KernelEvent {
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
@@ -302,7 +312,13 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
                 prev_tid: Some(e.prev_tid as i32),
                 prev_comm: Some(comm_of(&e.prev_comm)),
                 prev_cgroup_id: Some(e.prev_cgroup_id as i64),
-                ..record::event(data, clock, names::event::RUNQ, span, (&e.comm, &e.process_name))?
+                ..record::event(
+                    data,
+                    clock,
+                    names::event::RUNQ,
+                    span,
+                    (&e.comm, &e.process_name),
+                )?
             }
         }
         Ev::CW_EV_PROC => lifecycle_event(data, clock)?,

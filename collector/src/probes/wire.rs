@@ -33,13 +33,40 @@ pub fn dropped(t: cw_event_type) -> u32 {
 
 /// The record types, with the name their counters carry in `collector_stats`.
 pub const RECORD_TYPES: &[(cw_event_type, &str)] = &[
-    (cw_event_type::CW_EV_OFF_CPU, causeway_proto::names::record::OFF_CPU),
-    (cw_event_type::CW_EV_OFF_CPU_STACK, causeway_proto::names::record::OFF_CPU_STACK),
-    (cw_event_type::CW_EV_RUNQ, causeway_proto::names::record::RUNQ),
-    (cw_event_type::CW_EV_PROC, causeway_proto::names::record::PROCESS),
-    (cw_event_type::CW_EV_FUTEX, causeway_proto::names::record::FUTEX),
-    (cw_event_type::CW_EV_BLOCK, causeway_proto::names::record::BLOCK_IO),
-    (cw_event_type::CW_EV_TCP, causeway_proto::names::record::TCP_RETRANSMIT),
-    (cw_event_type::CW_EV_CUDA, causeway_proto::names::record::CUDA),
-    (cw_event_type::CW_EV_KERNEL_LOCK, causeway_proto::names::record::KERNEL_LOCK),
+    (
+        cw_event_type::CW_EV_OFF_CPU,
+        causeway_proto::names::record::OFF_CPU,
+    ),
+    (
+        cw_event_type::CW_EV_OFF_CPU_STACK,
+        causeway_proto::names::record::OFF_CPU_STACK,
+    ),
+    (
+        cw_event_type::CW_EV_RUNQ,
+        causeway_proto::names::record::RUNQ,
+    ),
+    (
+        cw_event_type::CW_EV_PROC,
+        causeway_proto::names::record::PROCESS,
+    ),
+    (
+        cw_event_type::CW_EV_FUTEX,
+        causeway_proto::names::record::FUTEX,
+    ),
+    (
+        cw_event_type::CW_EV_BLOCK,
+        causeway_proto::names::record::BLOCK_IO,
+    ),
+    (
+        cw_event_type::CW_EV_TCP,
+        causeway_proto::names::record::TCP_RETRANSMIT,
+    ),
+    (
+        cw_event_type::CW_EV_CUDA,
+        causeway_proto::names::record::CUDA,
+    ),
+    (
+        cw_event_type::CW_EV_KERNEL_LOCK,
+        causeway_proto::names::record::KERNEL_LOCK,
+    ),
 ];

@@ -36,8 +36,17 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// The capture path of a run: events kept in the summary when `keep_events`, records shed
+    /// above `limit_per_sec` (0: no limit).
+    pub(super) fn live(keep_events: bool, limit_per_sec: u64) -> Capture {
+        Capture {
+            kept: keep_events.then(Vec::new),
+            limit_per_sec,
+            ..Capture::detached()
+        }
+    }
+
     /// The capture path without a kernel behind it (bench-ingest): same decoding and enrichment.
-    /// `run` starts from it, with its event keeping and rate limit.
     pub fn detached() -> Capture {
         Capture {
             clock: BootToWall::sample(),

@@ -33,7 +33,6 @@ pub use summary::RunSummary;
 pub use writer::tune_malloc;
 
 use crate::config::Config;
-use crate::probes::wire;
 
 /// Set by SIGINT/SIGTERM.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -129,11 +128,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let (stack_tx, stack_thread) = stacks::spawn(writer.tx.clone())?;
     let mut objects = probes::Objects::new();
     let mut sets = probes::ProbeSets::load(&mut objects, cfg, &settings)?;
-    let capture = Rc::new(RefCell::new(Capture {
-        kept: opts.keep_events.then(Vec::new),
-        limit_per_sec: cfg.thresholds.max_events_per_second,
-        ..Capture::detached()
-    }));
+    let capture = Rc::new(RefCell::new(Capture::live(
+        opts.keep_events,
+        cfg.thresholds.max_events_per_second,
+    )));
     let mut rb = RingBufferBuilder::new();
     let cb_state = capture.clone();
     rb.add(&sets.offcpu.maps.events, move |data: &[u8]| {
@@ -167,7 +165,10 @@ pub fn run(cfg: &Config, mut opts: RunOptions) -> Result<RunSummary> {
     let paused = drain.finish();
     let _ = stack_thread.join();
     if paused.0 > 0 {
-        tracing::warn!(stacks_skipped = paused.0, "events written without stack ids: the stack thread fell behind");
+        tracing::warn!(
+            stacks_skipped = paused.0,
+            "events written without stack ids: the stack thread fell behind"
+        );
     }
     if paused.1 > 0 {
         tracing::warn!(

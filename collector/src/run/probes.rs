@@ -175,13 +175,14 @@ impl<'obj> ProbeSets<'obj> {
         }
         if let Some(cp) = self.cuda.as_mut() {
             for lib in &cfg.cuda.libraries {
-                let added = discovery::examine_path(Path::new(lib), &cuda::symbols()).and_then(|f| {
-                    if f.symbols.is_empty() {
-                        anyhow::bail!("{lib} defines no CUDA/NCCL function")
-                    } else {
-                        cp.add_file(&f)
-                    }
-                });
+                let added =
+                    discovery::examine_path(Path::new(lib), &cuda::symbols()).and_then(|f| {
+                        if f.symbols.is_empty() {
+                            anyhow::bail!("{lib} defines no CUDA/NCCL function")
+                        } else {
+                            cp.add_file(&f)
+                        }
+                    });
                 if let Err(e) = added {
                     tracing::warn!("cuda.libraries: {e:#}");
                 }
@@ -223,7 +224,9 @@ impl<'obj> ProbeSets<'obj> {
     }
 
     /// The CUDA window's histograms and sampling, when CUDA is probed.
-    pub(super) fn take_cuda_window(&mut self) -> Option<Result<(Vec<CudaHistRecord>, cuda::WindowSampling)>> {
+    pub(super) fn take_cuda_window(
+        &mut self,
+    ) -> Option<Result<(Vec<CudaHistRecord>, cuda::WindowSampling)>> {
         self.cuda.as_mut().map(|cp| cp.take_window())
     }
 

@@ -12,7 +12,11 @@ use anyhow::Result;
 /// level-triggered, though: it answers at once when a record landed between the last drain and
 /// the wait; then the rest of the wait is paced like a timer (at most `PACE`), so a steady
 /// stream does not turn the loop into a spin of one-record drains.
-pub(super) fn wait_for_records(rb: &libbpf_rs::RingBuffer<'_>, timeout: Duration, wake_bytes: usize) {
+pub(super) fn wait_for_records(
+    rb: &libbpf_rs::RingBuffer<'_>,
+    timeout: Duration,
+    wake_bytes: usize,
+) {
     const PACE: Duration = Duration::from_millis(10);
     let started = Instant::now();
     // whole ms, rounded up: a sub-ms remainder rounded down to 0 would return at once, and the
@@ -48,4 +52,3 @@ pub(super) fn drain(rb: &libbpf_rs::RingBuffer<'_>, max: usize) -> Result<()> {
     }
     Ok(())
 }
-

@@ -69,4 +69,3 @@ pub(super) fn spawn(
         })?;
     Ok((tx, handle))
 }
-

@@ -30,7 +30,12 @@ pub(super) fn stats_rows(
     let mut rows = Vec::new();
     for &(ty, name) in wire::RECORD_TYPES {
         let slot = wire::dropped(ty) as usize;
-        let before = |cpu: usize| prev.get(slot).and_then(|p| p.get(cpu)).copied().unwrap_or(0);
+        let before = |cpu: usize| {
+            prev.get(slot)
+                .and_then(|p| p.get(cpu))
+                .copied()
+                .unwrap_or(0)
+        };
         let per_cpu: Vec<i64> = cur
             .get(slot)
             .map(|c| {
@@ -104,9 +109,12 @@ pub(super) fn cuda_row(
     }
 }
 
-
 /// The `otlp` row of `collector_stats`: what was exported and lost since the last row.
-pub(super) fn otlp_row(c: &OtlpCounters, last: &mut (u64, u64), window: &StatsRecord) -> StatsRecord {
+pub(super) fn otlp_row(
+    c: &OtlpCounters,
+    last: &mut (u64, u64),
+    window: &StatsRecord,
+) -> StatsRecord {
     let exported = c.exported.load(Ordering::Relaxed);
     let lost = c.dropped_queue_full.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
     let row = StatsRecord {
@@ -120,4 +128,3 @@ pub(super) fn otlp_row(c: &OtlpCounters, last: &mut (u64, u64), window: &StatsRe
     *last = (exported, lost);
     row
 }
-

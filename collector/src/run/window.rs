@@ -138,11 +138,12 @@ impl<'a> Drain<'a> {
             } else {
                 self.drain_paused += 1;
             }
-            let (stats, hists) = if stopping || self.window.started.elapsed() >= self.cfg.storage.flush_interval {
-                self.close_window(sets, &capture.borrow())?
-            } else {
-                (Vec::new(), Vec::new())
-            };
+            let (stats, hists) =
+                if stopping || self.window.started.elapsed() >= self.cfg.storage.flush_interval {
+                    self.close_window(sets, &capture.borrow())?
+                } else {
+                    (Vec::new(), Vec::new())
+                };
             self.poll_throttle(stopping, capture);
             if !self.send(capture, stats, hists) || stopping {
                 return Ok(()); // (a writer that died reports its error when joined)

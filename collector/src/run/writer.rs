@@ -45,7 +45,10 @@ pub(super) struct Batch {
 impl Batch {
     /// Nothing to write.
     pub(super) fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.stacks.is_empty() && self.stats.is_empty() && self.hists.is_empty()
+        self.events.is_empty()
+            && self.stacks.is_empty()
+            && self.stats.is_empty()
+            && self.hists.is_empty()
     }
 }
 
@@ -88,7 +91,10 @@ pub(super) fn spawn(
         .with_context(|| format!("opening store {location}"))?;
     let stale = location.remove_stale_staging(Duration::from_secs(60));
     if stale > 0 {
-        tracing::info!(files = stale, "removed temporary files of an interrupted earlier run");
+        tracing::info!(
+            files = stale,
+            "removed temporary files of an interrupted earlier run"
+        );
     }
     let settings = SinkSettings {
         host,

@@ -6,13 +6,13 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::sql::date_predicate;
 use super::json::f;
 use super::json::i;
-use causeway_proto::names::event::OFF_CPU;
 use super::report::Report;
+use super::sql::date_predicate;
 use crate::engine::Engine;
 use crate::error::QueryError;
+use causeway_proto::names::event::OFF_CPU;
 
 /// Arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -164,7 +164,7 @@ pub async fn run(engine: &dyn Engine, a: &OffCpuArgs) -> Result<OffCpuReport, Qu
     // four questions of the same rows: decode them once, ask them at once
     let window = engine.window(WINDOW_COLUMNS, &w).await?;
     let (engine, w) = match window.as_ref() {
-        Some(window) => (window, "TRUE".to_string()),
+        Some(window) => (window.as_ref(), "TRUE".to_string()),
         None => (engine, w),
     };
     let columns =

@@ -12,13 +12,13 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::Value;
 
-use super::sql::date_predicate;
 use super::json::i;
-use causeway_proto::names::event::OFF_CPU;
 use super::report::Document;
 use super::report::Report;
+use super::sql::date_predicate;
 use crate::engine::Engine;
 use crate::error::QueryError;
+use causeway_proto::names::event::OFF_CPU;
 
 /// Arguments of `render_off_cpu_flamegraph`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -43,7 +43,11 @@ pub struct TimelineArgs {
 }
 
 /// (start, end) of the last `window_s` seconds of `pid`'s recorded events.
-async fn pid_window(engine: &dyn Engine, pid: i64, window_s: i64) -> Result<(i64, i64), QueryError> {
+async fn pid_window(
+    engine: &dyn Engine,
+    pid: i64,
+    window_s: i64,
+) -> Result<(i64, i64), QueryError> {
     if pid <= 0 || pid > i32::MAX as i64 {
         return Err(QueryError::Usage(format!(
             "pid must be a positive process id, got {pid}"
@@ -135,7 +139,10 @@ pub async fn folded_off_cpu(engine: &dyn Engine, a: &FlameArgs) -> Result<Vec<St
 }
 
 /// The off-CPU flamegraph as SVG.
-pub async fn flamegraph_svg(engine: &dyn Engine, a: &FlameArgs) -> Result<(String, usize), QueryError> {
+pub async fn flamegraph_svg(
+    engine: &dyn Engine,
+    a: &FlameArgs,
+) -> Result<(String, usize), QueryError> {
     let lines = folded_off_cpu(engine, a).await?;
     if lines.is_empty() {
         return Err(QueryError::Usage(format!(
@@ -285,8 +292,9 @@ async fn timeline(engine: &dyn Engine, a: &TimelineArgs) -> Result<Value, QueryE
             let mut tids: std::collections::BTreeMap<String, HashSet<i64>> = Default::default();
             for s in &spans {
                 if let Some(tid) = s["tid"].as_i64() {
-                    let host = super::sql::host_predicate(&s["host_name"].as_str().map(String::from))
-                        .unwrap_or_default();
+                    let host =
+                        super::sql::host_predicate(&s["host_name"].as_str().map(String::from))
+                            .unwrap_or_default();
                     tids.entry(host).or_default().insert(tid);
                 }
             }
@@ -404,7 +412,11 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn of(engine: &dyn Engine, events: &[Value], spans: &[Value]) -> Result<Fleet, QueryError> {
+    async fn of(
+        engine: &dyn Engine,
+        events: &[Value],
+        spans: &[Value],
+    ) -> Result<Fleet, QueryError> {
         let mut hosts: Vec<String> = events
             .iter()
             .filter_map(|e| e["host"].as_str())

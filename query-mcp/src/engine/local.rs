@@ -128,7 +128,9 @@ impl LocalEngine {
         ctx.register_object_store(&root, store);
         for (name, schema) in tables() {
             let table = listing_table(&ctx, &location, name, &schema)?;
-            if (name == table::KERNEL_EVENTS || name == table::CUDA_HISTOGRAMS) && security.has_pid_policy() {
+            if (name == table::KERNEL_EVENTS || name == table::CUDA_HISTOGRAMS)
+                && security.has_pid_policy()
+            {
                 let df = pid_policy(ctx.read_table(table)?, &security, false)?;
                 ctx.register_table(name, df.into_view())?;
             } else {
@@ -169,7 +171,12 @@ impl LocalEngine {
     }
 
     /// Logs a statement's times (the fields are evaluated only when debug logging is on).
-    fn log_answered(&self, statement: &str, started: std::time::Instant, planned: std::time::Duration) {
+    fn log_answered(
+        &self,
+        statement: &str,
+        started: std::time::Instant,
+        planned: std::time::Duration,
+    ) {
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             planning_ms = planned.as_secs_f64() * 1e3,
@@ -398,4 +405,3 @@ fn read_only() -> SQLOptions {
         .with_allow_dml(false)
         .with_allow_statements(false)
 }
-

@@ -119,4 +119,3 @@ impl SparseWindow {
         Ok(ctx.read_table(Arc::new(table))?.select(exprs)?.into_view())
     }
 }
-

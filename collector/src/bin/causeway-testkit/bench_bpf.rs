@@ -123,7 +123,8 @@ fn measure(
 /// prints the table (or JSON).
 pub fn run(secs: u64, json: bool) -> Result<()> {
     causeway_collector::preflight::require_capture()?;
-    let _stats_guard = causeway_collector::overhead::enable_bpf_stats().context("enabling bpf_stats")?;
+    let _stats_guard =
+        causeway_collector::overhead::enable_bpf_stats().context("enabling bpf_stats")?;
     let rounds = [
         measure("state+waker+runq", Duration::ZERO, false, secs)?,
         measure(

@@ -113,13 +113,31 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Workload(w) => workload::run(w),
-        Command::Synth { store, seconds, rate, hot_pid, start, hosts, first_host } => {
+        Command::Synth {
+            store,
+            seconds,
+            rate,
+            hot_pid,
+            start,
+            hosts,
+            first_host,
+        } => {
             let hosts = first_host..=first_host.saturating_add(hosts - 1);
             synth::run(&store, seconds, rate, hot_pid, start * 1_000_000_000, hosts)
         }
-        Command::BenchIngest { events, cpu, json, keep } => bench_ingest::run(events, cpu, json, keep),
+        Command::BenchIngest {
+            events,
+            cpu,
+            json,
+            keep,
+        } => bench_ingest::run(events, cpu, json, keep),
         Command::BenchBpf { secs, json } => bench_bpf::run(secs, json),
-        Command::BareUprobe { binary, symbol, with_return, ready_file } => {
+        Command::BareUprobe {
+            binary,
+            symbol,
+            with_return,
+            ready_file,
+        } => {
             run::install_signal_handlers();
             bench_bpf::bare_uprobe(&binary, &symbol, with_return, ready_file.as_deref())
         }

@@ -32,8 +32,8 @@ mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use storage::encode;
 use sort::write_sorted;
+pub use storage::encode;
 use storage::event_writer;
 use storage::ROW_GROUP_ROWS;
 
@@ -429,4 +429,3 @@ impl ParquetSink {
         self.buffered_rows
     }
 }
-

@@ -239,4 +239,3 @@ fn kind_key(name: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
 }
-

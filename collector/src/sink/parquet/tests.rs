@@ -21,9 +21,7 @@ fn memory_sink() -> (Arc<InMemory>, ParquetSink) {
 }
 
 /// The one `kernel_events` file in `store`.
-async fn only_event_file(
-    store: &InMemory,
-) -> impl parquet::file::reader::ChunkReader + 'static {
+async fn only_event_file(store: &InMemory) -> impl parquet::file::reader::ChunkReader + 'static {
     let metas: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None))
         .await
         .into_iter()
@@ -191,9 +189,7 @@ fn string_columns_read_back_row_for_row() {
     write_sorted(&mut w, &pieces).unwrap();
     w.close().unwrap();
     let mut got = Vec::new();
-    for b in
-        parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap()
-    {
+    for b in parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap() {
         let b = b.unwrap();
         let text = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
         let (comm, state, waker, container) = (
@@ -202,9 +198,8 @@ fn string_columns_read_back_row_for_row() {
             text("waker_comm"),
             text("container_id"),
         );
-        let opt = |a: &arrow::array::StringArray, i: usize| {
-            a.is_valid(i).then(|| a.value(i).to_string())
-        };
+        let opt =
+            |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
         let time = b
             .column_by_name("time_unix_nano")
             .unwrap()
@@ -254,8 +249,7 @@ async fn event_files_are_whole_row_groups_and_read_back_the_table_schema() {
         sink.push(&mut events, vec![], vec![]).await.unwrap();
     }
     sink.flush().await.unwrap();
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(only_event_file(&store).await).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(only_event_file(&store).await).unwrap();
     let groups: Vec<i64> = reader
         .metadata()
         .row_groups()
@@ -355,7 +349,9 @@ async fn event_files_index_pages_on_the_sort_key_only_and_split_durations() {
     }
     let index = &meta.column_index().expect("a column index")[0];
     let offsets = &meta.offset_index().expect("an offset index")[0];
-    let indexed = causeway_proto::columns::KERNEL_EVENTS.iter().filter(|c| c.storage.page_index);
+    let indexed = causeway_proto::columns::KERNEL_EVENTS
+        .iter()
+        .filter(|c| c.storage.page_index);
     for name in indexed.map(|c| c.name) {
         assert!(
             !matches!(index[column(name).0], ColumnIndexMetaData::NONE),
@@ -377,12 +373,13 @@ async fn event_files_index_pages_on_the_sort_key_only_and_split_durations() {
         rows.push(group.num_rows() - firsts.last().copied().unwrap_or(0));
         rows
     };
-    let keyed = causeway_proto::columns::KERNEL_EVENTS.iter().filter(|c| c.storage.key_pages);
+    let keyed = causeway_proto::columns::KERNEL_EVENTS
+        .iter()
+        .filter(|c| c.storage.key_pages);
     for name in keyed.map(|c| c.name) {
         let rows = page_rows(name);
         assert!(
-            rows.len() >= 30_000 / KEY_PAGE_ROWS
-                && rows.iter().all(|&n| n <= KEY_PAGE_ROWS as i64),
+            rows.len() >= 30_000 / KEY_PAGE_ROWS && rows.iter().all(|&n| n <= KEY_PAGE_ROWS as i64),
             "{name}: pages of {rows:?} rows"
         );
     }
@@ -409,4 +406,3 @@ async fn event_files_index_pages_on_the_sort_key_only_and_split_durations() {
         .collect();
     assert_eq!(read, want);
 }
-

@@ -26,4 +26,3 @@ pub struct ChainArgs {
     /// Only this host (the collector's host partition): pids repeat across a fleet's hosts.
     pub host: Option<String>,
 }
-

@@ -77,6 +77,7 @@ pub struct Verdict {
     pub consulted_own_io: bool,
 }
 
+#[cfg(test)]
 impl Verdict {
     /// The candidate of `cause` (zero when it had none).
     pub fn of(&self, cause: Cause) -> Candidate {
@@ -143,11 +144,17 @@ pub fn classify(facts: &Facts, window_ns: i64) -> Verdict {
     let worst_thread_runq = (runq_share * window_ns as f64) as i64;
     let throttled = runq_total > 0
         && (idle_ns * 2 >= runq_total
-            || facts.throttle.as_ref().is_some_and(|t| {
-                t.throttled_ns > 0 && t.throttled_ns * 2 >= worst_thread_runq
-            }));
+            || facts
+                .throttle
+                .as_ref()
+                .is_some_and(|t| t.throttled_ns > 0 && t.throttled_ns * 2 >= worst_thread_runq));
     let gpu_total: i64 = facts.gpu_waits.iter().map(|r| r.total_ns).sum();
-    let gpu_longest = facts.gpu_waits.iter().map(|r| r.longest_ns).max().unwrap_or(0);
+    let gpu_longest = facts
+        .gpu_waits
+        .iter()
+        .map(|r| r.longest_ns)
+        .max()
+        .unwrap_or(0);
     let gpu_share = share(gpu_by_thread(facts).values().copied().max().unwrap_or(0));
     let net = facts.network;
     let c = |cause, total_ns, longest_ns, share| Candidate {
@@ -158,7 +165,12 @@ pub fn classify(facts: &Facts, window_ns: i64) -> Verdict {
     };
     let mut candidates = vec![
         c(Cause::GpuSync, gpu_total, gpu_longest, gpu_share),
-        c(Cause::Network, net.total_ns, net.longest_ns, share(net.total_ns)),
+        c(
+            Cause::Network,
+            net.total_ns,
+            net.longest_ns,
+            share(net.total_ns),
+        ),
         c(Cause::Lock, lock_total, lock_longest, lock_share),
         c(Cause::Io, disk_total, disk_longest, disk_share),
         c(Cause::KernelLock, klock_total, klock_longest, klock_share),

@@ -63,16 +63,23 @@ fn cause(facts: &Facts) -> Cause {
 #[test]
 fn sleeps_ended_by_another_thread_are_lock_contention() {
     let facts = Facts {
-        per_thread: vec![thread(2, State::Sleep, 2_000, 400), thread(2, State::Runq, 30, 2)],
+        per_thread: vec![
+            thread(2, State::Sleep, 2_000, 400),
+            thread(2, State::Runq, 30, 2),
+        ],
         wakers: vec![waker(3, 1_800, 400), waker(4, 100, 50)],
         ..Default::default()
     };
     let v = classify(&facts, WINDOW);
     assert_eq!(v.top.cause, Cause::Lock);
-    assert_eq!(v.top.mechanism(), Mechanism::LockContention);
+    assert_eq!(v.top.cause.mechanism(), Mechanism::LockContention);
     assert_eq!((v.top.total_ns, v.top.longest_ns), (1_900 * MS, 400 * MS));
     // the worst sleeper's share, scaled by the part of its sleeps other threads ended
-    assert!((v.top.share - 2.0 / 60.0 * 0.95).abs() < 1e-9, "{}", v.top.share);
+    assert!(
+        (v.top.share - 2.0 / 60.0 * 0.95).abs() < 1e-9,
+        "{}",
+        v.top.share
+    );
 }
 
 #[test]

@@ -15,8 +15,8 @@ use causeway_proto::names::event::TCP_RETRANSMIT;
 use causeway_proto::names::event::THREAD_EXIT;
 
 use super::rows::*;
-use super::windows::Windows;
 use super::target::Target;
+use super::windows::Windows;
 use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
@@ -160,9 +160,10 @@ pub fn join_exclusions(exits: &[Exit], joiners: &[Joiner]) -> String {
     let mut not_joins = String::new();
     for x in exits {
         let (t, at, addr) = (x.tid, x.time_unix_nano, x.futex_uaddr);
-        for j in joiners.iter().filter(|j| {
-            j.futex_uaddr == addr && j.start_ns <= at && j.end_ns >= at - JOIN_SLACK_NS
-        }) {
+        for j in joiners
+            .iter()
+            .filter(|j| j.futex_uaddr == addr && j.start_ns <= at && j.end_ns >= at - JOIN_SLACK_NS)
+        {
             not_joins.push_str(&format!(
                 " AND NOT (tid = {} AND waker_tid = {t} AND time_unix_nano <= {at} \
                  AND time_unix_nano + duration_ns >= {})",

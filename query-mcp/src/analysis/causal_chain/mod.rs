@@ -42,7 +42,12 @@ pub async fn run(engine: &dyn Engine, a: &ChainArgs) -> Result<ChainReport, Quer
     let (facts, exclusions) = facts::gather(&win, &target, &mut ev).await?;
     tracing::debug!(ms = since(), "chain: window questions answered");
     let verdict = classify::classify(&facts, target.window_ns);
-    facts::quote_used(verdict.runq_ns > 0, verdict.consulted_own_io, &target.predicate, &mut ev);
+    facts::quote_used(
+        verdict.runq_ns > 0,
+        verdict.consulted_own_io,
+        &target.predicate,
+        &mut ev,
+    );
     let top = verdict.top;
     let mut report = ChainReport {
         severity: Severity::None,

@@ -89,7 +89,13 @@ impl Link {
     }
 
     /// A link that is a thread.
-    pub fn thread(hop: i64, role: Role, (pid, tid, comm): (i64, i64, &str), ms: f64, detail: String) -> Link {
+    pub fn thread(
+        hop: i64,
+        role: Role,
+        (pid, tid, comm): (i64, i64, &str),
+        ms: f64,
+        detail: String,
+    ) -> Link {
         Link {
             hop,
             role,
@@ -296,7 +302,9 @@ impl ContentionSource {
             | ContentionSource::KernelLock {
                 holder: Some(task), ..
             } => format!("{} (pid {})", quote(&task.comm), task.pid),
-            ContentionSource::KernelLock { lock, lock_kind, .. } => {
+            ContentionSource::KernelLock {
+                lock, lock_kind, ..
+            } => {
                 format!("kernel {lock_kind} {}", quote(lock))
             }
             ContentionSource::OwnThreads { pid, comm } => format!("{} (pid {pid})", quote(comm)),

@@ -312,8 +312,6 @@ pub struct CgroupHolder {
     pub prev_container_id: Option<String>,
     /// Its processes seen holding the CPU.
     pub processes: i64,
-    /// Waits they ended.
-    pub n: i64,
     /// Their total, ns.
     #[serde(deserialize_with = "or_zero")]
     pub total_ns: i64,

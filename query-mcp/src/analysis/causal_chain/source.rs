@@ -68,7 +68,10 @@ impl<'a> Source<'a> {
     /// retransmit records) answers every statement with no rows, unasked: the statements asked
     /// of it select, filter and group its rows — the one aggregate over all rows (throttling)
     /// reads no rows as it reads a row of nulls.
-    async fn ask<T: DeserializeOwned>(window: &dyn Engine, statement: &str) -> Result<Vec<T>, QueryError> {
+    async fn ask<T: DeserializeOwned>(
+        window: &dyn Engine,
+        statement: &str,
+    ) -> Result<Vec<T>, QueryError> {
         if window.holds_no_rows() {
             return Ok(Vec::new());
         }
@@ -77,7 +80,10 @@ impl<'a> Source<'a> {
 
     /// Rows of the statement `sql` writes for a predicate: asked of the window when it holds
     /// every kind the statement names, of the store otherwise.
-    pub async fn rows<T: DeserializeOwned>(&self, sql: impl Fn(&str) -> String) -> Result<Vec<T>, QueryError> {
+    pub async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: impl Fn(&str) -> String,
+    ) -> Result<Vec<T>, QueryError> {
         let statement = sql("TRUE");
         match self.holding(&statement) {
             Some(window) => Self::ask(window, &statement).await,

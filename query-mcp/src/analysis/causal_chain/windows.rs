@@ -95,7 +95,11 @@ pub struct Windows<'a> {
 impl<'a> Windows<'a> {
     /// Sources over the windows `read` returned.
     pub fn new(engine: &'a dyn Engine, target: &'a Target, held: &'a (Held, Held)) -> Self {
-        let scope = (target.predicate.as_str(), target.pid, (target.start, target.end));
+        let scope = (
+            target.predicate.as_str(),
+            target.pid,
+            (target.start, target.end),
+        );
         Windows {
             sched: Source::new(engine, &held.0, scope, SCHED_KINDS),
             other: Source::new(engine, &held.1, scope, OTHER_KINDS),

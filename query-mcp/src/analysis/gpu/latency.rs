@@ -197,7 +197,10 @@ mod tests {
         ];
         let got = latencies(&hist, &rows);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].function.as_str(), got[0].percentile_source.as_str()), ("cudaStreamSynchronize", "rows"));
+        assert_eq!(
+            (got[0].function.as_str(), got[0].percentile_source.as_str()),
+            ("cudaStreamSynchronize", "rows")
+        );
         assert_eq!(got[0].p50_ms, 1.5);
         assert_eq!((got[1].class.as_str(), got[1].calls), ("alloc", 2));
     }

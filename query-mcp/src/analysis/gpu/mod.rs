@@ -84,4 +84,3 @@ pub async fn run(engine: &dyn Engine, a: &GpuArgs) -> Result<GpuReport, QueryErr
         notice: super::text::DATA_NOTICE.to_string(),
     })
 }
-

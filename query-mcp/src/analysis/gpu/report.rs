@@ -153,9 +153,11 @@ impl Report for GpuReport {
             ));
         }
         for c in &self.slowest_calls {
-            out.push_str(&format!("  slow: tid {} ⟦{}⟧ {}\n", c.tid, c.comm, c.reason));
+            out.push_str(&format!(
+                "  slow: tid {} ⟦{}⟧ {}\n",
+                c.tid, c.comm, c.reason
+            ));
         }
         out
     }
 }
-

@@ -49,7 +49,11 @@ impl Scope {
 }
 
 /// End of the process's last CUDA record (rows or histograms), 0 when it has none.
-pub(super) async fn last_cuda_end(engine: &dyn Engine, pid: i64, hp: &str) -> Result<i64, QueryError> {
+pub(super) async fn last_cuda_end(
+    engine: &dyn Engine,
+    pid: i64,
+    hp: &str,
+) -> Result<i64, QueryError> {
     let last = engine
         .query(&format!(
             "SELECT max(t) AS t FROM (\
@@ -60,4 +64,3 @@ pub(super) async fn last_cuda_end(engine: &dyn Engine, pid: i64, hp: &str) -> Re
         .await?;
     Ok(last.rows.first().map(|r| i(r, "t")).unwrap_or(0))
 }
-

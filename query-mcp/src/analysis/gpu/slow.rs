@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::latency::class_of;
 use super::report::HostSide;
-use super::scope::Scope;
 use super::report::SlowCall;
+use super::scope::Scope;
 use crate::analysis::json::i;
 use crate::analysis::sql::date_predicate;
 use crate::analysis::text::data_text;
@@ -119,7 +119,6 @@ async fn owners(
 /// Where a call's time went on the host, from its overlaps.
 struct Spent {
     runq: i64,
-    off: i64,
     futex: i64,
     disk: i64,
     blocked: i64,
@@ -151,7 +150,6 @@ fn spent(mine: &[&Value], dur: i64) -> Spent {
     behind.sort_by_key(|b| std::cmp::Reverse(b.2));
     Spent {
         runq,
-        off,
         futex,
         disk,
         blocked: (off - runq).max(0),
@@ -312,7 +310,10 @@ mod tests {
             "cudaLaunchKernel 4.000 ms: 3.000 ms run-queue wait behind pid 7 (hog)"
         );
         // a sync call waits for the GPU by design; its run-queue tail is the host's part
-        assert!(reason("cudaStreamSynchronize", "sync", 4_000_000, &sp, &who)
-            .starts_with("cudaStreamSynchronize 4.000 ms: waiting for the GPU 1.000 ms; then 3.000 ms"));
+        assert!(
+            reason("cudaStreamSynchronize", "sync", 4_000_000, &sp, &who).starts_with(
+                "cudaStreamSynchronize 4.000 ms: waiting for the GPU 1.000 ms; then 3.000 ms"
+            )
+        );
     }
 }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::report::FunctionLatency;
-use super::scope::Scope;
 use super::report::SlowCall;
+use super::scope::Scope;
 use crate::analysis::json::i;
 use crate::analysis::text::data_text;
 use crate::analysis::text::EvidenceLog;

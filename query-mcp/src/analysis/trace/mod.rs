@@ -22,18 +22,17 @@ use std::collections::HashSet;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde::Serialize;
 use serde_json::Value;
 
-use super::sql::date_predicate;
 use super::json::i;
-pub use report::TraceReport;
-use report::SpanReport;
+use super::sql::date_predicate;
 use super::text::quoted;
 use super::text::Evidence;
 use crate::engine::Engine;
 use crate::error::QueryError;
 use causeway_proto::names::event::OFF_CPU;
+use report::SpanReport;
+pub use report::TraceReport;
 
 /// Arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -124,7 +123,10 @@ async fn join(engine: &dyn Engine, trace_id: &str, spans: &[Value]) -> Result<Jo
 }
 
 /// Kernel stacks of off-CPU sleeps, read as I/O or network waits.
-async fn stack_causes(engine: &dyn Engine, events: &[Value]) -> Result<HashMap<i64, usize>, QueryError> {
+async fn stack_causes(
+    engine: &dyn Engine,
+    events: &[Value],
+) -> Result<HashMap<i64, usize>, QueryError> {
     let stack_ids: HashSet<i64> = events
         .iter()
         .filter(|e| e["event_name"] == OFF_CPU && e["state"] == "sleep")
@@ -217,7 +219,12 @@ pub async fn run(engine: &dyn Engine, a: &TraceArgs) -> Result<TraceReport, Quer
 }
 
 /// One paragraph: the span to look at, what it waited on, and who held the lock.
-fn summary(trace_id: &str, slowest: Option<&SpanReport>, reports: &[SpanReport], no_events: bool) -> String {
+fn summary(
+    trace_id: &str,
+    slowest: Option<&SpanReport>,
+    reports: &[SpanReport],
+    no_events: bool,
+) -> String {
     let Some(r) = slowest else {
         return format!(
             "Trace {trace_id}: {} spans, no kernel waits recorded inside them{}.",
@@ -264,4 +271,3 @@ fn summary(trace_id: &str, slowest: Option<&SpanReport>, reports: &[SpanReport],
     ));
     s
 }
-

@@ -138,4 +138,3 @@ impl Report for TraceReport {
         out
     }
 }
-

@@ -119,7 +119,9 @@ fn gpu_wait(e: &Value) -> bool {
 
 /// Whether two events of the same thread overlap.
 fn overlaps_on_thread(a: &Value, (es, ee): (i64, i64), tid: i64) -> bool {
-    i(a, "tid") == tid && i(a, "time_unix_nano") < ee && i(a, "time_unix_nano") + i(a, "duration_ns") > es
+    i(a, "tid") == tid
+        && i(a, "time_unix_nano") < ee
+        && i(a, "time_unix_nano") + i(a, "duration_ns") > es
 }
 
 /// Lock holders by (pid, tid, comm): (ns the span waited on them, the futex).
@@ -128,7 +130,13 @@ type Holders = HashMap<(i64, i64, String), (i64, Option<i64>)>;
 /// The cause of one event of the span, or None for events that carry no time of their own
 /// (futex intervals classify off-CPU time; point events). Off-CPU sleeps over a futex wait
 /// credit its waker as a lock holder.
-fn cause_of(ctx: &Ctx<'_>, mine: &[&Value], e: &Value, (start, end): (i64, i64), holders: &mut Holders) -> Option<usize> {
+fn cause_of(
+    ctx: &Ctx<'_>,
+    mine: &[&Value],
+    e: &Value,
+    (start, end): (i64, i64),
+    holders: &mut Holders,
+) -> Option<usize> {
     let (es, ee) = (
         i(e, "time_unix_nano"),
         i(e, "time_unix_nano") + i(e, "duration_ns"),
@@ -189,7 +197,9 @@ pub fn explain(ctx: &Ctx<'_>, s: &Value) -> SpanReport {
     let mine: Vec<&Value> = ctx
         .events
         .iter()
-        .filter(|e| i(e, "time_unix_nano") < end && i(e, "time_unix_nano") + i(e, "duration_ns") > start)
+        .filter(|e| {
+            i(e, "time_unix_nano") < end && i(e, "time_unix_nano") + i(e, "duration_ns") > start
+        })
         .filter(|e| match e["span_id"].as_str() {
             Some(x) => ids.contains(x),
             None => my_threads.contains(&(i(e, "pid"), i(e, "tid"))),
@@ -265,10 +275,18 @@ pub fn explain(ctx: &Ctx<'_>, s: &Value) -> SpanReport {
 }
 
 /// The span to look at: the most waiting of its own (a parent's waits include its children's).
-pub fn slowest<'a>(reports: &'a [SpanReport], children: &HashMap<String, Vec<String>>) -> Option<&'a SpanReport> {
+pub fn slowest<'a>(
+    reports: &'a [SpanReport],
+    children: &HashMap<String, Vec<String>>,
+) -> Option<&'a SpanReport> {
     let wait = |r: &SpanReport| {
         let b = &r.breakdown;
-        b.runqueue_wait_ms + b.lock_wait_ms + b.io_ms + b.network_ms + b.gpu_sync_ms + b.unexplained_ms
+        b.runqueue_wait_ms
+            + b.lock_wait_ms
+            + b.io_ms
+            + b.network_ms
+            + b.gpu_sync_ms
+            + b.unexplained_ms
     };
     let self_wait = |r: &SpanReport| {
         let kids: f64 = children

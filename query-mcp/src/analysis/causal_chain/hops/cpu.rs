@@ -18,9 +18,9 @@ use crate::analysis::causal_chain::rows::CgroupHolder;
 use crate::analysis::causal_chain::rows::Count;
 use crate::analysis::causal_chain::rows::CpuHolder;
 use crate::analysis::causal_chain::rows::State;
-use crate::analysis::text::EvidenceLog;
 use crate::analysis::text::data_text;
 use crate::analysis::text::quote;
+use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
 /// A cgroup described: (its directory here, its container, a name for it).
@@ -136,14 +136,16 @@ async fn neighbours(
         (g, described)
     });
     let share = |g: &CgroupHolder| g.total_ns as f64 / runq_total.max(1) as f64;
-    let neighbour = top_group.as_ref().map(|(g, (path, container, _))| Neighbour {
-        cgroup_id: g.prev_cgroup_id,
-        cgroup_path: path.clone(),
-        container_id: container.clone(),
-        processes: g.processes,
-        ms: ms(g.total_ns),
-        share_of_runq: share(g),
-    });
+    let neighbour = top_group
+        .as_ref()
+        .map(|(g, (path, container, _))| Neighbour {
+            cgroup_id: g.prev_cgroup_id,
+            cgroup_path: path.clone(),
+            container_id: container.clone(),
+            processes: g.processes,
+            ms: ms(g.total_ns),
+            share_of_runq: share(g),
+        });
     out.source = Some(ContentionSource::CpuHolder {
         task: Task {
             pid: link.pid,

@@ -16,10 +16,7 @@ pub fn explain(ctx: &Ctx<'_>) -> Explained {
     let top = &ctx.facts.gpu_waits[0];
     let f = data_text(&top.cuda_function);
     let gpu = ctx.verdict.top;
-    let thread_total = gpu_by_thread(ctx.facts)
-        .get(&top.tid)
-        .copied()
-        .unwrap_or(0);
+    let thread_total = gpu_by_thread(ctx.facts).get(&top.tid).copied().unwrap_or(0);
     let stream = top.stream;
     let chain = vec![
         Link::thread(

@@ -11,8 +11,8 @@ use crate::analysis::causal_chain::report::Link;
 use crate::analysis::causal_chain::report::Role;
 use crate::analysis::causal_chain::rows::DeviceIo;
 use crate::analysis::causal_chain::rows::State;
-use crate::analysis::text::EvidenceLog;
 use crate::analysis::text::data_text;
+use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
 const MIB: f64 = 1048576.0;

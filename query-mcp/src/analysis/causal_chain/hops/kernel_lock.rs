@@ -15,9 +15,9 @@ use crate::analysis::causal_chain::report::SourceKind;
 use crate::analysis::causal_chain::report::Task;
 use crate::analysis::causal_chain::rows::StackCount;
 use crate::analysis::causal_chain::rows::Waker;
-use crate::analysis::text::EvidenceLog;
 use crate::analysis::text::data_text;
 use crate::analysis::text::quote;
+use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
 /// The lock the target waited on most, and who released it.

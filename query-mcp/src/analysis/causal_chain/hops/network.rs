@@ -28,7 +28,9 @@ pub fn explain(ctx: &Ctx<'_>) -> Explained {
         Role::Network,
         peer.clone(),
         ms(net.total_ns),
-        format!("{n} segments to {peer} were retransmitted while the target waited for the network"),
+        format!(
+            "{n} segments to {peer} were retransmitted while the target waited for the network"
+        ),
     ));
     let action = format!(
         "pid {pid} waited {:.1} ms (longest {:.1} ms) on sockets that retransmitted {n} segments to {peer}: packets to that peer are being lost, and each loss costs at least one retransmission timeout (200 ms minimum on Linux). Find the drop: firewall/netfilter rules, NIC or qdisc drops (ip -s link, tc -s qdisc), a congested or faulty link, the peer's receive queue",

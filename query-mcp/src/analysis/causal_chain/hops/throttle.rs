@@ -11,8 +11,8 @@ use crate::analysis::causal_chain::report::Link;
 use crate::analysis::causal_chain::report::Role;
 use crate::analysis::causal_chain::rows::CgroupId;
 use crate::analysis::causal_chain::rows::State;
-use crate::analysis::text::EvidenceLog;
 use crate::analysis::text::data_text;
+use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
 /// The cgroup, its quota and what its counters say.
@@ -41,7 +41,9 @@ pub async fn explain(ctx: &Ctx<'_>, ev: &mut EvidenceLog) -> Result<Explained, Q
     // what the collector read from the cgroup's counters, else what this host shows (a
     // bounded walk of the cgroup tree: only when the counters left something out)
     let counted_max = throttle.and_then(|t| t.cpu_max.as_deref()).map(data_text);
-    let counted_path = throttle.and_then(|t| t.cgroup_path.as_deref()).map(data_text);
+    let counted_path = throttle
+        .and_then(|t| t.cgroup_path.as_deref())
+        .map(data_text);
     let local = if counted_max.is_some() && counted_path.is_some() {
         None
     } else {

@@ -18,10 +18,10 @@ use crate::analysis::causal_chain::rows::DeviceIo;
 use crate::analysis::causal_chain::rows::Futex;
 use crate::analysis::causal_chain::rows::State;
 use crate::analysis::causal_chain::rows::Wait;
-use crate::analysis::text::EvidenceLog;
 use crate::analysis::sql::date_predicate;
 use crate::analysis::text::data_text;
 use crate::analysis::text::quote;
+use crate::analysis::text::EvidenceLog;
 use crate::error::QueryError;
 
 /// How far the chain is followed.
@@ -59,7 +59,9 @@ fn activity_sql(w: &str, tid: i64, (ws, we): (i64, i64), lookback: i64) -> Strin
 /// What thread `at` did during its wait, among its intervals begun at `lookback` or later.
 async fn activity(ctx: &Ctx<'_>, at: &Reached, lookback: i64) -> Result<Asked, QueryError> {
     let (ws, we) = at.wait;
-    let store = ctx.target.process_dates(at.pid, ws - ctx.target.window_ns, we);
+    let store = ctx
+        .target
+        .process_dates(at.pid, ws - ctx.target.window_ns, we);
     let asked = activity_sql(&store, at.tid, at.wait, lookback);
     let rows = ctx
         .win
@@ -87,7 +89,12 @@ fn io_sql(ctx: &Ctx<'_>, at: &Reached) -> String {
 }
 
 /// ` on futex 0x… (op)`: the lock a wait was on, when the futex probe saw it; empty otherwise.
-async fn lock_of(ctx: &Ctx<'_>, pid: i64, tid: i64, (start, duration): (i64, i64)) -> Result<String, QueryError> {
+async fn lock_of(
+    ctx: &Ctx<'_>,
+    pid: i64,
+    tid: i64,
+    (start, duration): (i64, i64),
+) -> Result<String, QueryError> {
     let (t0, t1, lookback) = (
         start + 1_000_000,
         start + duration - 1_000_000,
@@ -130,8 +137,18 @@ pub async fn explain(ctx: &Ctx<'_>, ev: &mut EvidenceLog) -> Result<Explained, Q
             wk.waker_tid
         )
     };
-    ev.quote("The target's longest wait ended by its top waker", longest_sql(w));
-    let Some(l) = ctx.win.sched.rows::<Wait>(longest_sql).await?.into_iter().next() else {
+    ev.quote(
+        "The target's longest wait ended by its top waker",
+        longest_sql(w),
+    );
+    let Some(l) = ctx
+        .win
+        .sched
+        .rows::<Wait>(longest_sql)
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Err(QueryError::Runtime(
             "the top waker's wait vanished between queries".into(),
         ));
@@ -227,14 +244,32 @@ async fn walk(
         let (ws, we) = at.wait;
         let Some(r) = covering(ctx, &at, hop, prefetched.activity.take(), ev).await? else {
             let activity = "was running on CPU while the previous hop waited on it".to_string();
-            chain.push(Link::thread(hop, Role::Root, (at.pid, at.tid, &at.comm), ms(we - ws), activity.clone()));
-            return Ok(Root { at, activity, device: None });
+            chain.push(Link::thread(
+                hop,
+                Role::Root,
+                (at.pid, at.tid, &at.comm),
+                ms(we - ws),
+                activity.clone(),
+            ));
+            return Ok(Root {
+                at,
+                activity,
+                device: None,
+            });
         };
         let frames = stack_frames(ctx.engine, r.kernel_stack_id).await?;
         let place = if frames.is_empty() {
             String::new()
         } else {
-            format!(", in {}", frames.iter().take(3).cloned().collect::<Vec<_>>().join(" ← "))
+            format!(
+                ", in {}",
+                frames
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ← ")
+            )
         };
         let state = r.state.name();
         let follows = r.state == State::Sleep
@@ -274,8 +309,18 @@ async fn walk(
             ms(r.overlap_ns),
             ms(we - ws)
         );
-        chain.push(Link::thread(hop, Role::Root, (at.pid, at.tid, &at.comm), ms(r.overlap_ns), activity.clone()));
-        return Ok(Root { at, activity, device });
+        chain.push(Link::thread(
+            hop,
+            Role::Root,
+            (at.pid, at.tid, &at.comm),
+            ms(r.overlap_ns),
+            activity.clone(),
+        ));
+        return Ok(Root {
+            at,
+            activity,
+            device,
+        });
     }
 }
 
@@ -328,7 +373,10 @@ async fn covering(
         );
         act = ctx.engine.rows(&agg_sql).await?;
     }
-    Ok(act.into_iter().next().filter(|r| r.overlap_ns as f64 >= half))
+    Ok(act
+        .into_iter()
+        .next()
+        .filter(|r| r.overlap_ns as f64 >= half))
 }
 
 /// The block I/O of a root in D-state: (the detail, its device).
