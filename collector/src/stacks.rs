@@ -93,6 +93,17 @@ impl<'a> Mapping<'a> {
     }
 }
 
+/// The executable file mappings of a /proc/PID/maps text: what a stack of the process needs
+/// once it has exited.
+pub fn executable_mappings(maps: &str) -> String {
+    let mut out = String::new();
+    for line in maps.lines().filter(|l| Mapping::parse(l).is_some()) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// A symbolization failure in words.
 fn reason_text(r: blazesym::symbolize::Reason) -> &'static str {
     use blazesym::symbolize::Reason;

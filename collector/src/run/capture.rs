@@ -138,6 +138,14 @@ impl Capture {
         if let Some(k) = self.kept.as_mut() {
             k.push(ev.clone());
         }
+        // a process's executable mappings, read at its first record while it lives: its stacks
+        // are symbolized later, on the stack thread, often after it has exited
+        if ev.pid > 0 && self.maps_read.insert(ev.pid) {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/maps", ev.pid)) {
+                let maps = crate::stacks::executable_mappings(&text);
+                self.stack_work.maps.push((ev.pid, maps));
+            }
+        }
         match decoded {
             Decoded::Event(ev) => {
                 if ev.event_name == causeway_proto::names::event::PROCESS_EXIT {
@@ -150,16 +158,7 @@ impl Capture {
                 event,
                 kernel,
                 user,
-            } => {
-                // a process's mappings, read while it lives: its stacks are symbolized later,
-                // on the stack thread, often after it has exited
-                if !user.is_empty() && self.maps_read.insert(event.pid) {
-                    if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/maps", event.pid)) {
-                        self.stack_work.maps.push((event.pid, text));
-                    }
-                }
-                self.stack_work.items.push((event, kernel, user))
-            }
+            } => self.stack_work.items.push((event, kernel, user)),
             Decoded::WithFunction { event, addr } => self.stack_work.functions.push((event, addr)),
         }
     }

@@ -291,7 +291,11 @@ impl<'a> Drain<'a> {
             batch.events.len() + work.items.len() + work.functions.len(),
             Ordering::Relaxed,
         );
-        if !work.items.is_empty() || !work.functions.is_empty() || !work.exited.is_empty() {
+        if !(work.items.is_empty()
+            && work.functions.is_empty()
+            && work.exited.is_empty()
+            && work.maps.is_empty())
+        {
             use std::sync::mpsc::TrySendError;
             if let Err(TrySendError::Full(w) | TrySendError::Disconnected(w)) =
                 self.stack_tx.try_send(work)
