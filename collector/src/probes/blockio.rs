@@ -19,7 +19,6 @@ use super::offcpu;
 use super::record;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -106,18 +105,7 @@ pub fn op_name(op: u32) -> String {
 /// Decodes a `cw_block_event` record.
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_block_event = read_record(data)?;
-    let span = Span {
-        start_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-    };
-    let event = record::event(
-        data,
-        clock,
-        names::event::BLOCK_IO,
-        span,
-        (&e.comm, &e.process_name),
-    )?;
+    let event = record::event_of!(data, clock, names::event::BLOCK_IO, e)?;
     Some(Decoded::Event(KernelEvent {
         detail: KindFields {
             device: Some(device_name(e.dev)),

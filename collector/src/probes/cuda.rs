@@ -39,7 +39,6 @@ use super::offcpu;
 use super::record;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -179,18 +178,7 @@ pub fn load<'obj>(
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_cuda_event = read_record(data)?;
     let (name, class) = func(e.func)?;
-    let span = Span {
-        start_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-    };
-    let common = record::event(
-        data,
-        clock,
-        class.event_name(),
-        span,
-        (&e.comm, &e.process_name),
-    )?;
+    let common = record::event_of!(data, clock, class.event_name(), e)?;
     let dims = |d: [u32; 3]| format!("{},{},{}", d[0], d[1], d[2]);
     let launch = class == Class::Launch && e.grid != [0, 0, 0];
     let event = KernelEvent {

@@ -9,7 +9,6 @@ use super::offcpu::types;
 use super::record;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use crate::clock::BootToWall;
 
 fn op_name(op: u32) -> &'static str {
@@ -27,18 +26,7 @@ fn op_name(op: u32) -> &'static str {
 /// Decodes a `cw_futex_event` record.
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_futex_event = read_record(data)?;
-    let span = Span {
-        start_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-    };
-    let event = record::event(
-        data,
-        clock,
-        names::event::FUTEX_WAIT,
-        span,
-        (&e.comm, &e.process_name),
-    )?;
+    let event = record::event_of!(data, clock, names::event::FUTEX_WAIT, e)?;
     Some(Decoded::Event(KernelEvent {
         futex_uaddr: Some(e.uaddr as i64),
         futex_op: Some(op_name(e.op)),

@@ -17,7 +17,6 @@ use super::offcpu;
 use super::record;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -77,13 +76,8 @@ pub fn kind(flags: u32) -> &'static str {
 /// stack goes to the stack table (`kernel_stack_id`), whose frames name the code taking the lock.
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_kernel_lock_event = read_record(data)?;
-    let span = Span {
-        start_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-    };
     let name = names::event::KERNEL_LOCK_WAIT;
-    let common = record::event(data, clock, name, span, (&e.comm, &e.process_name))?;
+    let common = record::event_of!(data, clock, name, e)?;
     let event = KernelEvent {
         detail: KindFields {
             kernel_lock: Some(format!("0x{:x}", e.lock_addr)),

@@ -23,7 +23,6 @@ use super::record::comm_of;
 use super::record::cstr;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use super::wire;
 use super::wire::cw_event_type as Ev;
 use crate::clock::BootToWall;
@@ -261,18 +260,7 @@ fn off_cpu_event(
     clock: &BootToWall,
 ) -> Option<KernelEvent> {
     let woken = e.waker_tid != 0 || e.waker_pid != 0;
-    let span = Span {
-        start_ns: e.start_ns,
-        duration_ns: e.duration_ns,
-        cgroup_id: e.cgroup_id,
-    };
-    let ev = record::event(
-        data,
-        clock,
-        names::event::OFF_CPU,
-        span,
-        (&e.comm, &e.process_name),
-    )?;
+    let ev = record::event_of!(data, clock, names::event::OFF_CPU, e)?;
     Some(KernelEvent {
         state: Some(state_name(e.state)),
         waker_pid: woken.then_some(e.waker_pid as i32),
@@ -302,23 +290,12 @@ pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
         }
         Ev::CW_EV_RUNQ => {
             let e: types::cw_runq_event = read_record(data)?;
-            let span = Span {
-                start_ns: e.start_ns,
-                duration_ns: e.duration_ns,
-                cgroup_id: e.cgroup_id,
-            };
             KernelEvent {
                 prev_pid: Some(e.prev_pid as i32),
                 prev_tid: Some(e.prev_tid as i32),
                 prev_comm: Some(comm_of(&e.prev_comm)),
                 prev_cgroup_id: Some(e.prev_cgroup_id as i64),
-                ..record::event(
-                    data,
-                    clock,
-                    names::event::RUNQ,
-                    span,
-                    (&e.comm, &e.process_name),
-                )?
+                ..record::event_of!(data, clock, names::event::RUNQ, e)?
             }
         }
         Ev::CW_EV_PROC => lifecycle_event(data, clock)?,
@@ -344,11 +321,6 @@ fn lifecycle_event(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         Kind::CW_PROC_THREAD_EXIT => (names::event::THREAD_EXIT, None, Some(e.exit_code), None),
         _ => return None,
     };
-    let span = Span {
-        start_ns: e.ts_ns,
-        duration_ns: 0,
-        cgroup_id: e.cgroup_id,
-    };
     // exits carry the futex their joiners wait on (pthread_join), in futex_uaddr
     let exiting = matches!(Kind(e.kind), Kind::CW_PROC_EXIT | Kind::CW_PROC_THREAD_EXIT);
     let futex_uaddr = (exiting && e.child_tid_addr != 0).then_some(e.child_tid_addr as i64);
@@ -361,7 +333,7 @@ fn lifecycle_event(data: &[u8], clock: &BootToWall) -> Option<KernelEvent> {
         .into(),
         exit_code,
         futex_uaddr,
-        ..record::event(data, clock, name, span, (&e.comm, &e.process_name))?
+        ..record::event_of!(instant data, clock, name, e)?
     })
 }
 

@@ -88,6 +88,31 @@ pub fn event<C: Copy>(
     })
 }
 
+/// [`event`] for a wire struct with the fields every interval record has: `start_ns`,
+/// `duration_ns`, `cgroup_id`, `comm`, `process_name` (a macro: each skeleton generates its own
+/// struct types). `instant` reads `ts_ns` and no duration.
+macro_rules! event_of {
+    ($data:expr, $clock:expr, $name:expr, $e:expr) => {{
+        let e = &$e;
+        let span = $crate::probes::record::Span {
+            start_ns: e.start_ns,
+            duration_ns: e.duration_ns,
+            cgroup_id: e.cgroup_id,
+        };
+        $crate::probes::record::event($data, $clock, $name, span, (&e.comm, &e.process_name))
+    }};
+    (instant $data:expr, $clock:expr, $name:expr, $e:expr) => {{
+        let e = &$e;
+        let span = $crate::probes::record::Span {
+            start_ns: e.ts_ns,
+            duration_ns: 0,
+            cgroup_id: e.cgroup_id,
+        };
+        $crate::probes::record::event($data, $clock, $name, span, (&e.comm, &e.process_name))
+    }};
+}
+pub(crate) use event_of;
+
 fn hex<T: Copy + Into<u8>>(bytes: &[T]) -> String {
     use std::fmt::Write;
     bytes

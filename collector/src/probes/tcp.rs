@@ -20,7 +20,6 @@ use super::offcpu;
 use super::record;
 use super::record::read_record;
 use super::record::Decoded;
-use super::record::Span;
 use crate::clock::BootToWall;
 
 #[allow(missing_docs, clippy::all, non_camel_case_types)]
@@ -63,13 +62,8 @@ fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> String {
 /// Decodes a `cw_tcp_event` record.
 pub fn decode(data: &[u8], clock: &BootToWall) -> Option<Decoded> {
     let e: types::cw_tcp_event = read_record(data)?;
-    let span = Span {
-        start_ns: e.ts_ns,
-        duration_ns: 0,
-        cgroup_id: e.cgroup_id,
-    };
     let name = names::event::TCP_RETRANSMIT;
-    let event = record::event(data, clock, name, span, (&e.comm, &e.process_name))?;
+    let event = record::event_of!(instant data, clock, name, e)?;
     Some(Decoded::Event(KernelEvent {
         detail: KindFields {
             saddr: Some(endpoint(e.family, &e.saddr, e.sport)),
