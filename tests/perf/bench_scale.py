@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How query cost grows with a fleet store: hosts × hours.
 
-Two synthetic stores grow in steps through the real Parquet sink (`causeway-collector synth`,
+Two synthetic stores grow in steps through the real Parquet sink (`causeway-testkit synth`,
 one partition per host-hour): one adds hosts (2 h each), one adds hours (4 hosts). At each step
 `causeway-query bench --host synth-1` times, on one warm engine, what an agent asks of one host
 (resolve_causal_chain, query_off_cpu_events and a window/waker/p99 SQL over 60 s) and a
