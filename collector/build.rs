@@ -1,21 +1,8 @@
-//! Compiles bpf/*.bpf.c with clang and generates libbpf-rs skeletons into OUT_DIR.
+//! Compiles every bpf/*.bpf.c with clang and generates its libbpf-rs skeleton into OUT_DIR.
 use std::env;
 use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
-
-/// One skeleton per probe set; the name matches bpf/<name>.bpf.c and collector/src/probes/<name>.rs
-/// (`wire` holds no program: the wire types, generated).
-const PROBES: &[&str] = &[
-    "offcpu",
-    "tracectx",
-    "blockio",
-    "tcp",
-    "cuda",
-    "kernel_lock",
-    "empty",
-    "wire",
-];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR must be set in build script"));
@@ -30,7 +17,15 @@ fn main() {
         Err(_) => "x86",
     };
     let debug = env::var_os("CAUSEWAY_BPF_DEBUG").is_some();
-    for name in PROBES {
+    // one skeleton per bpf/<name>.bpf.c, named as collector/src/probes/<name>.rs (`wire` holds
+    // no program: the wire types, generated)
+    let mut probes: Vec<String> = std::fs::read_dir(&bpf_dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", bpf_dir.display()))
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".bpf.c").map(String::from))
+        .collect();
+    probes.sort();
+    println!("cargo:rerun-if-changed={}", bpf_dir.display());
+    for name in &probes {
         let src = bpf_dir.join(format!("{name}.bpf.c"));
         let mut args = vec![
             format!("-I{}", bpf_dir.display()),
