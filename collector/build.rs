@@ -21,7 +21,13 @@ fn main() {
     // no program: the wire types, generated)
     let mut probes: Vec<String> = std::fs::read_dir(&bpf_dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", bpf_dir.display()))
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".bpf.c").map(String::from))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".bpf.c")
+                .map(String::from)
+        })
         .collect();
     probes.sort();
     println!("cargo:rerun-if-changed={}", bpf_dir.display());

@@ -199,13 +199,7 @@ fn config_for(args: &RunArgs) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => config_for(&args).and_then(|cfg| {

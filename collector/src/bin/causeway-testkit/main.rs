@@ -104,13 +104,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    causeway_collector::cli::init_logging();
     let result = match Cli::parse().command {
         Command::Workload(w) => workload::run(w),
         Command::Synth {
