@@ -28,7 +28,8 @@ pub struct Security {
     pub allow_pids: Vec<i32>,
     /// These pids are never visible.
     pub deny_pids: Vec<i32>,
-    /// Requests per second over HTTP, beyond which clients get 429.
+    /// Requests per second each HTTP client (its MCP session, else its address) may make once
+    /// authenticated, beyond which it gets 429.
     pub rate_limit_per_second: u32,
     /// Rows returned by one tool call or query at most (the rest is marked truncated).
     pub max_rows: usize,
@@ -62,6 +63,8 @@ pub struct Http {
     pub allowed_origins: Vec<String>,
     /// Host header values accepted (DNS-rebinding protection).
     pub allowed_hosts: Vec<String>,
+    /// Seconds a connection may take to send a request's headers before it is closed.
+    pub header_timeout_s: u64,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Http {
             token_env: "CAUSEWAY_MCP_TOKEN".into(),
             allowed_origins: Vec::new(),
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            header_timeout_s: 10,
         }
     }
 }
@@ -148,6 +152,9 @@ impl Config {
         }
         if cfg.security.rate_limit_per_second == 0 {
             return bad("security.rate_limit_per_second", "must be positive");
+        }
+        if cfg.http.header_timeout_s == 0 || cfg.http.header_timeout_s > 300 {
+            return bad("http.header_timeout_s", "must be within 1..=300");
         }
         if cfg.security.max_rows == 0 || cfg.security.max_rows > 100_000 {
             return bad("security.max_rows", "must be within 1..=100000");

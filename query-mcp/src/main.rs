@@ -281,7 +281,7 @@ async fn serve(
     let engine: Arc<dyn Engine> =
         Arc::new(LocalEngine::open_with(&store, cfg.security.clone()).await?);
     if stdio {
-        let service = mcp::Server::new(engine)
+        let service = mcp::Server::new(engine, Default::default())
             .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| QueryError::Runtime(format!("starting the stdio server: {e}")))?;

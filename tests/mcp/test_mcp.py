@@ -18,50 +18,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-BIN = os.environ.get("CAUSEWAY_BIN_DIR", "/var/cache/causeway/target/release")
-COLLECTOR = os.path.join(BIN, "causeway-collector")
-TESTKIT = os.path.join(BIN, "causeway-testkit")
-QUERY = os.path.join(BIN, "causeway-query")
-TOKEN = "test-token-0123456789abcdef"
-
-
-@pytest.fixture(scope="session")
-def recording():
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("recording needs root to load BPF programs, and CI must not skip it")
-        pytest.skip("*** SKIPPED: recording needs root to load BPF programs ***")
-    tmp = tempfile.mkdtemp(prefix="causeway-mcp-")
-    store = os.path.join(tmp, "store")
-    pid, result = record([TESTKIT, "workload", "mutex", "--hold", "200ms"], store)
-    cfg = os.path.join(tmp, "query.yaml")
-    with open(cfg, "w") as f:
-        f.write("security:\n  query_timeout_s: 3\n  rate_limit_per_second: 50\n  max_rows: 100\n")
-    yield {"store": store, "pid": pid, "holder": result["holder_tid"], "waiter": result["waiter_tid"], "config": cfg}
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def record(workload, store, collector_args=()):
-    """Runs a workload that prints {"ready": pid} and waits for a line on stdin, under the real
-    collector tracing its pid; returns the pid and the workload's result line."""
-    ready = store + ".ready"
-    w = subprocess.Popen(workload + ["--wait-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    pid = json.loads(w.stdout.readline())["ready"]
-    c = subprocess.Popen([COLLECTOR, "run", "--pid", str(pid), "--store", store, "--ready-file", ready,
-                          "--flush-interval", "1s", *collector_args], stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not os.path.exists(ready):
-        assert c.poll() is None and time.time() < deadline, "collector did not attach"
-        time.sleep(0.05)
-    w.stdin.write("go\n")
-    w.stdin.flush()
-    result = json.loads(w.stdout.readline())
-    w.wait()
-    time.sleep(0.3)
-    c.send_signal(signal.SIGINT)
-    assert c.wait(timeout=60) == 0
-    return pid, result
-
+from conftest import QUERY, TESTKIT, TOKEN, free_port, post, record
 
 async def call(session, name, args):
     r = await session.call_tool(name, args)
@@ -157,44 +114,6 @@ def test_stdio_with_the_python_sdk(recording):
     anyio.run(main)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@pytest.fixture()
-def http_server(recording):
-    port = free_port()
-    env = dict(os.environ, CAUSEWAY_MCP_TOKEN=TOKEN)
-    p = subprocess.Popen([QUERY, "serve", "--http", f"127.0.0.1:{port}", "--store", recording["store"],
-                          "--config", recording["config"]], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert p.poll() is None and time.time() < deadline, "server did not start"
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/mcp"
-    p.terminate()
-    p.wait(timeout=10)
-
-
-def post(url, headers, body=None):
-    body = body or json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
-    h = {"content-type": "application/json", "accept": "application/json, text/event-stream", **headers}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=h), timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def test_streamable_http_with_the_python_sdk(recording, http_server):
     async def main():
         client = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
@@ -249,6 +168,15 @@ def test_inspector_cli_lists_and_calls_tools(recording):
                         "--tool-arg", f"target_pid={recording['pid']}", "--tool-arg", "latency_window_s=60"])
     assert not called.get("isError"), called
     assert called["structuredContent"]["contention_source"]["tid"] == recording["holder"], called
+    # what the inspector shows as content is the data too (compared as doubles: JavaScript reads
+    # nanosecond timestamps as such), and every tool has a title
+    as_doubles = lambda v: json.loads(json.dumps(v), parse_int=float)  # noqa: E731
+    assert as_doubles(json.loads(called["content"][1]["text"])) == as_doubles(called["structuredContent"])
+    assert all(t.get("title") for t in listed["tools"]), listed
+    wrong = inspector([*server, "--method", "tools/call", "--tool-name", "query_off_cpu_events",
+                       "--tool-arg", f"pid={recording['pid']}", "--tool-arg", "limit=ten"])
+    assert wrong.get("isError") is True and "`limit`" in wrong["content"][0]["text"], wrong
+    assert inspector([*server, "--method", "resources/list"]) == {"resources": []}
     bad = inspector([*server, "--method", "tools/call", "--tool-name", "run_sql",
                      "--tool-arg", "query=DROP TABLE kernel_events"])
     assert bad.get("isError") is True, bad

@@ -15,6 +15,23 @@ pub struct Document {
     pub text: String,
 }
 
+/// A URI no other document of this or another run of the server has: `causeway://<kind>/<name>-<n>.<ext>`,
+/// `n` unique to the call (the server's start time, then a counter).
+pub fn document_uri(kind: &str, name: &str, ext: &str) -> String {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::Ordering;
+    use std::sync::OnceLock;
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("causeway://{kind}/{name}-{start:x}-{n}.{ext}")
+}
+
 /// An analysis's answer.
 pub trait Report: Serialize {
     /// The answer in one paragraph.

@@ -194,7 +194,7 @@ impl Report for FlameReport {
 /// The off-CPU flamegraph as a report carrying its SVG.
 pub async fn flamegraph(engine: &dyn Engine, a: &FlameArgs) -> Result<FlameReport, QueryError> {
     let (svg, stacks) = flamegraph_svg(engine, a).await?;
-    let uri = format!("causeway://flamegraph/off-cpu/{}.svg", a.pid);
+    let uri = super::report::document_uri("flamegraph/off-cpu", &a.pid.to_string(), "svg");
     Ok(FlameReport {
         pid: a.pid,
         stacks,
@@ -247,7 +247,7 @@ pub async fn export_timeline(
 ) -> Result<TimelineReport, QueryError> {
     let t = timeline(engine, a).await?;
     let other = &t["otherData"];
-    let uri = "causeway://timeline.json".to_string();
+    let uri = super::report::document_uri("timeline", "timeline", "json");
     Ok(TimelineReport {
         events: t["traceEvents"].as_array().map_or(0, |a| a.len()),
         truncated: other["truncated"].as_bool().unwrap_or(false),

@@ -1,6 +1,8 @@
-//! Streamable HTTP transport: rmcp's service behind a small gate that checks the bearer token
-//! (401), the request rate (429) and the path (404). rmcp itself checks Host (DNS rebinding),
-//! Origin (403) and the body size.
+//! Streamable HTTP transport: rmcp's service behind a small gate that checks the path (404), the
+//! bearer token (401, saying how to authenticate) and then each client's request rate (429): an
+//! unauthenticated flood is turned away before it can use up an authenticated client's rate.
+//! Request headers must arrive within `http.header_timeout_s`. rmcp itself checks Host (DNS
+//! rebinding), Origin (403) and the body size.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ use crate::engine::Engine;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// A token bucket shared by all connections.
+/// A token bucket.
 struct RateLimiter {
     capacity: f64,
     tokens: f64,
@@ -60,6 +62,49 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// One token bucket per client (its MCP session, else its address), idle ones forgotten.
+struct ClientLimits {
+    per_sec: u32,
+    buckets: std::collections::HashMap<String, RateLimiter>,
+}
+
+impl ClientLimits {
+    /// Clients tracked at most before idle ones are dropped.
+    const MAX_CLIENTS: usize = 10_000;
+
+    fn new(per_sec: u32) -> Self {
+        ClientLimits {
+            per_sec,
+            buckets: std::collections::HashMap::new(),
+        }
+    }
+
+    fn allow(&mut self, client: &str) -> bool {
+        if self.buckets.len() >= Self::MAX_CLIENTS && !self.buckets.contains_key(client) {
+            // a bucket idle this long is full again: forgetting it changes nothing
+            let full = std::time::Duration::from_secs(2);
+            self.buckets.retain(|_, b| b.last.elapsed() < full);
+        }
+        let per_sec = self.per_sec;
+        self.buckets
+            .entry(client.to_string())
+            .or_insert_with(|| RateLimiter::new(per_sec))
+            .allow()
+    }
+}
+
+/// Who a request comes from, for its rate: its MCP session when it has one, else its address.
+fn client_of(req: &Request<Incoming>, peer: SocketAddr) -> String {
+    match req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(session) => format!("session {session}"),
+        None => format!("address {}", peer.ip()),
     }
 }
 
@@ -115,12 +160,13 @@ pub async fn serve(
         .enforce_origin_validation()
         .with_max_request_body_bytes(cfg.security.max_request_bytes);
     http_cfg.json_response = true;
+    let documents = Arc::new(super::Documents::default());
     let mcp = StreamableHttpService::new(
-        move || Ok(Server::new(engine.clone())),
+        move || Ok(Server::new(engine.clone(), documents.clone())),
         Arc::new(LocalSessionManager::default()),
         http_cfg,
     );
-    let limiter = Arc::new(Mutex::new(RateLimiter::new(
+    let limits = Arc::new(Mutex::new(ClientLimits::new(
         cfg.security.rate_limit_per_second,
     )));
     let expected = Arc::new(format!("Bearer {token}"));
@@ -131,54 +177,84 @@ pub async fn serve(
         "causeway-query: serving MCP (Streamable HTTP) at http://{}/mcp",
         listener.local_addr()?
     );
+    let header_timeout = std::time::Duration::from_secs(cfg.http.header_timeout_s);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 continue;
             }
         };
-        let (mcp, limiter, expected) = (mcp.clone(), limiter.clone(), expected.clone());
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let mut mcp = mcp.clone();
-            let limiter = limiter.clone();
-            let expected = expected.clone();
-            async move {
-                if !limiter.lock().expect("rate limiter lock").allow() {
-                    let mut r = reply(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate limit exceeded (security.rate_limit_per_second)",
-                    );
-                    r.headers_mut()
-                        .insert("retry-after", "1".parse().expect("static header"));
-                    return Ok::<_, Infallible>(r);
-                }
-                if req.uri().path() != "/mcp" {
-                    return Ok(reply(StatusCode::NOT_FOUND, "the MCP endpoint is /mcp"));
-                }
-                let auth = req
-                    .headers()
-                    .get("authorization")
-                    .map(|v| v.as_bytes())
-                    .unwrap_or(b"");
-                if !same(auth, expected.as_bytes()) {
-                    let mut r = reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                    r.headers_mut()
-                        .insert("www-authenticate", "Bearer".parse().expect("static header"));
-                    return Ok(r);
-                }
-                tower_call(&mut mcp, req).await
-            }
-        });
+        let gate = Gate {
+            mcp: mcp.clone(),
+            limits: limits.clone(),
+            expected: expected.clone(),
+            peer,
+        };
+        let svc = service_fn(move |req: Request<Incoming>| gate.clone().handle(req));
         tokio::spawn(async move {
-            if let Err(e) = http1::Builder::new()
+            let served = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
+                .await;
+            if let Err(e) = served {
                 tracing::debug!("connection ended: {e}");
             }
         });
+    }
+}
+
+/// What every request of a connection passes before it reaches rmcp.
+#[derive(Clone)]
+struct Gate {
+    mcp: StreamableHttpService<Server, LocalSessionManager>,
+    limits: Arc<Mutex<ClientLimits>>,
+    expected: Arc<String>,
+    peer: SocketAddr,
+}
+
+impl Gate {
+    async fn handle(mut self, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        if req.uri().path() != "/mcp" {
+            return Ok(reply(StatusCode::NOT_FOUND, "the MCP endpoint is /mcp"));
+        }
+        let auth = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"");
+        if !same(auth, self.expected.as_bytes()) {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token: send `Authorization: Bearer <token>`, the token the \
+                 server was given (http.token_file, or the variable http.token_env names, \
+                 CAUSEWAY_MCP_TOKEN by default)",
+            );
+            let challenge = "Bearer realm=\"causeway-query\", error=\"invalid_token\"";
+            r.headers_mut().insert(
+                "www-authenticate",
+                challenge.parse().expect("static header"),
+            );
+            return Ok(r);
+        }
+        let client = client_of(&req, self.peer);
+        let allowed = self
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(&client);
+        if !allowed {
+            let mut r = reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limit exceeded (security.rate_limit_per_second, per client)",
+            );
+            r.headers_mut()
+                .insert("retry-after", "1".parse().expect("static header"));
+            return Ok(r);
+        }
+        tower_call(&mut self.mcp, req).await
     }
 }
 
